@@ -1,0 +1,161 @@
+// swift-tools-version:6.1
+//
+// sdq: asynchronous Stable Diffusion image generation on queues.
+// Layout and dependency direction follow ARCHITECTURE.md:
+//   executables -> service libraries -> SDQPlatform -> SDQMessages.
+// A service library never imports another service library; only the `sdq` command composes them.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "sdq",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sdq", targets: ["SdqMain"]),
+        .executable(name: "api-lambda", targets: ["ApiLambdaMain"]),
+        .executable(name: "dispatcher", targets: ["DispatcherMain"]),
+        .executable(name: "inference-service", targets: ["InferenceServiceMain"]),
+        .executable(name: "result-writer", targets: ["ResultWriterMain"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: Shared
+        .target(
+            name: "SDQMessages",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Shared/Messages",
+            exclude: ["proto"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SDQPlatform",
+            dependencies: [
+                "SDQMessages",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Shared/Platform",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Services (library + thin executable each)
+        .target(
+            name: "ApiLambda",
+            dependencies: [
+                "SDQPlatform",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            path: "Services/ApiLambda/Library",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ApiLambdaMain", dependencies: ["ApiLambda"],
+            path: "Services/ApiLambda/Executable", swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Dispatcher", dependencies: ["SDQPlatform"],
+            path: "Services/Dispatcher/Library", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "DispatcherMain", dependencies: ["Dispatcher"],
+            path: "Services/Dispatcher/Executable", swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "InferenceService",
+            dependencies: [
+                "SDQPlatform",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ],
+            path: "Services/InferenceService/Library",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "InferenceServiceMain", dependencies: ["InferenceService"],
+            path: "Services/InferenceService/Executable", swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ResultWriter", dependencies: ["SDQPlatform"],
+            path: "Services/ResultWriter/Library", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ResultWriterMain", dependencies: ["ResultWriter"],
+            path: "Services/ResultWriter/Executable", swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Sdq",
+            dependencies: [
+                "SDQPlatform", "ApiLambda", "Dispatcher", "InferenceService", "ResultWriter",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            path: "Services/Sdq/Library",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "SdqMain", dependencies: ["Sdq"],
+            path: "Services/Sdq/Executable", swiftSettings: swiftSettings
+        ),
+
+        // MARK: Tests (one target per library target)
+        .target(
+            name: "SDQTestSupport", dependencies: ["SDQPlatform"],
+            path: "Tests/Support", swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SDQMessagesTests", dependencies: ["SDQMessages"],
+            path: "Tests/SDQMessagesTests", swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SDQPlatformTests", dependencies: ["SDQPlatform", "SDQTestSupport"],
+            path: "Tests/SDQPlatformTests", swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ApiLambdaTests", dependencies: ["ApiLambda", "SDQTestSupport"],
+            path: "Tests/ApiLambdaTests", swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DispatcherTests", dependencies: ["Dispatcher", "SDQTestSupport"],
+            path: "Tests/DispatcherTests", swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InferenceServiceTests", dependencies: ["InferenceService", "SDQTestSupport"],
+            path: "Tests/InferenceServiceTests", swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ResultWriterTests", dependencies: ["ResultWriter", "SDQTestSupport"],
+            path: "Tests/ResultWriterTests", swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SdqTests",
+            dependencies: [
+                "Sdq", "SDQTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            path: "Tests/SdqTests", swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,92 @@
+import Foundation
+import SDQPlatform
+
+/// One generation as a runtime sees it.
+public struct RuntimeJob: Sendable, Equatable {
+    /// `txt2img`, `img2img`, `extras` or `comfyui_workflow`.
+    public var kind: String
+    public var prompt: String
+    public var negativePrompt: String
+    public var seed: Int64
+    public var width: Int
+    public var height: Int
+    public var steps: Int
+    public var cfgScale: Double
+    public var sampler: String
+    public var batchSize: Int
+    public var denoisingStrength: Double
+    public var model: String
+    /// Runtime-native JSON object merged into the runtime request unchanged (`runtime_options`).
+    public var runtimeOptions: Data?
+    /// Input images (img2img), already fetched from the object store.
+    public var initImages: [Data]
+
+    public init(
+        kind: String = "txt2img", prompt: String, negativePrompt: String = "", seed: Int64, width: Int, height: Int,
+        steps: Int, cfgScale: Double = 7, sampler: String = "Euler a", batchSize: Int = 1,
+        denoisingStrength: Double = 0.75, model: String, runtimeOptions: Data? = nil, initImages: [Data] = []
+    ) {
+        self.kind = kind
+        self.prompt = prompt
+        self.negativePrompt = negativePrompt
+        self.seed = seed
+        self.width = width
+        self.height = height
+        self.steps = steps
+        self.cfgScale = cfgScale
+        self.sampler = sampler
+        self.batchSize = batchSize
+        self.denoisingStrength = denoisingStrength
+        self.model = model
+        self.runtimeOptions = runtimeOptions
+        self.initImages = initImages
+    }
+}
+
+/// One image a runtime produced.
+public struct RuntimeImage: Sendable, Equatable {
+    public var png: Data
+    public var width: Int
+    public var height: Int
+    public var seed: Int64
+
+    public init(png: Data, width: Int, height: Int, seed: Int64) {
+        self.png = png
+        self.width = width
+        self.height = height
+        self.seed = seed
+    }
+}
+
+/// A runtime failure, with whether trying again could help.
+public struct RuntimeError: CodedError {
+    public let code: String
+    public let message: String
+    /// True for transient faults (runtime unreachable, busy); false for bad requests.
+    public let retryable: Bool
+
+    public init(code: String, message: String, retryable: Bool) {
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+    }
+}
+
+/// A Stable Diffusion runtime the inference service drives: the in-process emulator, or an HTTP
+/// runtime (SD WebUI and its API-compatible forks) next to the service.
+public protocol RuntimeBackend: Sendable {
+    /// `emulator`, `sdwebui` or `comfyui`.
+    var name: String { get }
+    /// Runs one job, reporting progress (0…1) as it goes. Cancellation stops the job.
+    func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Void) async throws(RuntimeError)
+        -> [RuntimeImage]
+}
+
+extension RuntimeJob {
+    /// The emulator parameters of image `index` of the batch (A1111 increments the seed per image).
+    func emulatorParameters(index: Int) -> EmulatorImage.Parameters {
+        EmulatorImage.Parameters(
+            prompt: prompt, negativePrompt: negativePrompt, model: model, seed: seed + Int64(index), width: width,
+            height: height, steps: steps, cfgScale: cfgScale, sampler: sampler)
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import Yams
+
+/// One worker pool: a set of workers that serve one runtime and a set of models.
+public struct PoolSpec: Sendable, Equatable, Codable {
+    /// Pool name (lower-case letters, digits and `-`); also part of its queue name.
+    public var name: String
+    /// `emulator`, `sdwebui` or `comfyui`.
+    public var runtime: String
+    /// Models (checkpoints) the pool serves; the first is its default.
+    public var models: [String]
+
+    public init(name: String, runtime: String, models: [String]) {
+        self.name = name
+        self.runtime = runtime
+        self.models = models
+    }
+}
+
+/// Request limits the API enforces.
+public struct RequestLimits: Sendable, Equatable, Codable {
+    public var maxWidth: Int = 2048
+    public var maxHeight: Int = 2048
+    public var maxSteps: Int = 150
+    public var maxBatchSize: Int = 8
+    public var maxPromptLength: Int = 8000
+    /// Largest accepted request body in bytes.
+    public var maxBodyBytes: Int = 1 << 20
+    /// How long task records and results are kept, in seconds.
+    public var taskTTLSeconds: Int = 7 * 24 * 3600
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case maxWidth = "max_width", maxHeight = "max_height", maxSteps = "max_steps"
+        case maxBatchSize = "max_batch_size", maxPromptLength = "max_prompt_length"
+        case maxBodyBytes = "max_body_bytes", taskTTLSeconds = "task_ttl_seconds"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = RequestLimits.defaults
+        maxWidth = try c.decodeIfPresent(Int.self, forKey: .maxWidth) ?? d.maxWidth
+        maxHeight = try c.decodeIfPresent(Int.self, forKey: .maxHeight) ?? d.maxHeight
+        maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? d.maxSteps
+        maxBatchSize = try c.decodeIfPresent(Int.self, forKey: .maxBatchSize) ?? d.maxBatchSize
+        maxPromptLength = try c.decodeIfPresent(Int.self, forKey: .maxPromptLength) ?? d.maxPromptLength
+        maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? d.maxBodyBytes
+        taskTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .taskTTLSeconds) ?? d.taskTTLSeconds
+    }
+
+    static let defaults = RequestLimits()
+}
+
+/// Queue behaviour shared by every pool queue.
+public struct QueueSettings: Sendable, Equatable, Codable {
+    /// Receives after which a message is dead-lettered.
+    public var maxReceiveCount: Int = 5
+    /// Initial visibility of a task on a pool queue; workers extend it while they run.
+    public var workerVisibilityTimeoutSeconds: Int = 60
+
+    public init() {}
+
+    /// ``workerVisibilityTimeoutSeconds`` as a duration.
+    public var workerVisibilityTimeout: Duration { .seconds(workerVisibilityTimeoutSeconds) }
+
+    enum CodingKeys: String, CodingKey {
+        case maxReceiveCount = "max_receive_count"
+        case workerVisibilityTimeoutSeconds = "worker_visibility_timeout_seconds"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        maxReceiveCount = try c.decodeIfPresent(Int.self, forKey: .maxReceiveCount) ?? 5
+        workerVisibilityTimeoutSeconds =
+            try c.decodeIfPresent(Int.self, forKey: .workerVisibilityTimeoutSeconds) ?? 60
+    }
+}
+
+/// An invalid pool configuration file.
+public struct ConfigurationError: CodedError {
+    public let code = "invalid_configuration"
+    public let message: String
+    public let field: String?
+    public init(message: String, field: String? = nil) {
+        self.message = message
+        self.field = field
+    }
+}
+
+/// The pool configuration (`SDQ_POOLS_FILE`, YAML):
+///
+/// ```yaml
+/// pools:
+///   - name: default
+///     runtime: emulator
+///     models: [emulator-v1]
+/// limits: { max_width: 2048, max_height: 2048, max_steps: 150 }
+/// queues: { max_receive_count: 5, worker_visibility_timeout_seconds: 60 }
+/// ```
+public struct PoolConfiguration: Sendable, Equatable, Codable {
+    public var pools: [PoolSpec]
+    public var limits: RequestLimits
+    public var queues: QueueSettings
+
+    /// The runtimes a pool may name.
+    public static let knownRuntimes: Set<String> = ["emulator", "sdwebui", "comfyui"]
+    /// The model the built-in emulator serves.
+    public static let emulatorModel = "emulator-v1"
+
+    public init(pools: [PoolSpec], limits: RequestLimits = RequestLimits(), queues: QueueSettings = QueueSettings())
+        throws(ConfigurationError)
+    {
+        self.pools = pools
+        self.limits = limits
+        self.queues = queues
+        try validate()
+    }
+
+    /// The default when no file is given: one pool `default` on the emulator.
+    public static var builtIn: PoolConfiguration {
+        // Statically valid.
+        try! PoolConfiguration(pools: [PoolSpec(name: "default", runtime: "emulator", models: [emulatorModel])])
+    }
+
+    enum CodingKeys: String, CodingKey { case pools, limits, queues }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        pools = try c.decode([PoolSpec].self, forKey: .pools)
+        limits = try c.decodeIfPresent(RequestLimits.self, forKey: .limits) ?? RequestLimits()
+        queues = try c.decodeIfPresent(QueueSettings.self, forKey: .queues) ?? QueueSettings()
+    }
+
+    /// Parses YAML text.
+    public static func parse(yaml: String) throws(ConfigurationError) -> PoolConfiguration {
+        let config: PoolConfiguration
+        do {
+            config = try YAMLDecoder().decode(PoolConfiguration.self, from: yaml)
+        } catch {
+            throw ConfigurationError(message: "pool configuration is not valid: \(error)")
+        }
+        try config.validate()
+        return config
+    }
+
+    /// Loads `path`, or the built-in configuration when `path` is nil.
+    public static func load(path: String?) throws(ConfigurationError) -> PoolConfiguration {
+        guard let path, !path.isEmpty else { return builtIn }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+        else { throw ConfigurationError(message: "cannot read pool configuration at \(path)", field: "SDQ_POOLS_FILE") }
+        return try parse(yaml: text)
+    }
+
+    /// The pool with this name.
+    public func pool(named name: String) -> PoolSpec? { pools.first { $0.name == name } }
+
+    /// The first pool serving `model` (model affinity).
+    public func pool(servingModel model: String) -> PoolSpec? { pools.first { $0.models.contains(model) } }
+
+    /// The pool used when a request names neither pool nor model.
+    public var defaultPool: PoolSpec { pool(named: "default") ?? pools[0] }
+
+    private func validate() throws(ConfigurationError) {
+        guard !pools.isEmpty else { throw ConfigurationError(message: "at least one pool is required", field: "pools") }
+        var seen = Set<String>()
+        for (index, pool) in pools.enumerated() {
+            let field = "pools[\(index)]"
+            let allowed = pool.name.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
+            guard !pool.name.isEmpty, pool.name.count <= 40, allowed else {
+                throw ConfigurationError(message: "pool name must be 1-40 of a-z, 0-9, -", field: "\(field).name")
+            }
+            guard seen.insert(pool.name).inserted else {
+                throw ConfigurationError(message: "duplicate pool \(pool.name)", field: "\(field).name")
+            }
+            guard Self.knownRuntimes.contains(pool.runtime) else {
+                throw ConfigurationError(message: "unknown runtime \(pool.runtime)", field: "\(field).runtime")
+            }
+            guard !pool.models.isEmpty else {
+                throw ConfigurationError(message: "a pool serves at least one model", field: "\(field).models")
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Logging
+
+/// The configuration every service reads from its environment (ARCHITECTURE.md's fixed names).
+/// Command-line flags of the same meaning override these values.
+public struct SDQConfiguration: Sendable {
+    /// `embedded` or `aws`.
+    public enum TransportKind: String, Sendable { case embedded, aws }
+
+    /// `SDQ_TRANSPORT`.
+    public var transport: TransportKind = .embedded
+    /// `SDQ_DATA_DIR`: the embedded database and object folder.
+    public var dataDirectory: String = "./.sdq"
+    /// `SDQ_STACK`: prefix of every resource name.
+    public var stack: String = "sdq"
+    /// `SDQ_POOLS_FILE`: YAML pool configuration; nil means the built-in single emulator pool.
+    public var poolsFile: String?
+    /// `SDQ_RUNTIME`: the inference service's runtime.
+    public var runtime: String = "emulator"
+    /// `SDQ_RUNTIME_URL`: the runtime's base URL (sdwebui, comfyui).
+    public var runtimeURL: String?
+    /// `SDQ_HTTP_PORT`.
+    public var httpPort: Int = 8080
+    /// `SDQ_API_KEYS`: accepted API keys; empty means open.
+    public var apiKeys: [String] = []
+    /// `SDQ_WEBHOOK_ALLOW_PRIVATE`.
+    public var webhookAllowPrivate: Bool = false
+    /// `LOG_LEVEL`.
+    public var logLevel: Logger.Level = .info
+    /// `SDQ_LOG_FORMAT`: `json` or `text`; nil picks text on a terminal and JSON otherwise.
+    public var logFormat: String?
+    /// `SDQ_POOL`: the pool an inference service serves.
+    public var pool: String = "default"
+
+    public init() {}
+
+    /// Reads the configuration from `environment` (the process environment by default).
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigurationError) -> SDQConfiguration {
+        var config = SDQConfiguration()
+        func value(_ name: String) -> String? {
+            guard let raw = environment[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
+            return raw
+        }
+        if let raw = value("SDQ_TRANSPORT") {
+            guard let kind = TransportKind(rawValue: raw.lowercased()) else {
+                throw ConfigurationError(message: "must be embedded or aws, not \(raw)", field: "SDQ_TRANSPORT")
+            }
+            config.transport = kind
+        }
+        if let raw = value("SDQ_DATA_DIR") { config.dataDirectory = raw }
+        if let raw = value("SDQ_STACK") { config.stack = raw }
+        config.poolsFile = value("SDQ_POOLS_FILE")
+        if let raw = value("SDQ_RUNTIME") { config.runtime = raw.lowercased() }
+        config.runtimeURL = value("SDQ_RUNTIME_URL")
+        if let raw = value("SDQ_HTTP_PORT") {
+            guard let port = Int(raw), (0...65535).contains(port) else {
+                throw ConfigurationError(message: "not a port number: \(raw)", field: "SDQ_HTTP_PORT")
+            }
+            config.httpPort = port
+        }
+        if let raw = value("SDQ_API_KEYS") {
+            config.apiKeys = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }
+        }
+        if let raw = value("SDQ_WEBHOOK_ALLOW_PRIVATE") {
+            config.webhookAllowPrivate = ["1", "true", "yes"].contains(raw.lowercased())
+        }
+        if let raw = value("LOG_LEVEL") {
+            guard let level = Logger.Level(rawValue: raw.lowercased()) else {
+                throw ConfigurationError(message: "unknown log level \(raw)", field: "LOG_LEVEL")
+            }
+            config.logLevel = level
+        }
+        config.logFormat = value("SDQ_LOG_FORMAT")?.lowercased()
+        if let raw = value("SDQ_POOL") { config.pool = raw }
+        return config
+    }
+
+    /// The resource names of ``stack``.
+    public var names: ResourceNames { ResourceNames(stack: stack) }
+}

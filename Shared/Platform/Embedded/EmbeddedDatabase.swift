@@ -1,0 +1,114 @@
+import Foundation
+import Logging
+import NIOCore
+import SQLiteNIO
+
+/// The embedded transport's SQLite database (one file under `SDQ_DATA_DIR`).
+///
+/// Concurrency: one connection per process, and every state change is a single SQL statement
+/// (`UPDATE … RETURNING`), so statements from concurrent tasks or from other processes cannot
+/// interleave inside a change. WAL mode lets readers and one writer work side by side.
+final class EmbeddedDatabase: Sendable {
+    let connection: SQLiteConnection
+    let path: String
+
+    private init(connection: SQLiteConnection, path: String) {
+        self.connection = connection
+        self.path = path
+    }
+
+    static func open(path: String, logger: Logger) async throws(TransportError) -> EmbeddedDatabase {
+        do {
+            let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+            let database = EmbeddedDatabase(connection: connection, path: path)
+            _ = try await connection.query("PRAGMA journal_mode=WAL")
+            _ = try await connection.query("PRAGMA synchronous=NORMAL")
+            for statement in schema {
+                _ = try await connection.query(statement)
+            }
+            return database
+        } catch let error as TransportError {
+            throw error
+        } catch {
+            throw .storage("cannot open \(path): \(error)")
+        }
+    }
+
+    /// Runs one statement and returns its rows.
+    @discardableResult
+    func query(_ sql: String, _ binds: [SQLiteData] = []) async throws(TransportError) -> [SQLiteRow] {
+        do {
+            return try await connection.query(sql, binds)
+        } catch {
+            throw .storage("\(error)")
+        }
+    }
+
+    func close() async {
+        try? await connection.close()
+    }
+
+    private static let schema = [
+        """
+        CREATE TABLE IF NOT EXISTS queues (
+          name TEXT PRIMARY KEY,
+          visibility_timeout_ms INTEGER NOT NULL,
+          max_receive_count INTEGER NOT NULL,
+          dead_letter_queue TEXT
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS messages (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE,
+          queue TEXT NOT NULL,
+          body TEXT NOT NULL,
+          attributes TEXT NOT NULL,
+          sent_at INTEGER NOT NULL,
+          visible_at INTEGER NOT NULL,
+          receive_count INTEGER NOT NULL DEFAULT 0,
+          receipt TEXT
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS messages_ready ON messages(queue, visible_at, seq)",
+        "CREATE INDEX IF NOT EXISTS messages_receipt ON messages(receipt)",
+        """
+        CREATE TABLE IF NOT EXISTS subscriptions (
+          topic TEXT NOT NULL,
+          queue TEXT NOT NULL,
+          filter_policy TEXT,
+          PRIMARY KEY (topic, queue)
+        )
+        """,
+        "CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY)",
+        """
+        CREATE TABLE IF NOT EXISTS tasks (
+          id TEXT PRIMARY KEY,
+          idempotency_key TEXT UNIQUE,
+          status TEXT NOT NULL,
+          version INTEGER NOT NULL,
+          record TEXT NOT NULL,
+          expires_at INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS objects (
+          key TEXT PRIMARY KEY,
+          content_type TEXT NOT NULL,
+          size INTEGER NOT NULL,
+          created_at INTEGER NOT NULL
+        )
+        """,
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ]
+}
+
+extension SQLiteData {
+    static func int(_ value: some BinaryInteger) -> SQLiteData { .integer(numericCast(value)) }
+    static func optionalText(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+}
+
+extension SQLiteRow {
+    func int(_ name: String) -> Int64 { column(name)?.integer.map { Int64($0) } ?? 0 }
+    func text(_ name: String) -> String? { column(name)?.string }
+}

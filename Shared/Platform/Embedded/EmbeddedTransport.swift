@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+
+/// The embedded transport: one SQLite file (`SDQ_DATA_DIR/sdq.sqlite`) and an object folder beside
+/// it (`SDQ_DATA_DIR/objects`), durable across restarts and shareable by processes on one machine.
+/// It is the default when no AWS configuration is given.
+public final class EmbeddedTransport: Transport {
+    private let database: EmbeddedDatabase
+    private let signal = ArrivalSignal()
+    /// The data directory.
+    public let directory: URL
+    public let objects: any ObjectStore
+    public let tasks: any TaskStore
+    /// How often a long poll looks for messages sent by another process.
+    public let crossProcessPollInterval: Duration
+
+    private init(database: EmbeddedDatabase, directory: URL, bucket: String, pollInterval: Duration) {
+        self.database = database
+        self.directory = directory
+        self.objects = EmbeddedObjectStore(
+            bucket: bucket, root: directory.appendingPathComponent("objects", isDirectory: true), database: database)
+        self.tasks = EmbeddedTaskStore(database: database)
+        self.crossProcessPollInterval = pollInterval
+    }
+
+    /// Opens (creating if needed) the embedded store in `directory` for the stack's bucket.
+    public static func open(
+        directory: String, names: ResourceNames, logger: Logger = Logger(label: "sdq.embedded"),
+        crossProcessPollInterval: Duration = .milliseconds(200)
+    ) async throws(TransportError) -> EmbeddedTransport {
+        let url = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
+        do {
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        } catch {
+            throw .storage("cannot create data directory \(url.path): \(error)")
+        }
+        let database = try await EmbeddedDatabase.open(path: url.appendingPathComponent("sdq.sqlite").path, logger: logger)
+        return EmbeddedTransport(
+            database: database, directory: url, bucket: names.bucket, pollInterval: crossProcessPollInterval)
+    }
+
+    public func queue(named name: String) -> any MessageQueue {
+        EmbeddedQueue(name: name, database: database, signal: signal, crossProcessPollInterval: crossProcessPollInterval)
+    }
+
+    public func topic(named name: String) -> any Topic {
+        EmbeddedTopic(name: name, database: database, signal: signal)
+    }
+
+    public func provision(_ topology: Topology) async throws(TransportError) {
+        for queue in topology.queues {
+            try await database.query(
+                """
+                INSERT INTO queues (name, visibility_timeout_ms, max_receive_count, dead_letter_queue)
+                VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET
+                  visibility_timeout_ms = excluded.visibility_timeout_ms,
+                  max_receive_count = excluded.max_receive_count,
+                  dead_letter_queue = excluded.dead_letter_queue
+                """,
+                [.text(queue.name), .int(queue.visibilityTimeout.milliseconds), .int(queue.maxReceiveCount),
+                 .optionalText(queue.deadLetterQueue)])
+        }
+        for topic in topology.topics {
+            try await database.query("INSERT OR IGNORE INTO topics (name) VALUES (?)", [.text(topic)])
+        }
+        for subscription in topology.subscriptions {
+            try await database.query(
+                "INSERT OR REPLACE INTO subscriptions (topic, queue, filter_policy) VALUES (?, ?, ?)",
+                [.text(subscription.topic), .text(subscription.queue),
+                 .optionalText(subscription.filterPolicy?.jsonString())])
+        }
+    }
+
+    /// A secret kept in the database, created on first use (e.g. the key that signs object URLs).
+    public func secret(named name: String) async throws(TransportError) -> Data {
+        let candidate = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        try await database.query("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", [.text(name), .text(candidate)])
+        let rows = try await database.query("SELECT value FROM meta WHERE key = ?", [.text(name)])
+        guard let text = rows.first?.text("value"), let data = Data(base64Encoded: text) else {
+            throw .storage("secret \(name) is unreadable")
+        }
+        return data
+    }
+
+    /// Removes expired task records and messages older than the retention period.
+    public func purgeExpired(messageRetention: Duration = .seconds(4 * 24 * 3600)) async throws(TransportError) {
+        let now = EpochClock.nowMillis()
+        try await database.query("DELETE FROM tasks WHERE expires_at <= ?", [.int(now)])
+        try await database.query("DELETE FROM messages WHERE sent_at <= ?", [.int(now - messageRetention.milliseconds)])
+    }
+
+    /// Closes the database; the transport is unusable afterwards.
+    public func close() async {
+        await database.close()
+    }
+}

@@ -1,0 +1,75 @@
+import Logging
+
+/// What a message handler decided.
+public enum MessageDisposition: Sendable, Equatable {
+    /// Done: delete the message.
+    case delete
+    /// Try again later: make it visible again after this delay.
+    case retry(after: Duration)
+    /// Cannot ever be processed: make it visible at once so the queue's redrive moves it to the
+    /// dead-letter queue after its remaining receives. Never deleted silently.
+    case reject
+}
+
+/// A long-polling consumer loop: receive, hand each message to a handler, act on the disposition.
+/// Runs until its task is cancelled; a receive error backs off instead of ending the loop.
+public struct QueueConsumer: Sendable {
+    public let queue: any MessageQueue
+    public let logger: Logger
+    public var batchSize: Int
+    public var wait: Duration
+    public var visibilityTimeout: Duration?
+
+    public init(
+        queue: any MessageQueue, logger: Logger, batchSize: Int = 10, wait: Duration = .seconds(20),
+        visibilityTimeout: Duration? = nil
+    ) {
+        self.queue = queue
+        self.logger = logger
+        self.batchSize = batchSize
+        self.wait = wait
+        self.visibilityTimeout = visibilityTimeout
+    }
+
+    /// Runs the loop until cancelled. Messages of one batch are handled concurrently.
+    public func run(_ handle: @escaping @Sendable (QueueMessage) async -> MessageDisposition) async {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            let messages: [QueueMessage]
+            do {
+                messages = try await queue.receive(maxMessages: batchSize, wait: wait, visibilityTimeout: visibilityTimeout)
+                backoff = .milliseconds(100)
+            } catch {
+                logger.warning("receive failed", metadata: ["queue": "\(queue.name)", "error": "\(error)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(10))
+                continue
+            }
+            await withTaskGroup(of: Void.self) { group in
+                for message in messages {
+                    group.addTask { await self.settle(message, disposition: await handle(message)) }
+                }
+            }
+        }
+    }
+
+    private func settle(_ message: QueueMessage, disposition: MessageDisposition) async {
+        do {
+            switch disposition {
+            case .delete:
+                try await queue.delete(receiptHandle: message.receiptHandle)
+            case .retry(let delay):
+                try await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: delay)
+            case .reject:
+                logger.error(
+                    "message rejected; it goes to the dead-letter queue",
+                    metadata: ["queue": "\(queue.name)", "message_id": "\(message.messageID)",
+                               "receive_count": "\(message.receiveCount)"])
+                try await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .zero)
+            }
+        } catch {
+            // The message comes back after its visibility timeout: at-least-once, never lost.
+            logger.warning("settling a message failed", metadata: ["queue": "\(queue.name)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import Logging
+
+/// What every service is given: the transport, the stack's resource names and the pools.
+public struct StackContext: Sendable {
+    public let transport: any Transport
+    public let names: ResourceNames
+    public let pools: PoolConfiguration
+
+    public init(transport: any Transport, names: ResourceNames, pools: PoolConfiguration) {
+        self.transport = transport
+        self.names = names
+        self.pools = pools
+    }
+
+    /// The standard topology of this stack.
+    public var topology: Topology { Topology.standard(names: names, pools: pools) }
+
+    /// Opens the configured transport and provisions the stack's topology (idempotent).
+    public static func open(_ configuration: SDQConfiguration, logger: Logger) async throws -> StackContext {
+        let pools = try PoolConfiguration.load(path: configuration.poolsFile)
+        let names = configuration.names
+        let transport: any Transport
+        switch configuration.transport {
+        case .embedded:
+            transport = try await EmbeddedTransport.open(
+                directory: configuration.dataDirectory, names: names, logger: logger)
+        case .aws:
+            throw ConfigurationError(
+                message: "the AWS transport is not available in this build yet", field: "SDQ_TRANSPORT")
+        }
+        let context = StackContext(transport: transport, names: names, pools: pools)
+        try await transport.provision(context.topology)
+        return context
+    }
+}

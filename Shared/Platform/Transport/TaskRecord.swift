@@ -1,0 +1,129 @@
+/// The lifecycle of a task: `queued → dispatched → running → succeeded | failed | cancelled`.
+public enum TaskStatus: String, Sendable, Codable, CaseIterable, Hashable {
+    case queued, dispatched, running, succeeded, failed, cancelled
+
+    /// Whether no further transition is possible.
+    public var isTerminal: Bool {
+        switch self {
+        case .succeeded, .failed, .cancelled: true
+        case .queued, .dispatched, .running: false
+        }
+    }
+
+    /// The states from which a task may still move on.
+    public static let nonTerminal: Set<TaskStatus> = [.queued, .dispatched, .running]
+}
+
+/// One produced image as recorded (the object key, not a URL: URLs are made when read).
+public struct ImageRecord: Sendable, Codable, Equatable {
+    public var key: String
+    public var contentType: String
+    public var width: Int
+    public var height: Int
+    public var seed: Int64
+    public var sha256: String
+    public var size: Int
+
+    public init(key: String, contentType: String, width: Int, height: Int, seed: Int64, sha256: String, size: Int) {
+        self.key = key
+        self.contentType = contentType
+        self.width = width
+        self.height = height
+        self.seed = seed
+        self.sha256 = sha256
+        self.size = size
+    }
+}
+
+/// Stage timestamps in epoch milliseconds (nil: not reached).
+public struct TaskTimings: Sendable, Codable, Equatable {
+    public var submittedAt: Int64?
+    public var dispatchedAt: Int64?
+    public var startedAt: Int64?
+    public var runtimeStartedAt: Int64?
+    public var runtimeFinishedAt: Int64?
+    public var finishedAt: Int64?
+
+    public init(
+        submittedAt: Int64? = nil, dispatchedAt: Int64? = nil, startedAt: Int64? = nil,
+        runtimeStartedAt: Int64? = nil, runtimeFinishedAt: Int64? = nil, finishedAt: Int64? = nil
+    ) {
+        self.submittedAt = submittedAt
+        self.dispatchedAt = dispatchedAt
+        self.startedAt = startedAt
+        self.runtimeStartedAt = runtimeStartedAt
+        self.runtimeFinishedAt = runtimeFinishedAt
+        self.finishedAt = finishedAt
+    }
+}
+
+/// A structured task failure.
+public struct TaskFailure: Sendable, Codable, Equatable {
+    public var code: String
+    public var message: String
+    public init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// The stored state of one task (a DynamoDB item on AWS, a row in the embedded store).
+public struct TaskRecord: Sendable, Codable, Equatable {
+    public var id: String
+    public var status: TaskStatus
+    public var pool: String
+    public var model: String
+    public var kind: String
+    /// Seed actually used (resolved at submission).
+    public var seed: Int64
+    public var width: Int
+    public var height: Int
+    public var batchSize: Int
+    /// Progress 0…1 as last reported by the worker.
+    public var progress: Double
+    public var images: [ImageRecord]
+    public var error: TaskFailure?
+    public var worker: String?
+    public var timings: TaskTimings
+    /// The client's `Idempotency-Key` (or reference-format task id), if any.
+    public var idempotencyKey: String?
+    /// A digest of the request, to tell a true repeat from a key reused for another request.
+    public var requestDigest: String?
+    /// Opaque client JSON, returned with results.
+    public var context: String?
+    /// Whether a cancel was requested (also reflected by status `cancelled`).
+    public var cancelRequested: Bool
+    /// Epoch milliseconds after which the record may be purged.
+    public var expiresAt: Int64
+    /// The object key of the result manifest, once written.
+    public var manifestKey: String?
+
+    public init(
+        id: String, status: TaskStatus = .queued, pool: String, model: String, kind: String = "txt2img",
+        seed: Int64, width: Int, height: Int, batchSize: Int = 1, progress: Double = 0,
+        images: [ImageRecord] = [], error: TaskFailure? = nil, worker: String? = nil,
+        timings: TaskTimings = TaskTimings(), idempotencyKey: String? = nil, requestDigest: String? = nil,
+        context: String? = nil, cancelRequested: Bool = false, expiresAt: Int64, manifestKey: String? = nil
+    ) {
+        self.id = id
+        self.status = status
+        self.pool = pool
+        self.model = model
+        self.kind = kind
+        self.seed = seed
+        self.width = width
+        self.height = height
+        self.batchSize = batchSize
+        self.progress = progress
+        self.images = images
+        self.error = error
+        self.worker = worker
+        self.timings = timings
+        self.idempotencyKey = idempotencyKey
+        self.requestDigest = requestDigest
+        self.context = context
+        self.cancelRequested = cancelRequested
+        self.expiresAt = expiresAt
+        self.manifestKey = manifestKey
+    }
+}

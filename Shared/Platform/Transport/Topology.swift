@@ -1,0 +1,94 @@
+/// The names of every resource of one stack. Every AWS resource name starts with `SDQ_STACK`.
+public struct ResourceNames: Sendable, Equatable {
+    /// The `SDQ_STACK` prefix.
+    public let stack: String
+
+    public init(stack: String) { self.stack = stack }
+
+    /// SNS topic the API publishes every accepted task to.
+    public var tasksTopic: String { "\(stack)-tasks" }
+    /// SQS queue the dispatcher consumes (subscribed to ``tasksTopic``).
+    public var dispatchQueue: String { "\(stack)-dispatch" }
+    /// Queue a worker pool consumes.
+    public func poolQueue(_ pool: String) -> String { "\(stack)-pool-\(pool)" }
+    /// Queue the result-writer consumes.
+    public var resultsQueue: String { "\(stack)-results" }
+    /// SNS topic of task notifications (finished tasks).
+    public var notificationsTopic: String { "\(stack)-notifications" }
+    /// Bucket of inputs, images and manifests.
+    public var bucket: String { "\(stack)-data" }
+    /// Table of task records.
+    public var tasksTable: String { "\(stack)-tasks" }
+    /// The dead-letter queue paired with `queue`.
+    public func deadLetterQueue(of queue: String) -> String { "\(queue)-dlq" }
+}
+
+/// One queue to provision.
+public struct QueueSpec: Sendable, Equatable {
+    public var name: String
+    /// Default visibility timeout of a receive.
+    public var visibilityTimeout: Duration
+    /// Receives after which a message moves to ``deadLetterQueue``.
+    public var maxReceiveCount: Int
+    /// The dead-letter queue, if redrive is on.
+    public var deadLetterQueue: String?
+
+    public init(name: String, visibilityTimeout: Duration, maxReceiveCount: Int, deadLetterQueue: String?) {
+        self.name = name
+        self.visibilityTimeout = visibilityTimeout
+        self.maxReceiveCount = maxReceiveCount
+        self.deadLetterQueue = deadLetterQueue
+    }
+}
+
+/// One topic subscription (raw message delivery to a queue).
+public struct SubscriptionSpec: Sendable, Equatable {
+    public var topic: String
+    public var queue: String
+    public var filterPolicy: FilterPolicy?
+
+    public init(topic: String, queue: String, filterPolicy: FilterPolicy? = nil) {
+        self.topic = topic
+        self.queue = queue
+        self.filterPolicy = filterPolicy
+    }
+}
+
+/// Everything a stack needs: the same description provisions the embedded store, LocalStack,
+/// moto and AWS (`sdq aws init`).
+public struct Topology: Sendable, Equatable {
+    public var queues: [QueueSpec]
+    public var topics: [String]
+    public var subscriptions: [SubscriptionSpec]
+
+    public init(queues: [QueueSpec], topics: [String], subscriptions: [SubscriptionSpec]) {
+        self.queues = queues
+        self.topics = topics
+        self.subscriptions = subscriptions
+    }
+
+    /// The standard stack for a pool configuration: tasks topic → dispatch queue, one queue per
+    /// pool, the results queue, each with its dead-letter queue, and the notifications topic.
+    public static func standard(names: ResourceNames, pools: PoolConfiguration) -> Topology {
+        let limits = pools.queues
+        func withDLQ(_ name: String, visibility: Duration) -> [QueueSpec] {
+            let dlq = names.deadLetterQueue(of: name)
+            return [
+                QueueSpec(
+                    name: name, visibilityTimeout: visibility,
+                    maxReceiveCount: limits.maxReceiveCount, deadLetterQueue: dlq),
+                QueueSpec(name: dlq, visibilityTimeout: .seconds(30), maxReceiveCount: 0, deadLetterQueue: nil),
+            ]
+        }
+        var queues = withDLQ(names.dispatchQueue, visibility: .seconds(30))
+        for pool in pools.pools {
+            queues += withDLQ(names.poolQueue(pool.name), visibility: limits.workerVisibilityTimeout)
+        }
+        queues += withDLQ(names.resultsQueue, visibility: .seconds(30))
+        return Topology(
+            queues: queues,
+            topics: [names.tasksTopic, names.notificationsTopic],
+            subscriptions: [SubscriptionSpec(topic: names.tasksTopic, queue: names.dispatchQueue)]
+        )
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+
+/// A message as a consumer receives it from a ``MessageQueue``.
+public struct QueueMessage: Sendable, Equatable {
+    /// The transport's id of the message (stable across receives).
+    public var messageID: String
+    /// The body: base64 of a serialized protobuf message (see ``MessageCodec``).
+    public var body: String
+    /// String message attributes (routing and trace data).
+    public var attributes: [String: String]
+    /// Handle for ``MessageQueue/delete(receiptHandle:)`` and visibility changes; changes on every receive.
+    public var receiptHandle: String
+    /// How many times the message has been received, this receive included.
+    public var receiveCount: Int
+    /// When the message was first sent, epoch milliseconds.
+    public var sentAtMillis: Int64
+
+    public init(
+        messageID: String, body: String, attributes: [String: String], receiptHandle: String,
+        receiveCount: Int, sentAtMillis: Int64
+    ) {
+        self.messageID = messageID
+        self.body = body
+        self.attributes = attributes
+        self.receiptHandle = receiptHandle
+        self.receiveCount = receiveCount
+        self.sentAtMillis = sentAtMillis
+    }
+}
+
+/// Approximate queue depth, as SQS reports it.
+public struct QueueDepth: Sendable, Equatable {
+    /// Messages ready to be received.
+    public var visible: Int
+    /// Messages received and not yet deleted (invisible).
+    public var inFlight: Int
+    public init(visible: Int, inFlight: Int) {
+        self.visible = visible
+        self.inFlight = inFlight
+    }
+}
+
+/// A queue with SQS semantics: at-least-once delivery, a visibility timeout per receive, a receive
+/// count, and redrive to a dead-letter queue after too many receives.
+public protocol MessageQueue: Sendable {
+    /// The queue's name (`SDQ_STACK`-prefixed).
+    var name: String { get }
+    /// Sends one message.
+    func send(body: String, attributes: [String: String]) async throws(TransportError)
+    /// Receives up to `maxMessages`, waiting up to `wait` for the first to arrive (long poll).
+    /// Each received message stays invisible for `visibilityTimeout` (the queue's default when nil).
+    func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws(TransportError)
+        -> [QueueMessage]
+    /// Deletes a received message; a stale receipt handle is ignored, as SQS does.
+    func delete(receiptHandle: String) async throws(TransportError)
+    /// Makes a received message invisible for `timeout` from now (zero: visible at once).
+    func changeVisibility(receiptHandle: String, timeout: Duration) async throws(TransportError)
+    /// Approximate number of visible and in-flight messages.
+    func depth() async throws(TransportError) -> QueueDepth
+}
+
+/// A publish/subscribe topic with SNS semantics: fan-out to subscribed queues, each subscription
+/// optionally filtered by a ``FilterPolicy`` on message attributes; raw message delivery.
+public protocol Topic: Sendable {
+    /// The topic's name.
+    var name: String { get }
+    /// Publishes one message to every subscription whose filter matches its attributes.
+    func publish(body: String, attributes: [String: String]) async throws(TransportError)
+}
+
+/// An object as stored.
+public struct StoredObject: Sendable, Equatable {
+    public var key: String
+    public var data: Data
+    public var contentType: String
+    public init(key: String, data: Data, contentType: String) {
+        self.key = key
+        self.data = data
+        self.contentType = contentType
+    }
+}
+
+/// An object store with S3 semantics for what sdq uses: whole-object put, get, head and delete.
+public protocol ObjectStore: Sendable {
+    /// The bucket this store writes to.
+    var bucket: String { get }
+    /// Writes (or overwrites) an object.
+    func put(key: String, data: Data, contentType: String) async throws(TransportError)
+    /// Reads an object; nil when absent.
+    func get(key: String) async throws(TransportError) -> StoredObject?
+    /// Whether an object exists.
+    func exists(key: String) async throws(TransportError) -> Bool
+    /// Deletes an object; absent objects are fine.
+    func delete(key: String) async throws(TransportError)
+}
+
+/// What ``TaskStore/create(_:)`` did.
+public enum CreateOutcome: Sendable, Equatable {
+    /// The record was new and is now stored.
+    case created(TaskRecord)
+    /// A record with the same idempotency key already existed; it is returned unchanged.
+    case existing(TaskRecord)
+}
+
+/// What a conditional update did.
+public enum UpdateOutcome: Sendable, Equatable {
+    /// The condition held; the new record is returned.
+    case applied(TaskRecord)
+    /// The record's status was not one of those allowed; the current record is returned unchanged.
+    case conflict(TaskRecord)
+    /// No such task.
+    case notFound
+}
+
+/// The task records (DynamoDB on AWS). Every state change is a conditional write, so duplicate
+/// deliveries and races between services cannot produce two terminal states.
+public protocol TaskStore: Sendable {
+    /// Stores a new record; with an idempotency key that is already taken, returns the existing one.
+    func create(_ record: TaskRecord) async throws(TransportError) -> CreateOutcome
+    /// Reads a record; nil when absent or expired.
+    func get(id: String) async throws(TransportError) -> TaskRecord?
+    /// Applies `mutate` if and only if the record's current status is in `allowed`, atomically.
+    func update(
+        id: String, ifStatusIn allowed: Set<TaskStatus>,
+        _ mutate: @Sendable (inout TaskRecord) -> Void
+    ) async throws(TransportError) -> UpdateOutcome
+}
+
+/// One transport: where the services find their queues, topics, objects and task records.
+public protocol Transport: Sendable {
+    /// The queue with this name (it must have been provisioned).
+    func queue(named name: String) -> any MessageQueue
+    /// The topic with this name.
+    func topic(named name: String) -> any Topic
+    /// The object store of the stack's bucket.
+    var objects: any ObjectStore { get }
+    /// The task records.
+    var tasks: any TaskStore { get }
+    /// Creates queues, dead-letter queues, topics and subscriptions; idempotent.
+    func provision(_ topology: Topology) async throws(TransportError)
+}
