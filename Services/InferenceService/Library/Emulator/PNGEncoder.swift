@@ -34,7 +34,7 @@ public enum PNGEncoder {
         rgb.withUnsafeBufferPointer { pixels in
             for row in 0..<height {
                 raw.writeInteger(UInt8(0))
-                raw.writeBytes(UnsafeRawBufferPointer(rebasing: pixels[row * stride..<(row + 1) * stride]))
+                raw.writeBytes(UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: pixels[row * stride..<(row + 1) * stride])))
             }
         }
         let compressed: ByteBuffer

@@ -12,7 +12,7 @@ public struct EmulatorRuntime: RuntimeBackend {
         self.stepDelay = stepDelay
     }
 
-    public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Void) async throws(RuntimeError)
+    public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
         -> [RuntimeImage]
     {
         guard job.kind == "txt2img" || job.kind == "img2img" else {
@@ -27,7 +27,9 @@ public struct EmulatorRuntime: RuntimeBackend {
             } else if Task.isCancelled {
                 throw RuntimeError(code: "cancelled", message: "the job was cancelled", retryable: true)
             }
-            await progress(Double(step) / Double(steps))
+            guard await progress(Double(step) / Double(steps)) else {
+                throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false)
+            }
         }
         var images: [RuntimeImage] = []
         for index in 0..<max(1, job.batchSize) {

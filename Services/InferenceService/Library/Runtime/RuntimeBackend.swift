@@ -77,8 +77,9 @@ public struct RuntimeError: CodedError {
 public protocol RuntimeBackend: Sendable {
     /// `emulator`, `sdwebui` or `comfyui`.
     var name: String { get }
-    /// Runs one job, reporting progress (0…1) as it goes. Cancellation stops the job.
-    func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Void) async throws(RuntimeError)
+    /// Runs one job, reporting progress (0…1) as it goes. When `progress` answers false (the task
+    /// was cancelled), or the calling task is cancelled, the job stops with error code `cancelled`.
+    func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
         -> [RuntimeImage]
 }
 

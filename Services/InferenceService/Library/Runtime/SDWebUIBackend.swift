@@ -54,7 +54,7 @@ public struct SDWebUIBackend: RuntimeBackend {
         return body
     }
 
-    public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Void) async throws(RuntimeError)
+    public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
         -> [RuntimeImage]
     {
         guard job.kind == "txt2img" || job.kind == "img2img" else {
@@ -66,7 +66,10 @@ public struct SDWebUIBackend: RuntimeBackend {
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: self.progressInterval)
-                    if let value = await self.currentProgress() { await progress(value) }
+                    if let value = await self.currentProgress(), await !progress(value) {
+                        await self.interrupt()
+                        return .failure(RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false))
+                    }
                 }
                 return nil
             }
@@ -125,6 +128,12 @@ public struct SDWebUIBackend: RuntimeBackend {
         } catch {
             return .failure(RuntimeError(code: "runtime_unavailable", message: "runtime request failed: \(error)", retryable: true))
         }
+    }
+
+    private func interrupt() async {
+        var request = HTTPClientRequest(url: baseURL + "/sdapi/v1/interrupt")
+        request.method = .POST
+        _ = try? await client.execute(request, timeout: .seconds(5))
     }
 
     private func currentProgress() async -> Double? {

@@ -1,0 +1,44 @@
+import Foundation
+
+/// How an inference worker behaves.
+public struct InferenceConfiguration: Sendable {
+    /// The pool whose queue the worker consumes.
+    public var pool: String
+    /// Identity reported in results (`worker`).
+    public var workerID: String
+    /// Visibility granted on receive and on each extension.
+    public var visibilityTimeout: Duration
+    /// How often held messages are extended (a third of the visibility timeout by default).
+    public var heartbeatInterval: Duration
+    /// Long-poll wait of one receive.
+    public var receiveWait: Duration
+    /// Tasks received and prepared ahead of the one running (the GPU never waits for a receive).
+    public var prefetch: Int
+    /// Uploads that may run at once behind the GPU.
+    public var maxUploadsInFlight: Int
+    /// Minimum progress change written to the task record.
+    public var progressGranularity: Double
+
+    public init(
+        pool: String = "default", workerID: String = InferenceConfiguration.defaultWorkerID(),
+        visibilityTimeout: Duration = .seconds(60), heartbeatInterval: Duration? = nil,
+        receiveWait: Duration = .seconds(20), prefetch: Int = 1, maxUploadsInFlight: Int = 4,
+        progressGranularity: Double = 0.05
+    ) {
+        self.pool = pool
+        self.workerID = workerID
+        self.visibilityTimeout = visibilityTimeout
+        self.heartbeatInterval = heartbeatInterval ?? visibilityTimeout / 3
+        self.receiveWait = receiveWait
+        self.prefetch = max(1, prefetch)
+        self.maxUploadsInFlight = max(1, maxUploadsInFlight)
+        self.progressGranularity = progressGranularity
+    }
+
+    /// `hostname-pid-random`, unique per process.
+    public static func defaultWorkerID() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        return "\(host)-\(ProcessInfo.processInfo.processIdentifier)-\(suffix)"
+    }
+}

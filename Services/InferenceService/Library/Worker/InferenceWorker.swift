@@ -1,0 +1,187 @@
+import Foundation
+import Logging
+import SDQMessages
+import SDQPlatform
+import ServiceLifecycle
+
+/// The GPU worker: consumes its pool's queue and keeps the runtime busy.
+///
+/// Three loops run side by side, so the GPU never waits on the network:
+/// - the **receiver** long-polls the next task and fetches its inputs while the current one runs
+///   (`prefetch` tasks ahead);
+/// - the **GPU loop** runs one task at a time on the runtime;
+/// - the **uploader** stores images, sends the `TaskResult` and deletes the message behind it.
+///
+/// One heartbeat loop extends the visibility of every held message. On graceful shutdown
+/// (SIGTERM: Spot interruption, scale-in) the worker stops taking work and hands every message it
+/// still holds back to the queue at once (visibility 0), so another worker picks it up.
+public struct InferenceWorker: Service {
+    public let context: StackContext
+    public let runtime: any RuntimeBackend
+    public let configuration: InferenceConfiguration
+    public let logger: Logger
+
+    public init(context: StackContext, runtime: any RuntimeBackend, configuration: InferenceConfiguration, logger: Logger) {
+        self.context = context
+        self.runtime = runtime
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(configuration.workerID)"
+        self.logger = logger
+    }
+
+    var queue: any MessageQueue { context.transport.queue(named: context.names.poolQueue(configuration.pool)) }
+    var results: any MessageQueue { context.transport.queue(named: context.names.resultsQueue) }
+
+    public func run() async throws {
+        let ledger = InFlightLedger()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await cancelWhenGracefulShutdown { await self.pipeline(ledger: ledger) } }
+        }
+        let unfinished = await ledger.drain()
+        for receipt in unfinished {
+            try? await queue.changeVisibility(receiptHandle: receipt, timeout: .zero)
+        }
+        if !unfinished.isEmpty {
+            logger.info("handed unfinished tasks back", metadata: ["count": "\(unfinished.count)"])
+        }
+    }
+
+    private func pipeline(ledger: InFlightLedger) async {
+        let (prepared, preparedInput) = AsyncStream.makeStream(of: PreparedTask.self)
+        let (finished, finishedInput) = AsyncStream.makeStream(of: FinishedTask.self)
+        let slots = AsyncSemaphore(value: configuration.prefetch + 1)
+        let uploadSlots = AsyncSemaphore(value: configuration.maxUploadsInFlight)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await self.receiveLoop(ledger: ledger, slots: slots, output: preparedInput)
+            }
+            group.addTask {
+                await withTaskGroup(of: Void.self) { uploads in
+                    for await item in finished {
+                        uploads.addTask {
+                            await self.settle(item, ledger: ledger)
+                            uploadSlots.signal()
+                        }
+                    }
+                }
+            }
+            group.addTask { await self.heartbeatLoop(ledger: ledger) }
+
+            for await task in prepared {
+                let outcome = await execute(task)
+                guard await uploadSlots.wait() else { break }
+                finishedInput.yield(outcome)
+                slots.signal()
+            }
+            finishedInput.finish()
+            group.cancelAll()
+        }
+    }
+
+    // MARK: Receiver
+
+    private func receiveLoop(
+        ledger: InFlightLedger, slots: AsyncSemaphore, output: AsyncStream<PreparedTask>.Continuation
+    ) async {
+        defer { output.finish() }
+        var backoff = Duration.milliseconds(200)
+        while !Task.isCancelled {
+            guard await slots.wait() else { return }
+            let message: QueueMessage
+            do {
+                guard
+                    let first = try await queue.receive(
+                        maxMessages: 1, wait: configuration.receiveWait, visibilityTimeout: configuration.visibilityTimeout
+                    ).first
+                else {
+                    slots.signal()
+                    continue
+                }
+                message = first
+                backoff = .milliseconds(200)
+            } catch {
+                slots.signal()
+                logger.warning("receive failed", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(10))
+                continue
+            }
+            await ledger.add(receipt: message.receiptHandle, label: message.attributes[MessageAttribute.taskID] ?? message.messageID)
+            if let task = await prepare(message, ledger: ledger) {
+                output.yield(task)
+            } else {
+                slots.signal()
+            }
+        }
+    }
+
+    /// Decodes and checks a message and fetches its inputs; nil when it was settled here.
+    private func prepare(_ message: QueueMessage, ledger: InFlightLedger) async -> PreparedTask? {
+        let task: Sdq_V1_GenerationTask
+        do {
+            task = try MessageCodec.decode(Sdq_V1_GenerationTask.self, body: message.body, attributes: message.attributes)
+        } catch {
+            logger.error("undecodable task message; rejecting it to the dead-letter queue", metadata: ["error": "\(error)"])
+            await ledger.remove(receipt: message.receiptHandle)
+            try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .zero)
+            return nil
+        }
+        do {
+            guard let record = try await context.transport.tasks.get(id: task.id), !record.status.isTerminal else {
+                logger.info("task already finished or expired; dropping its message", metadata: ["task": "\(task.id)"])
+                await forget(message, ledger: ledger)
+                return nil
+            }
+            var inputs: [Data] = []
+            for reference in task.inputs {
+                guard let object = try await context.transport.objects.get(key: reference.key) else {
+                    await finish(message, ledger: ledger, result: failure(
+                        task, code: "input_missing", message: "input object \(reference.key) does not exist", timings: .init()))
+                    return nil
+                }
+                inputs.append(object.data)
+            }
+            return PreparedTask(message: message, task: task, inputs: inputs)
+        } catch {
+            logger.warning("preparing a task failed; it will be retried", metadata: ["task": "\(task.id)", "error": "\(error)"])
+            await ledger.remove(receipt: message.receiptHandle)
+            try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .seconds(2))
+            return nil
+        }
+    }
+
+    // MARK: Heartbeat
+
+    private func heartbeatLoop(ledger: InFlightLedger) async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: configuration.heartbeatInterval) } catch { return }
+            for receipt in await ledger.all {
+                do {
+                    try await queue.changeVisibility(receiptHandle: receipt, timeout: configuration.visibilityTimeout)
+                } catch {
+                    logger.warning("extending visibility failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+}
+
+/// A received, decoded task with its inputs, ready for the GPU.
+struct PreparedTask: Sendable {
+    var message: QueueMessage
+    var task: Sdq_V1_GenerationTask
+    var inputs: [Data]
+}
+
+/// What the GPU loop hands to the uploader.
+enum FinishedTask: Sendable {
+    /// Images to store and report.
+    case completed(PreparedTask, [RuntimeImage], Sdq_V1_StageTimings)
+    /// The runtime failed.
+    case failed(PreparedTask, RuntimeError, Sdq_V1_StageTimings)
+    /// Nothing to report (the task was cancelled or finished elsewhere): delete the message.
+    case dropped(PreparedTask)
+    /// Give the message back to the queue (shutdown).
+    case handBack(PreparedTask)
+}
