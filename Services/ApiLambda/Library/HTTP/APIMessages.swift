@@ -1,0 +1,95 @@
+import Foundation
+import SDQPlatform
+
+/// A transport-neutral HTTP request: what the local HTTP server and (later) Lambda events hand
+/// to ``APIHandler``.
+public struct APIRequest: Sendable {
+    public var method: String
+    /// The path without the query, e.g. `/v1/tasks/abc`.
+    public var path: String
+    /// Decoded query parameters (last value wins).
+    public var query: [String: String]
+    /// Header names are lower-cased.
+    public var headers: [String: String]
+    public var body: Data
+    /// Set when the body exceeded the transport's limit (the body is then empty).
+    public var bodyTooLarge: Bool
+
+    public init(
+        method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: Data = Data(),
+        bodyTooLarge: Bool = false
+    ) {
+        self.method = method.uppercased()
+        self.path = path
+        self.query = query
+        self.headers = Dictionary(headers.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { $1 })
+        self.body = body
+        self.bodyTooLarge = bodyTooLarge
+    }
+
+    /// Splits a request target (`/path?x=1`) into path and decoded query.
+    public static func splitTarget(_ target: String) -> (path: String, query: [String: String]) {
+        guard let components = URLComponents(string: target) else { return (target, [:]) }
+        var query: [String: String] = [:]
+        for item in components.queryItems ?? [] { query[item.name] = item.value ?? "" }
+        return (components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath, query)
+    }
+}
+
+/// A transport-neutral HTTP response.
+public struct APIResponse: Sendable, Equatable {
+    public var status: Int
+    public var headers: [String: String]
+    public var body: Data
+
+    public init(status: Int, headers: [String: String] = [:], body: Data = Data()) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A JSON response.
+    public static func json(_ status: Int, _ data: Data, headers: [String: String] = [:]) -> APIResponse {
+        var all = headers
+        all["content-type"] = "application/json"
+        return APIResponse(status: status, headers: all, body: data)
+    }
+
+    /// A JSON error response: `{"error": {"code", "message", "field"}}`.
+    public static func error(_ error: APIError) -> APIResponse {
+        var object: [String: JSONValue] = ["code": .string(error.code), "message": .string(error.message)]
+        object["field"] = error.field.map { .string($0) } ?? .null
+        var headers: [String: String] = [:]
+        if error.status == 503 { headers["retry-after"] = "2" }
+        if error.status == 401 { headers["www-authenticate"] = "Bearer" }
+        return json(error.status, JSONValue.object(["error": .object(object)]).serialized(), headers: headers)
+    }
+}
+
+/// An API error with its HTTP status, stable code and offending field.
+public struct APIError: CodedError, Equatable {
+    public let status: Int
+    public let code: String
+    public let message: String
+    public let field: String?
+
+    public init(status: Int, code: String, message: String, field: String? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+    }
+
+    static func invalid(_ field: String, _ message: String) -> APIError {
+        APIError(status: 400, code: "invalid_field", message: message, field: field)
+    }
+    static func missing(_ field: String) -> APIError {
+        APIError(status: 400, code: "missing_field", message: "\(field) is required", field: field)
+    }
+    static func notFound(_ id: String) -> APIError {
+        APIError(status: 404, code: "task_not_found", message: "no task \(id)", field: "id")
+    }
+    static func unavailable(_ detail: String) -> APIError {
+        APIError(status: 503, code: "unavailable", message: "the service is temporarily unavailable: \(detail)")
+    }
+}

@@ -1,0 +1,167 @@
+import Crypto
+import Foundation
+import SDQMessages
+import SDQPlatform
+
+extension APIHandler {
+    /// `POST /v1/tasks`: validate, store inputs, record the task, publish it, answer 202.
+    func submit(_ request: APIRequest) async throws(APIError) -> APIResponse {
+        let limits = context.pools.limits
+        if request.bodyTooLarge || request.body.count > limits.maxBodyBytes {
+            throw APIError(status: 413, code: "body_too_large", message: "the request body is larger than \(limits.maxBodyBytes) bytes")
+        }
+        let submission = try TaskSubmission.parse(request.body, limits: limits, pools: context.pools)
+        let idempotencyKey = request.headers["idempotency-key"].map { $0.trimmingCharacters(in: .whitespaces) }
+        if let idempotencyKey, idempotencyKey.isEmpty || idempotencyKey.count > 255 {
+            throw APIError(status: 400, code: "invalid_header", message: "Idempotency-Key must be 1...255 characters", field: "Idempotency-Key")
+        }
+        return try await accept(submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body), request: request)
+    }
+
+    /// Records and publishes a validated submission (shared by every request format).
+    func accept(_ submission: TaskSubmission, idempotencyKey: String?, digest: String, request: APIRequest)
+        async throws(APIError) -> APIResponse
+    {
+        let now = EpochClock.nowMillis()
+        let id = TaskID.generate(now: now)
+        let seed = submission.seed >= 0 ? submission.seed : Int64.random(in: 0...Int64(UInt32.max))
+        let pool = submission.pool.flatMap { context.pools.pool(named: $0) }
+            ?? submission.model.flatMap { context.pools.pool(servingModel: $0) } ?? context.pools.defaultPool
+        let model = submission.model ?? pool.models[0]
+        let inputs = try await storeInputs(submission, taskID: id)
+
+        let record = TaskRecord(
+            id: id, pool: pool.name, model: model, kind: submission.kind, seed: seed, width: submission.width,
+            height: submission.height, batchSize: submission.batchSize, timings: TaskTimings(submittedAt: now),
+            idempotencyKey: idempotencyKey, requestDigest: digest, context: submission.context,
+            expiresAt: now + Int64(context.pools.limits.taskTTLSeconds) * 1000)
+        let created: CreateOutcome
+        do { created = try await context.transport.tasks.create(record) } catch { throw .unavailable("\(error)") }
+        if case .existing(let existing) = created {
+            guard existing.requestDigest == digest else {
+                throw APIError(
+                    status: 409, code: "idempotency_conflict",
+                    message: "Idempotency-Key was already used for a different request", field: "Idempotency-Key")
+            }
+            return await accepted(existing, request: request, replayed: true)
+        }
+
+        let task = generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now)
+        var attributes = [MessageAttribute.taskID: id, MessageAttribute.pool: pool.name,
+                          MessageAttribute.priority: submission.highPriority ? "high" : "normal"]
+        if !task.trace.traceparent.isEmpty { attributes[MessageAttribute.traceparent] = task.trace.traceparent }
+        let encoded = MessageCodec.encode(task, attributes: attributes)
+        do {
+            try await context.transport.topic(named: context.names.tasksTopic).publish(body: encoded.body, attributes: encoded.attributes)
+        } catch {
+            // Without a message nothing would ever run the task: fail it visibly, tell the client to retry.
+            _ = try? await context.transport.tasks.update(id: id, ifStatusIn: [.queued]) {
+                $0.status = .failed
+                $0.error = TaskFailure(code: "submit_failed", message: "the task could not be queued")
+            }
+            throw .unavailable("\(error)")
+        }
+        return await accepted(record, request: request, replayed: false)
+    }
+
+    private func accepted(_ record: TaskRecord, request: APIRequest, replayed: Bool) async -> APIResponse {
+        var headers = ["location": "/v1/tasks/\(record.id)"]
+        if replayed { headers["idempotent-replayed"] = "true" }
+        return .json(202, await document(record, request: request).jsonData(), headers: headers)
+    }
+
+    private func storeInputs(_ submission: TaskSubmission, taskID: String) async throws(APIError) -> [Sdq_V1_ObjectRef] {
+        guard let image = submission.initImage else { return [] }
+        var reference = Sdq_V1_ObjectRef()
+        reference.bucket = context.transport.objects.bucket
+        switch image {
+        case .upload(let key):
+            let exists: Bool
+            do { exists = try await context.transport.objects.exists(key: key) } catch { throw .unavailable("\(error)") }
+            guard exists else { throw APIError(status: 422, code: "upload_not_found", message: "no upload \(key)", field: "init_image.upload") }
+            reference.key = key
+        case .inline(let data):
+            reference.key = "inputs/\(taskID)/init-0"
+            reference.size = UInt64(data.count)
+            reference.contentType = "application/octet-stream"
+            do {
+                try await context.transport.objects.put(key: reference.key, data: data, contentType: reference.contentType)
+            } catch { throw .unavailable("\(error)") }
+        }
+        return [reference]
+    }
+
+    private func generationTask(
+        _ s: TaskSubmission, id: String, model: String, seed: Int64, inputs: [Sdq_V1_ObjectRef], now: Int64
+    ) -> Sdq_V1_GenerationTask {
+        var task = Sdq_V1_GenerationTask()
+        task.id = id
+        task.pool = s.pool ?? ""  // empty: the dispatcher routes by model affinity
+        task.model = model
+        task.kind = switch s.kind {
+            case "img2img": .img2Img
+            case "extras": .extras
+            case "comfyui_workflow": .comfyuiWorkflow
+            default: .txt2Img
+        }
+        task.parameters.prompt = s.prompt
+        task.parameters.negativePrompt = s.negativePrompt
+        task.parameters.seed = seed
+        task.parameters.width = UInt32(s.width)
+        task.parameters.height = UInt32(s.height)
+        task.parameters.steps = UInt32(s.steps)
+        task.parameters.cfgScale = s.cfgScale
+        task.parameters.samplerName = s.sampler
+        task.parameters.batchSize = UInt32(s.batchSize)
+        task.parameters.denoisingStrength = s.denoisingStrength
+        if let runtimeRequest = s.runtimeRequest { task.runtimeRequest = runtimeRequest }
+        task.inputs = inputs
+        task.output.bucket = context.transport.objects.bucket
+        task.output.prefix = "outputs/\(id)/"
+        if let url = s.callbackURL {
+            task.callback.url = url
+            task.callback.secret = s.callbackSecret ?? ""
+            task.callback.events = s.callbackEvents
+        }
+        task.priority = s.highPriority ? .high : .normal
+        if let deadline = s.deadlineSeconds { task.deadlineMs = now + Int64(deadline * 1000) }
+        if let context = s.context { task.clientContext = Data(context.utf8) }
+        task.attempt = 1
+        task.submittedAtMs = now
+        return task
+    }
+
+    /// `DELETE /v1/tasks/{id}`: cancel in any non-terminal state.
+    func cancel(_ id: String, request: APIRequest) async throws(APIError) -> APIResponse {
+        guard TaskID.isWellFormed(id) else { throw .notFound(id) }
+        let now = EpochClock.nowMillis()
+        let outcome: UpdateOutcome
+        do {
+            outcome = try await context.transport.tasks.update(id: id, ifStatusIn: TaskStatus.nonTerminal) {
+                $0.status = .cancelled
+                $0.cancelRequested = true
+                $0.error = TaskFailure(code: "cancelled", message: "cancelled by the client")
+                $0.timings.finishedAt = now
+            }
+        } catch { throw .unavailable("\(error)") }
+        switch outcome {
+        case .notFound: throw .notFound(id)
+        case .conflict(let current):
+            throw APIError(status: 409, code: "task_finished", message: "task \(id) already \(current.status.rawValue)", field: "id")
+        case .applied(let record):
+            // The result-writer writes the manifest of the cancelled task (and, later, notifies).
+            var result = Sdq_V1_TaskResult()
+            result.id = id
+            result.outcome = .cancelled
+            result.error.code = "cancelled"
+            result.error.message = "cancelled by the client"
+            let encoded = MessageCodec.encode(result, attributes: [MessageAttribute.taskID: id])
+            try? await context.transport.queue(named: context.names.resultsQueue).send(body: encoded.body, attributes: encoded.attributes)
+            return .json(200, await document(record, request: request).jsonData())
+        }
+    }
+
+    static func digest(_ body: Data) -> String {
+        SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,158 @@
+import Crypto
+import Foundation
+import Logging
+import SDQMessages
+import SDQPlatform
+
+/// Turns image object keys into the URLs a client receives.
+public protocol ObjectURLProvider: Sendable {
+    /// A URL for `key`; `request` gives the host the client used.
+    func url(forKey key: String, request: APIRequest) async -> String
+}
+
+/// The public API (v1), independent of how requests arrive (local HTTP server, Lambda events):
+/// `POST /v1/tasks`, `GET /v1/tasks/{id}`, `DELETE /v1/tasks/{id}`, `GET /v1/pools`, `GET /healthz`
+/// and, on the embedded transport, signed object downloads under `/v1/objects/`.
+///
+/// No input produces a 5xx: bad input gets a 4xx JSON error naming the field; only an outage of
+/// the stores answers 503 (with `Retry-After`).
+public struct APIHandler: Sendable {
+    public let context: StackContext
+    public let logger: Logger
+    /// Accepted API keys (`SDQ_API_KEYS`); empty means open.
+    public var apiKeys: Set<String>
+    /// Signs embedded object URLs; nil when objects are served elsewhere (S3).
+    public var signer: ObjectURLSigner?
+    /// Fixed public base URL (`SDQ_PUBLIC_URL`); otherwise derived from the request's Host.
+    public var publicBaseURL: String?
+
+    public init(context: StackContext, logger: Logger, apiKeys: [String] = [], signer: ObjectURLSigner? = nil, publicBaseURL: String? = nil) {
+        self.context = context
+        self.logger = logger
+        self.apiKeys = Set(apiKeys)
+        self.signer = signer
+        self.publicBaseURL = publicBaseURL
+    }
+
+    /// Handles one request. Never throws: every failure is a JSON error response.
+    public func handle(_ request: APIRequest) async -> APIResponse {
+        do {
+            return try await route(request)
+        } catch {
+            if error.status >= 500 {
+                logger.error("request failed", metadata: ["path": "\(request.path)", "error": "\(error)"])
+            }
+            return .error(error)
+        }
+    }
+
+    private func route(_ request: APIRequest) async throws(APIError) -> APIResponse {
+        let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        switch (request.method, segments.first, segments.count) {
+        case (_, "healthz", 1):
+            try allow(request, ["GET", "HEAD"])
+            return .json(200, JSONValue.object(["status": .string("ok")]).serialized())
+        case (_, "v1", _) where segments.count >= 2 && segments[1] == "objects":
+            try allow(request, ["GET", "HEAD"])
+            return try await serveObject(request, key: segments.dropFirst(2).joined(separator: "/"))
+        case (_, "v1", _):
+            try authenticate(request)
+            return try await routeV1(request, Array(segments.dropFirst()))
+        default:
+            throw APIError(status: 404, code: "not_found", message: "no route \(request.path)")
+        }
+    }
+
+    private func routeV1(_ request: APIRequest, _ segments: [String]) async throws(APIError) -> APIResponse {
+        switch (segments.first, segments.count) {
+        case ("tasks", 1):
+            try allow(request, ["POST"])
+            return try await submit(request)
+        case ("tasks", 2):
+            try allow(request, ["GET", "DELETE"])
+            let id = segments[1]
+            return request.method == "GET" ? try await status(id, request: request) : try await cancel(id, request: request)
+        case ("pools", 1):
+            try allow(request, ["GET"])
+            return try await listPools()
+        default:
+            throw APIError(status: 404, code: "not_found", message: "no route \(request.path)")
+        }
+    }
+
+    private func allow(_ request: APIRequest, _ methods: Set<String>) throws(APIError) {
+        guard methods.contains(request.method) else {
+            throw APIError(status: 405, code: "method_not_allowed", message: "\(request.method) is not allowed on \(request.path)")
+        }
+    }
+
+    private func authenticate(_ request: APIRequest) throws(APIError) {
+        guard !apiKeys.isEmpty else { return }
+        var presented = request.headers["x-api-key"]
+        if let authorization = request.headers["authorization"], authorization.lowercased().hasPrefix("bearer ") {
+            presented = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        guard let presented, apiKeys.contains(presented) else {
+            throw APIError(status: 401, code: "unauthorized", message: "a valid API key is required (Authorization: Bearer KEY)")
+        }
+    }
+
+    // MARK: Reads
+
+    func status(_ id: String, request: APIRequest) async throws(APIError) -> APIResponse {
+        guard TaskID.isWellFormed(id) else { throw .notFound(id) }
+        let record: TaskRecord?
+        do { record = try await context.transport.tasks.get(id: id) } catch { throw .unavailable("\(error)") }
+        guard let record else { throw .notFound(id) }
+        return .json(200, await document(record, request: request).jsonData())
+    }
+
+    func document(_ record: TaskRecord, request: APIRequest) async -> TaskDocument {
+        var urls: [String: String] = [:]
+        for image in record.images { urls[image.key] = await url(forKey: image.key, request: request) }
+        return TaskDocument(record: record) { urls[$0.key] ?? "" }
+    }
+
+    private func url(forKey key: String, request: APIRequest) async -> String {
+        guard let signer else { return "s3://\(context.transport.objects.bucket)/\(key)" }
+        return baseURL(request) + signer.signedPath(for: key)
+    }
+
+    /// The base URL clients reach this API at.
+    func baseURL(_ request: APIRequest) -> String {
+        if let publicBaseURL { return publicBaseURL.hasSuffix("/") ? String(publicBaseURL.dropLast()) : publicBaseURL }
+        let scheme = request.headers["x-forwarded-proto"] ?? "http"
+        return "\(scheme)://\(request.headers["host"] ?? "localhost")"
+    }
+
+    private func listPools() async throws(APIError) -> APIResponse {
+        var pools: [JSONValue] = []
+        for pool in context.pools.pools {
+            var entry: [String: JSONValue] = [
+                "name": .string(pool.name), "runtime": .string(pool.runtime), "models": .array(pool.models.map { .string($0) }),
+            ]
+            if let depth = try? await context.transport.queue(named: context.names.poolQueue(pool.name)).depth() {
+                entry["queue"] = .object(["visible": .number(Double(depth.visible)), "in_flight": .number(Double(depth.inFlight))])
+            }
+            pools.append(.object(entry))
+        }
+        return .json(200, JSONValue.object(["pools": .array(pools)]).serialized())
+    }
+
+    private func serveObject(_ request: APIRequest, key: String) async throws(APIError) -> APIResponse {
+        let decoded = key.removingPercentEncoding ?? key
+        guard let signer, signer.verify(objectKey: decoded, expires: request.query["expires"], signature: request.query["signature"]) else {
+            throw APIError(status: 403, code: "invalid_signature", message: "the object URL is invalid or has expired")
+        }
+        let object: StoredObject?
+        do { object = try await context.transport.objects.get(key: decoded) } catch {
+            throw APIError(status: 404, code: "object_not_found", message: "no object \(decoded)")
+        }
+        guard let object else { throw APIError(status: 404, code: "object_not_found", message: "no object \(decoded)") }
+        let body = request.method == "HEAD" ? Data() : object.data
+        return APIResponse(
+            status: 200,
+            headers: ["content-type": object.contentType, "content-length": "\(object.data.count)", "cache-control": "private, max-age=3600"],
+            body: body)
+    }
+}

@@ -1,0 +1,228 @@
+import Foundation
+import SDQPlatform
+
+/// A validated `POST /v1/tasks` request.
+public struct TaskSubmission: Sendable, Equatable {
+    public enum InitImage: Sendable, Equatable {
+        /// An object uploaded before (`POST /v1/uploads`), by key.
+        case upload(String)
+        /// Inline image bytes.
+        case inline(Data)
+    }
+
+    public var kind: String = "txt2img"
+    public var prompt: String = ""
+    public var negativePrompt: String = ""
+    /// −1 means random: the API picks the seed at submission, so every retry repeats the image.
+    public var seed: Int64 = -1
+    public var width = 512
+    public var height = 512
+    public var steps = 20
+    public var cfgScale = 7.0
+    public var sampler = "Euler a"
+    public var batchSize = 1
+    public var denoisingStrength = 0.75
+    public var pool: String?
+    public var model: String?
+    public var initImage: InitImage?
+    /// Runtime-native JSON merged into the runtime request (`runtime_options`, or the ComfyUI `workflow`).
+    public var runtimeRequest: Data?
+    public var callbackURL: String?
+    public var callbackSecret: String?
+    public var callbackEvents: [String] = []
+    public var highPriority = false
+    public var deadlineSeconds: Double?
+    /// Client context as JSON text.
+    public var context: String?
+
+    /// The fields a request may carry; anything else is refused (A1111 extras go in `runtime_options`).
+    static let knownFields: Set<String> = [
+        "prompt", "negative_prompt", "seed", "width", "height", "steps", "cfg_scale", "sampler_name", "batch_size",
+        "denoising_strength", "kind", "pool", "model", "init_image", "workflow", "runtime_options", "callback",
+        "priority", "deadline_seconds", "context",
+    ]
+    static let kinds: Set<String> = ["txt2img", "img2img", "extras", "comfyui_workflow"]
+
+    /// Parses and validates a request body against `limits` and the configured `pools`.
+    public static func parse(_ body: Data, limits: RequestLimits, pools: PoolConfiguration) throws(APIError) -> TaskSubmission {
+        guard !body.isEmpty else { throw APIError(status: 400, code: "invalid_json", message: "the request body is empty") }
+        let json: JSONValue
+        do { json = try JSONValue.parse(body) } catch {
+            throw APIError(status: 400, code: "invalid_json", message: "the request body is not valid JSON")
+        }
+        guard case .object(let object) = json else {
+            throw APIError(status: 400, code: "invalid_json", message: "the request body must be a JSON object")
+        }
+        if let unknown = object.keys.filter({ !knownFields.contains($0) }).sorted().first {
+            throw APIError(
+                status: 400, code: "unknown_field",
+                message: "\(unknown) is not a task field; runtime-specific parameters go in runtime_options", field: unknown)
+        }
+        var s = TaskSubmission()
+        let fields = Fields(object: object)
+
+        if let kind = try fields.string("kind") {
+            guard kinds.contains(kind) else { throw .invalid("kind", "kind must be one of \(kinds.sorted().joined(separator: ", "))") }
+            s.kind = kind
+        }
+        guard let prompt = try fields.string("prompt") else { throw .missing("prompt") }
+        guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty || s.kind == "comfyui_workflow" || s.kind == "extras" else {
+            throw .invalid("prompt", "prompt must not be empty")
+        }
+        guard prompt.count <= limits.maxPromptLength else {
+            throw .invalid("prompt", "prompt is longer than \(limits.maxPromptLength) characters")
+        }
+        s.prompt = prompt
+        if let negative = try fields.string("negative_prompt") {
+            guard negative.count <= limits.maxPromptLength else {
+                throw .invalid("negative_prompt", "negative_prompt is longer than \(limits.maxPromptLength) characters")
+            }
+            s.negativePrompt = negative
+        }
+        if let seed = try fields.integer("seed") {
+            guard seed == -1 || (0...Int64(UInt32.max)).contains(seed) else {
+                throw .invalid("seed", "seed must be -1 (random) or 0...\(UInt32.max)")
+            }
+            s.seed = seed
+        }
+        for (name, maximum) in [("width", limits.maxWidth), ("height", limits.maxHeight)] {
+            guard let value = try fields.integer(name) else { continue }
+            guard value >= 64, value <= maximum else { throw .invalid(name, "\(name) must be 64...\(maximum)") }
+            guard value % 8 == 0 else { throw .invalid(name, "\(name) must be a multiple of 8") }
+            if name == "width" { s.width = Int(value) } else { s.height = Int(value) }
+        }
+        if let steps = try fields.integer("steps") {
+            guard steps >= 1, steps <= limits.maxSteps else { throw .invalid("steps", "steps must be 1...\(limits.maxSteps)") }
+            s.steps = Int(steps)
+        }
+        if let cfg = try fields.number("cfg_scale") {
+            guard cfg >= 1, cfg <= 30 else { throw .invalid("cfg_scale", "cfg_scale must be 1...30") }
+            s.cfgScale = cfg
+        }
+        if let sampler = try fields.string("sampler_name") {
+            guard !sampler.isEmpty, sampler.count <= 64 else { throw .invalid("sampler_name", "sampler_name must be 1...64 characters") }
+            s.sampler = sampler
+        }
+        if let batch = try fields.integer("batch_size") {
+            guard batch >= 1, batch <= limits.maxBatchSize else {
+                throw .invalid("batch_size", "batch_size must be 1...\(limits.maxBatchSize)")
+            }
+            s.batchSize = Int(batch)
+        }
+        if let strength = try fields.number("denoising_strength") {
+            guard strength >= 0, strength <= 1 else { throw .invalid("denoising_strength", "denoising_strength must be 0...1") }
+            s.denoisingStrength = strength
+        }
+        try parseRouting(fields, into: &s, pools: pools)
+        try parseInputs(object: object, into: &s)
+        try parseDelivery(fields, object: object, into: &s)
+        return s
+    }
+
+    private static func parseRouting(_ fields: Fields, into s: inout TaskSubmission, pools: PoolConfiguration) throws(APIError) {
+        s.pool = try fields.string("pool")
+        s.model = try fields.string("model")
+        if let name = s.pool {
+            guard let pool = pools.pool(named: name) else {
+                throw APIError(status: 422, code: "unknown_pool", message: "no pool named \(name)", field: "pool")
+            }
+            if let model = s.model, !pool.models.contains(model) {
+                throw APIError(status: 422, code: "unknown_model", message: "pool \(name) does not serve model \(model)", field: "model")
+            }
+        } else if let model = s.model, pools.pool(servingModel: model) == nil {
+            throw APIError(status: 422, code: "unknown_model", message: "no pool serves model \(model)", field: "model")
+        }
+    }
+
+    private static func parseInputs(object: [String: JSONValue], into s: inout TaskSubmission) throws(APIError) {
+        if let image = object["init_image"], image != .null {
+            guard case .object(let spec) = image else { throw .invalid("init_image", "init_image must be {\"upload\": KEY} or {\"base64\": DATA}") }
+            if let key = spec["upload"]?.stringValue, !key.isEmpty {
+                guard key.hasPrefix("uploads/"), !key.contains("..") else { throw .invalid("init_image.upload", "not an upload key") }
+                s.initImage = .upload(key)
+            } else if let text = spec["base64"]?.stringValue {
+                let payload = text.hasPrefix("data:") ? String(text.split(separator: ",", maxSplits: 1).last ?? "") : text
+                guard let data = Data(base64Encoded: payload), !data.isEmpty else {
+                    throw .invalid("init_image.base64", "init_image.base64 is not valid base64")
+                }
+                s.initImage = .inline(data)
+            } else {
+                throw .invalid("init_image", "init_image must be {\"upload\": KEY} or {\"base64\": DATA}")
+            }
+        }
+        if s.kind == "img2img" || s.kind == "extras", s.initImage == nil { throw .missing("init_image") }
+        if let options = object["runtime_options"], options != .null {
+            guard case .object = options else { throw .invalid("runtime_options", "runtime_options must be a JSON object") }
+            s.runtimeRequest = options.serialized()
+        }
+        if let workflow = object["workflow"], workflow != .null {
+            guard case .object = workflow else { throw .invalid("workflow", "workflow must be a ComfyUI API-format object") }
+            s.runtimeRequest = workflow.serialized()
+        }
+        if s.kind == "comfyui_workflow", object["workflow"] == nil { throw .missing("workflow") }
+    }
+
+    private static func parseDelivery(_ fields: Fields, object: [String: JSONValue], into s: inout TaskSubmission) throws(APIError) {
+        if let callback = object["callback"], callback != .null {
+            guard case .object(let spec) = callback else { throw .invalid("callback", "callback must be an object") }
+            guard let url = spec["url"]?.stringValue, let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(),
+                ["http", "https"].contains(scheme), parsed.host != nil
+            else { throw .invalid("callback.url", "callback.url must be an http(s) URL") }
+            s.callbackURL = url
+            if let secret = spec["secret"], secret != .null {
+                guard let text = secret.stringValue, text.hasPrefix("whsec_"), Data(base64Encoded: String(text.dropFirst(6))) != nil else {
+                    throw .invalid("callback.secret", "callback.secret must be whsec_ followed by base64")
+                }
+                s.callbackSecret = text
+            }
+            if case .array(let events)? = spec["events"] {
+                s.callbackEvents = try events.map { event throws(APIError) in
+                    guard let name = event.stringValue else { throw .invalid("callback.events", "events must be strings") }
+                    return name
+                }
+            }
+        }
+        if let priority = try fields.string("priority") {
+            guard priority == "normal" || priority == "high" else { throw .invalid("priority", "priority must be normal or high") }
+            s.highPriority = priority == "high"
+        }
+        if let deadline = try fields.number("deadline_seconds") {
+            guard deadline > 0, deadline <= 7 * 24 * 3600 else { throw .invalid("deadline_seconds", "deadline_seconds must be in (0, 604800]") }
+            s.deadlineSeconds = deadline
+        }
+        if let context = object["context"], context != .null {
+            let text = String(decoding: context.serialized(), as: UTF8.self)
+            guard text.utf8.count <= 16 * 1024 else { throw .invalid("context", "context is larger than 16 KiB") }
+            s.context = text
+        }
+    }
+}
+
+/// Typed access to the fields of a JSON object, with errors naming the field.
+struct Fields {
+    let object: [String: JSONValue]
+
+    func string(_ name: String) throws(APIError) -> String? {
+        switch object[name] {
+        case nil, .null?: return nil
+        case .string(let value)?: return value
+        case let other?: throw .invalid(name, "\(name) must be a string, not \(other.typeName)")
+        }
+    }
+
+    func number(_ name: String) throws(APIError) -> Double? {
+        switch object[name] {
+        case nil, .null?: return nil
+        case .number(let value)?:
+            guard value.isFinite else { throw .invalid(name, "\(name) must be a finite number") }
+            return value
+        case let other?: throw .invalid(name, "\(name) must be a number, not \(other.typeName)")
+        }
+    }
+
+    func integer(_ name: String) throws(APIError) -> Int64? {
+        guard let value = try number(name) else { return nil }
+        guard value.rounded() == value, abs(value) < 9.0e15 else { throw .invalid(name, "\(name) must be an integer") }
+        return Int64(value)
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import Logging
+import SDQMessages
+import SDQPlatform
+import ServiceLifecycle
+
+/// Routes accepted tasks to worker pools and turns dead-lettered tasks into visible failures.
+///
+/// For each `GenerationTask` on the dispatch queue it:
+/// 1. drops it if the task already ended (cancelled before a GPU was spent);
+/// 2. fails it if its deadline passed;
+/// 3. picks the pool: the named one, else the first pool serving the requested model (model
+///    affinity), else the default pool; an unknown pool or a model the pool does not serve fails
+///    the task with a clear error instead of queueing it;
+/// 4. sends it to the pool's queue and marks the record `dispatched`.
+///
+/// Failures go to the results queue as a `TaskResult`, so the result-writer remains the one place
+/// that finalises tasks. The dead-letter queues of the dispatch queue and of every pool queue are
+/// watched: a message that lands there fails its task with code `dead_lettered`.
+public struct Dispatcher: Service {
+    public let context: StackContext
+    public let logger: Logger
+    /// Long-poll wait of each receive.
+    public var receiveWait: Duration
+
+    public init(context: StackContext, logger: Logger, receiveWait: Duration = .seconds(20)) {
+        self.context = context
+        self.logger = logger
+        self.receiveWait = receiveWait
+    }
+
+    public func run() async throws {
+        let names = context.names
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                let dispatch = QueueConsumer(
+                    queue: context.transport.queue(named: names.dispatchQueue), logger: logger, wait: receiveWait)
+                group.addTask { await dispatch.run { await self.route($0) } }
+                let watched = [names.dispatchQueue] + context.pools.pools.map { names.poolQueue($0.name) }
+                for source in watched {
+                    let dlq = QueueConsumer(
+                        queue: context.transport.queue(named: names.deadLetterQueue(of: source)), logger: logger,
+                        wait: receiveWait)
+                    group.addTask { await dlq.run { await self.deadLettered($0, from: source) } }
+                }
+            }
+        }
+    }
+
+    /// Routes one dispatch-queue message.
+    public func route(_ message: QueueMessage) async -> MessageDisposition {
+        var task: Sdq_V1_GenerationTask
+        do {
+            task = try MessageCodec.decode(Sdq_V1_GenerationTask.self, body: message.body, attributes: message.attributes)
+        } catch {
+            logger.error("undecodable task on the dispatch queue", metadata: ["error": "\(error)"])
+            return .reject
+        }
+        let record: TaskRecord?
+        do {
+            record = try await context.transport.tasks.get(id: task.id)
+        } catch {
+            logger.warning("task store unavailable; retrying", metadata: ["error": "\(error)"])
+            return .retry(after: .seconds(2))
+        }
+        guard let record else {
+            logger.warning("no record for task; dropping it", metadata: ["task": "\(task.id)"])
+            return .delete
+        }
+        if record.status.isTerminal || record.status == .running { return .delete }
+        let now = EpochClock.nowMillis()
+        if task.deadlineMs > 0, now > task.deadlineMs {
+            return await fail(task, code: "deadline_exceeded", message: "the task's deadline passed before it was dispatched")
+        }
+        let pool: PoolSpec
+        switch Self.resolvePool(for: task, in: context.pools) {
+        case .success(let resolved): pool = resolved
+        case .failure(let error): return await fail(task, code: error.code, message: error.message)
+        }
+        task.pool = pool.name
+        if task.model.isEmpty { task.model = pool.models[0] }
+        task.runtime = Self.runtimeKind(pool.runtime)
+        task.attempt = UInt32(max(1, message.receiveCount))
+
+        var attributes = [
+            MessageAttribute.taskID: task.id, MessageAttribute.pool: pool.name,
+            MessageAttribute.priority: task.priority == .high ? "high" : "normal",
+        ]
+        if !task.trace.traceparent.isEmpty { attributes[MessageAttribute.traceparent] = task.trace.traceparent }
+        let encoded = MessageCodec.encode(task, attributes: attributes)
+        do {
+            try await context.transport.queue(named: context.names.poolQueue(pool.name))
+                .send(body: encoded.body, attributes: encoded.attributes)
+            let model = task.model
+            _ = try await context.transport.tasks.update(id: task.id, ifStatusIn: [.queued, .dispatched]) { record in
+                record.status = .dispatched
+                record.pool = pool.name
+                record.model = model
+                if record.timings.dispatchedAt == nil { record.timings.dispatchedAt = now }
+            }
+        } catch {
+            logger.warning("dispatch failed; retrying", metadata: ["task": "\(task.id)", "error": "\(error)"])
+            return .retry(after: .seconds(2))
+        }
+        logger.debug("dispatched", metadata: ["task": "\(task.id)", "pool": "\(pool.name)"])
+        return .delete
+    }
+
+    /// A routing failure.
+    public struct RoutingError: CodedError, Equatable {
+        public let code: String
+        public let message: String
+    }
+
+    /// The pool for `task`: by name, else by model, else the default pool.
+    public static func resolvePool(for task: Sdq_V1_GenerationTask, in pools: PoolConfiguration) -> Result<PoolSpec, RoutingError> {
+        if !task.pool.isEmpty {
+            guard let pool = pools.pool(named: task.pool) else {
+                return .failure(RoutingError(code: "unknown_pool", message: "no pool named \(task.pool)"))
+            }
+            if !task.model.isEmpty, !pool.models.contains(task.model) {
+                return .failure(RoutingError(code: "unknown_model", message: "pool \(pool.name) does not serve model \(task.model)"))
+            }
+            return .success(pool)
+        }
+        if !task.model.isEmpty {
+            guard let pool = pools.pool(servingModel: task.model) else {
+                return .failure(RoutingError(code: "unknown_model", message: "no pool serves model \(task.model)"))
+            }
+            return .success(pool)
+        }
+        return .success(pools.defaultPool)
+    }
+
+    static func runtimeKind(_ name: String) -> Sdq_V1_RuntimeKind {
+        switch name {
+        case "sdwebui": .sdwebui
+        case "comfyui": .comfyui
+        default: .emulator
+        }
+    }
+
+    /// Handles a message found on the dead-letter queue of `source`.
+    public func deadLettered(_ message: QueueMessage, from source: String) async -> MessageDisposition {
+        var taskID = message.attributes[MessageAttribute.taskID]
+        if taskID == nil {
+            taskID = try? MessageCodec.decode(Sdq_V1_GenerationTask.self, body: message.body, attributes: message.attributes).id
+        }
+        guard let taskID, !taskID.isEmpty else {
+            logger.error(
+                "a message without a task id is in a dead-letter queue; leaving it for an operator",
+                metadata: ["queue": "\(source)", "message_id": "\(message.messageID)"])
+            return .retry(after: .seconds(3600))
+        }
+        var result = Sdq_V1_TaskResult()
+        result.id = taskID
+        result.outcome = .failed
+        result.error.code = "dead_lettered"
+        result.error.message =
+            "the task's message on \(source) could not be processed after \(context.pools.queues.maxReceiveCount) receives"
+        return await send(result)
+    }
+
+    private func fail(_ task: Sdq_V1_GenerationTask, code: String, message: String) async -> MessageDisposition {
+        var result = Sdq_V1_TaskResult()
+        result.id = task.id
+        result.outcome = .failed
+        result.pool = task.pool
+        result.model = task.model
+        result.error.code = code
+        result.error.message = message
+        result.trace = task.trace
+        result.clientContext = task.clientContext
+        return await send(result)
+    }
+
+    private func send(_ result: Sdq_V1_TaskResult) async -> MessageDisposition {
+        let encoded = MessageCodec.encode(result, attributes: [MessageAttribute.taskID: result.id])
+        do {
+            try await context.transport.queue(named: context.names.resultsQueue)
+                .send(body: encoded.body, attributes: encoded.attributes)
+            return .delete
+        } catch {
+            logger.warning("cannot send a failure result; retrying", metadata: ["task": "\(result.id)", "error": "\(error)"])
+            return .retry(after: .seconds(2))
+        }
+    }
+}
