@@ -40,6 +40,7 @@ public struct QueueConsumer: Sendable {
                 messages = try await queue.receive(maxMessages: batchSize, wait: wait, visibilityTimeout: visibilityTimeout)
                 backoff = .milliseconds(100)
             } catch {
+                if Task.isCancelled { return }
                 logger.warning("receive failed", metadata: ["queue": "\(queue.name)", "error": "\(error)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(10))

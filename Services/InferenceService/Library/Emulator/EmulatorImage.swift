@@ -80,9 +80,11 @@ public enum EmulatorImage {
                             b += (field.b - b) * weight
                         }
                     }
-                    var h = (UInt64(x) &* 0xBF58_476D_1CE4_E5B9) ^ (UInt64(y) &* 0x94D0_49BB_1331_11EB) ^ grain
+                    var h = (UInt64(y) << 32 | UInt64(x)) ^ grain
+                    h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                    h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
                     h ^= h >> 31
-                    let noise = Double(Int(h & 15) - 8)
+                    let noise = Double(Int(h & 7) - 4)
                     out[offset] = clamp(r + noise)
                     out[offset + 1] = clamp(g + noise)
                     out[offset + 2] = clamp(b + noise)

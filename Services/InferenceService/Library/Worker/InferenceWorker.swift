@@ -102,6 +102,7 @@ public struct InferenceWorker: Service {
                 backoff = .milliseconds(200)
             } catch {
                 slots.signal()
+                if Task.isCancelled { return }
                 logger.warning("receive failed", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(10))

@@ -1,0 +1,11 @@
+import Dispatcher
+import SDQPlatform
+
+@main
+struct Entry {
+    static func main() async {
+        await ServiceRunner.run(name: "dispatcher") { context, _, logger in
+            [Dispatcher(context: context, logger: logger)]
+        }
+    }
+}

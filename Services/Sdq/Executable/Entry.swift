@@ -1,0 +1,8 @@
+import Sdq
+
+@main
+struct Entry {
+    static func main() async {
+        await SdqCommand.main()
+    }
+}

@@ -1,0 +1,122 @@
+import ApiLambda
+import Dispatcher
+import Foundation
+import InferenceService
+import Logging
+import ResultWriter
+import SDQPlatform
+import ServiceLifecycle
+
+/// Every sdq service in one process, over the configured transport: what `sdq generate` (without
+/// `--server`) and `sdq up` run. The services are the same types the separate executables run.
+public struct InProcessStack: Sendable {
+    public let context: StackContext
+    public let handler: APIHandler
+    public let configuration: SDQConfiguration
+    /// Inference workers per pool.
+    public var workersPerPool: Int
+    /// Per-step delay of the in-process emulator.
+    public var emulatorStepDelay: Duration
+    /// Receive wait of the internal consumers (short keeps shutdown quick).
+    public var receiveWait: Duration
+    public var workerVisibilityTimeout: Duration
+    public let logger: Logger
+
+    /// Opens the transport, provisions the stack and builds the API handler.
+    public static func open(
+        configuration: SDQConfiguration, workersPerPool: Int = 1, emulatorStepDelay: Duration = .milliseconds(10),
+        receiveWait: Duration = .seconds(2), logger: Logger
+    ) async throws -> InProcessStack {
+        let context = try await StackContext.open(configuration, logger: logger)
+        var signer: ObjectURLSigner?
+        if let embedded = context.transport as? EmbeddedTransport {
+            signer = ObjectURLSigner(secret: try await embedded.secret(named: "object-url-key"))
+        }
+        let handler = APIHandler(
+            context: context, logger: logger, apiKeys: configuration.apiKeys, signer: signer,
+            publicBaseURL: ProcessInfo.processInfo.environment["SDQ_PUBLIC_URL"])
+        return InProcessStack(
+            context: context, handler: handler, configuration: configuration, workersPerPool: max(1, workersPerPool),
+            emulatorStepDelay: emulatorStepDelay, receiveWait: receiveWait,
+            workerVisibilityTimeout: context.pools.queues.workerVisibilityTimeout, logger: logger)
+    }
+
+    /// The dispatcher, the result-writer and the inference workers of every pool.
+    public func services() throws -> [any Service] {
+        var services: [any Service] = [
+            Dispatcher(context: context, logger: logger.with(label: "dispatcher"), receiveWait: receiveWait),
+            ResultWriter(context: context, logger: logger.with(label: "result-writer"), receiveWait: receiveWait),
+        ]
+        for pool in context.pools.pools {
+            let runtime = try runtime(for: pool)
+            for _ in 0..<workersPerPool {
+                let configuration = InferenceConfiguration(
+                    pool: pool.name, visibilityTimeout: workerVisibilityTimeout, receiveWait: receiveWait)
+                services.append(
+                    InferenceWorker(
+                        context: context, runtime: runtime, configuration: configuration,
+                        logger: logger.with(label: "inference-service")))
+            }
+        }
+        return services
+    }
+
+    private func runtime(for pool: PoolSpec) throws -> any RuntimeBackend {
+        switch pool.runtime {
+        case "emulator":
+            return EmulatorRuntime(stepDelay: emulatorStepDelay)
+        case "sdwebui":
+            guard let url = configuration.runtimeURL else {
+                throw ConfigurationError(message: "pool \(pool.name) runs sdwebui: set SDQ_RUNTIME_URL", field: "SDQ_RUNTIME_URL")
+            }
+            return SDWebUIBackend(baseURL: url)
+        default:
+            throw ConfigurationError(message: "runtime \(pool.runtime) is not supported in this build", field: "runtime")
+        }
+    }
+
+    /// Runs the services while `body` runs, then shuts them down gracefully (workers hand
+    /// unfinished tasks back to their queue) and returns what `body` returned.
+    public func whileRunning<T: Sendable>(_ body: @Sendable @escaping () async throws -> T) async throws -> T {
+        let group = ServiceGroup(
+            configuration: .init(services: try services().map { .init(service: $0) }, logger: logger))
+        return try await withThrowingTaskGroup(of: T?.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return nil
+            }
+            tasks.addTask { try await body() }
+            var result: T?
+            do {
+                while let value = try await tasks.next() {
+                    if let value {
+                        result = value
+                        await group.triggerGracefulShutdown()
+                    } else if result == nil {
+                        throw CancellationError()  // the services stopped before the body finished
+                    }
+                }
+            } catch {
+                await group.triggerGracefulShutdown()
+                tasks.cancelAll()
+                throw error
+            }
+            guard let result else { throw CancellationError() }
+            return result
+        }
+    }
+
+    /// Closes the transport.
+    public func close() async {
+        if let embedded = context.transport as? EmbeddedTransport { await embedded.close() }
+    }
+}
+
+extension Logger {
+    /// A copy with another label, same level.
+    func with(label: String) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = logLevel
+        return logger
+    }
+}

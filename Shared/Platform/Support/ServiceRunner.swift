@@ -1,0 +1,35 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The body of every service executable: read the environment, set up logging, open the stack,
+/// run the services until SIGTERM/SIGINT, shut down gracefully. Configuration errors end the
+/// process with a clear message and exit code 78 (EX_CONFIG).
+public enum ServiceRunner {
+    public static func run(
+        name: String, _ build: @Sendable (StackContext, SDQConfiguration, Logger) async throws -> [any Service]
+    ) async {
+        let configuration: SDQConfiguration
+        do { configuration = try SDQConfiguration.fromEnvironment() } catch {
+            FileHandle.standardError.write(Data("\(name): \(error)\n".utf8))
+            exit(78)
+        }
+        LoggingSetup.bootstrap(level: configuration.logLevel, format: configuration.logFormat)
+        let logger = Logger(label: name)
+        do {
+            let context = try await StackContext.open(configuration, logger: logger)
+            let services = try await build(context, configuration, logger)
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            logger.info("\(name) started", metadata: ["stack": "\(configuration.stack)", "transport": "\(configuration.transport.rawValue)"])
+            try await group.run()
+        } catch let error as ConfigurationError {
+            logger.critical("invalid configuration", metadata: ["error": "\(error)"])
+            exit(78)
+        } catch {
+            logger.critical("\(name) stopped", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+    }
+}
