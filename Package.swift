@@ -127,11 +127,13 @@ let package = Package(
             path: "Tests/Support", swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "SDQMessagesTests", dependencies: ["SDQMessages"],
+            name: "SDQMessagesTests",
+            dependencies: ["SDQMessages", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             path: "Tests/SDQMessagesTests", swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "SDQPlatformTests", dependencies: ["SDQPlatform", "SDQTestSupport"],
+            name: "SDQPlatformTests",
+            dependencies: ["SDQPlatform", "SDQTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             path: "Tests/SDQPlatformTests", swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -48,6 +48,12 @@ final class EmbeddedDatabase: Sendable {
         try? await connection.close()
     }
 
+    deinit {
+        // A transport dropped without close(): close on the connection's thread pool. The pending
+        // close keeps the connection alive until it is done (closing twice is harmless).
+        _ = connection.close() as EventLoopFuture<Void>
+    }
+
     private static let schema = [
         """
         CREATE TABLE IF NOT EXISTS queues (

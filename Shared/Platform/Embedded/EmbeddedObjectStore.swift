@@ -24,10 +24,11 @@ struct EmbeddedObjectStore: ObjectStore {
             let temporary = url.deletingLastPathComponent()
                 .appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
             try data.write(to: temporary)
-            if FileManager.default.fileExists(atPath: url.path) {
-                _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
-            } else {
-                try FileManager.default.moveItem(at: temporary, to: url)
+            // rename(2) replaces the target atomically.
+            guard rename(temporary.path, url.path) == 0 else {
+                let code = errno
+                try? FileManager.default.removeItem(at: temporary)
+                throw TransportError.storage("cannot move object \(key) into place: errno \(code)")
             }
         } catch {
             throw .storage("cannot write object \(key): \(error)")

@@ -1,0 +1,136 @@
+import Foundation
+import SDQPlatform
+import SDQTestSupport
+import Testing
+
+@Suite struct EmbeddedTopicTests {
+    @Test func fansOutToEverySubscriptionThatMatches() async throws {
+        let fixture = try await EmbeddedFixture.make()
+        try await fixture.transport.provision(
+            Topology(
+                queues: ["all", "high", "gpu"].map {
+                    QueueSpec(name: $0, visibilityTimeout: .seconds(30), maxReceiveCount: 0, deadLetterQueue: nil)
+                },
+                topics: ["events"],
+                subscriptions: [
+                    SubscriptionSpec(topic: "events", queue: "all"),
+                    SubscriptionSpec(topic: "events", queue: "high", filterPolicy: FilterPolicy(["sdq-priority": [.equals("high")]])),
+                    SubscriptionSpec(topic: "events", queue: "gpu", filterPolicy: FilterPolicy(["sdq-pool": [.prefix("gpu-")]])),
+                ]))
+        let topic = fixture.transport.topic(named: "events")
+        try await topic.publish(body: "one", attributes: ["sdq-priority": "high", "sdq-pool": "cpu"])
+        try await topic.publish(body: "two", attributes: ["sdq-priority": "normal", "sdq-pool": "gpu-a10"])
+        func bodies(_ queue: String) async throws -> [String] {
+            try await fixture.queue(queue).receive(maxMessages: 10, wait: .zero, visibilityTimeout: nil).map(\.body).sorted()
+        }
+        #expect(try await bodies("all") == ["one", "two"])
+        #expect(try await bodies("high") == ["one"])
+        #expect(try await bodies("gpu") == ["two"])
+    }
+
+    @Test func publishingToAnUnknownTopicFails() async throws {
+        let fixture = try await EmbeddedFixture.make()
+        await #expect(throws: TransportError.self) {
+            try await fixture.transport.topic(named: "missing").publish(body: "x", attributes: [:])
+        }
+    }
+}
+
+@Suite struct FilterPolicyTests {
+    @Test func conditions() throws {
+        let policy = try JSONDecoder().decode(
+            FilterPolicy.self,
+            from: Data(#"{"pool":["a","b"],"tier":[{"anything-but":["free"]}],"trace":[{"exists":false}]}"#.utf8))
+        #expect(policy.matches(["pool": "a", "tier": "pro"]))
+        #expect(!policy.matches(["pool": "c", "tier": "pro"]))
+        #expect(!policy.matches(["pool": "a", "tier": "free"]))
+        #expect(!policy.matches(["pool": "a"]))  // anything-but needs the attribute
+        #expect(!policy.matches(["pool": "a", "tier": "pro", "trace": "x"]))
+        let again = try JSONDecoder().decode(FilterPolicy.self, from: Data(policy.jsonString().utf8))
+        #expect(again == policy)
+    }
+}
+
+@Suite struct EmbeddedTaskStoreTests {
+    @Test func createIsIdempotentByKey() async throws {
+        let fixture = try await EmbeddedFixture.make()
+        var first = makeRecord()
+        first.idempotencyKey = "client-key"
+        #expect(try await fixture.transport.tasks.create(first) == .created(first))
+        var second = makeRecord()
+        second.idempotencyKey = "client-key"
+        #expect(try await fixture.transport.tasks.create(second) == .existing(first))
+        #expect(try await fixture.transport.tasks.get(id: second.id) == nil)
+    }
+
+    @Test func updatesApplyOnlyFromAllowedStates() async throws {
+        let fixture = try await EmbeddedFixture.make()
+        let record = makeRecord()
+        _ = try await fixture.transport.tasks.create(record)
+        let running = try await fixture.transport.tasks.update(id: record.id, ifStatusIn: [.queued]) { $0.status = .running }
+        guard case .applied(let updated) = running else { Issue.record("expected applied"); return }
+        #expect(updated.status == .running)
+        let again = try await fixture.transport.tasks.update(id: record.id, ifStatusIn: [.queued]) { $0.status = .failed }
+        #expect(again == .conflict(updated))
+        #expect(try await fixture.transport.tasks.update(id: "nope", ifStatusIn: [.queued]) { _ in } == .notFound)
+    }
+
+    @Test func racingTerminalTransitionsHaveExactlyOneWinner() async throws {
+        let fixture = try await EmbeddedFixture.make()
+        let record = makeRecord(status: .running)
+        _ = try await fixture.transport.tasks.create(record)
+        let store = fixture.transport.tasks
+        let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<16 {
+                group.addTask {
+                    let outcome = try await store.update(id: record.id, ifStatusIn: TaskStatus.nonTerminal) {
+                        $0.status = index.isMultiple(of: 2) ? .succeeded : .cancelled
+                        $0.worker = "w\(index)"
+                    }
+                    if case .applied = outcome { return true }
+                    return false
+                }
+            }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 }.count == 1)
+        #expect(try await store.get(id: record.id)?.status.isTerminal == true)
+    }
+
+    @Test func expiredRecordsAreNotReturned() async throws {
+        let fixture = try await EmbeddedFixture.make()
+        var record = makeRecord()
+        record.expiresAt = EpochClock.nowMillis() - 1
+        _ = try await fixture.transport.tasks.create(record)
+        #expect(try await fixture.transport.tasks.get(id: record.id) == nil)
+        try await fixture.transport.purgeExpired()
+        var fresh = makeRecord(id: record.id)
+        fresh.expiresAt = EpochClock.nowMillis() + 60_000
+        #expect(try await fixture.transport.tasks.create(fresh) == .created(fresh))
+    }
+}
+
+@Suite struct EmbeddedObjectStoreTests {
+    @Test func putGetExistsDelete() async throws {
+        let fixture = try await EmbeddedFixture.make()
+        let objects = fixture.transport.objects
+        #expect(objects.bucket == "test-data")
+        try await objects.put(key: "outputs/t1/image-0.png", data: Data([1, 2, 3]), contentType: "image/png")
+        #expect(try await objects.get(key: "outputs/t1/image-0.png") == StoredObject(key: "outputs/t1/image-0.png", data: Data([1, 2, 3]), contentType: "image/png"))
+        #expect(try await objects.exists(key: "outputs/t1/image-0.png"))
+        try await objects.put(key: "outputs/t1/image-0.png", data: Data([4]), contentType: "image/png")
+        #expect(try await objects.get(key: "outputs/t1/image-0.png")?.data == Data([4]))
+        try await objects.delete(key: "outputs/t1/image-0.png")
+        #expect(try await objects.get(key: "outputs/t1/image-0.png") == nil)
+        #expect(!(try await objects.exists(key: "outputs/t1/image-0.png")))
+    }
+
+    @Test func keysCannotEscapeTheBucket() async throws {
+        let fixture = try await EmbeddedFixture.make()
+        for key in ["../escape", "a/../../b", "/abs", "", "a//b"] {
+            await #expect(throws: TransportError.self) {
+                try await fixture.transport.objects.put(key: key, data: Data(), contentType: "x")
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import SDQPlatform
+
+/// A fresh directory under the system temporary directory, removed when released.
+public final class TemporaryDirectory: Sendable {
+    public let url: URL
+    public var path: String { url.path }
+
+    public init() {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("sdq-test-\(UUID().uuidString)", isDirectory: true)
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+}
+
+/// A quiet logger for tests (set `SDQ_TEST_LOG=debug` to see the services talk).
+public func testLogger(_ label: String = "test") -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = ProcessInfo.processInfo.environment["SDQ_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+    return logger
+}
+
+/// An embedded stack in a temporary directory, provisioned with the standard topology.
+public struct EmbeddedFixture: Sendable {
+    public let directory: TemporaryDirectory
+    public let transport: EmbeddedTransport
+    public let context: StackContext
+
+    public static func make(
+        pools: PoolConfiguration = .builtIn, directory: TemporaryDirectory = TemporaryDirectory(),
+        pollInterval: Duration = .milliseconds(50)
+    ) async throws -> EmbeddedFixture {
+        let names = ResourceNames(stack: "test")
+        let transport = try await EmbeddedTransport.open(
+            directory: directory.path, names: names, logger: testLogger(), crossProcessPollInterval: pollInterval)
+        let context = StackContext(transport: transport, names: names, pools: pools)
+        try await transport.provision(context.topology)
+        return EmbeddedFixture(directory: directory, transport: transport, context: context)
+    }
+
+    /// A queue of this stack.
+    public func queue(_ name: String) -> any MessageQueue { transport.queue(named: name) }
+}
+
+/// Pools with short queue timings, for fault tests.
+public func fastPools(
+    _ pools: [PoolSpec] = [PoolSpec(name: "default", runtime: "emulator", models: [PoolConfiguration.emulatorModel])],
+    maxReceiveCount: Int = 3, visibilitySeconds: Int = 2
+) throws -> PoolConfiguration {
+    var queues = QueueSettings()
+    queues.maxReceiveCount = maxReceiveCount
+    queues.workerVisibilityTimeoutSeconds = visibilitySeconds
+    return try PoolConfiguration(pools: pools, queues: queues)
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+public func eventually(
+    timeout: Duration = .seconds(15), interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool
+) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: interval)
+    }
+    return try await condition()
+}
+
+/// A task record as the API would create it.
+public func makeRecord(id: String = TaskID.generate(), status: TaskStatus = .queued, pool: String = "default") -> TaskRecord {
+    TaskRecord(
+        id: id, status: status, pool: pool, model: PoolConfiguration.emulatorModel, seed: 1, width: 64, height: 64,
+        timings: TaskTimings(submittedAt: EpochClock.nowMillis()), expiresAt: EpochClock.nowMillis() + 3_600_000)
+}
