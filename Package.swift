@@ -137,7 +137,12 @@ let package = Package(
             path: "Tests/SDQPlatformTests", swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "ApiLambdaTests", dependencies: ["ApiLambda", "SDQTestSupport"],
+            name: "ApiLambdaTests",
+            dependencies: [
+                "ApiLambda", "SDQTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/ApiLambdaTests", swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -73,3 +73,22 @@ public func makeRecord(id: String = TaskID.generate(), status: TaskStatus = .que
         id: id, status: status, pool: pool, model: PoolConfiguration.emulatorModel, seed: 1, width: 64, height: 64,
         timings: TaskTimings(submittedAt: EpochClock.nowMillis()), expiresAt: EpochClock.nowMillis() + 3_600_000)
 }
+
+/// Hands the bound port from a server's `onListening` callback to the test.
+public actor PortBox {
+    private var port: Int?
+    private var waiters: [CheckedContinuation<Int, Never>] = []
+
+    public init() {}
+
+    public func set(_ value: Int) {
+        port = value
+        for waiter in waiters { waiter.resume(returning: value) }
+        waiters.removeAll()
+    }
+
+    public func wait() async -> Int {
+        if let port { return port }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+}
