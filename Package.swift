@@ -123,7 +123,8 @@ let package = Package(
 
         // MARK: Tests (one target per library target)
         .target(
-            name: "SDQTestSupport", dependencies: ["SDQPlatform"],
+            name: "SDQTestSupport",
+            dependencies: ["SDQPlatform", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Tests/Support", swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -150,7 +151,13 @@ let package = Package(
             path: "Tests/DispatcherTests", swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "InferenceServiceTests", dependencies: ["InferenceService", "SDQTestSupport"],
+            name: "InferenceServiceTests",
+            dependencies: [
+                "InferenceService", "SDQTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ],
             path: "Tests/InferenceServiceTests", swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SDQPlatform
+import ServiceLifecycle
 
 /// A fresh directory under the system temporary directory, removed when released.
 public final class TemporaryDirectory: Sendable {
@@ -55,16 +56,17 @@ public func fastPools(
     return try PoolConfiguration(pools: pools, queues: queues)
 }
 
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held. A condition that
+/// throws counts as not holding yet.
 public func eventually(
     timeout: Duration = .seconds(15), interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool
-) async rethrows -> Bool {
+) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        if try await condition() { return true }
+        if (try? await condition()) == true { return true }
         try? await Task.sleep(for: interval)
     }
-    return try await condition()
+    return (try? await condition()) == true
 }
 
 /// A task record as the API would create it.
@@ -91,4 +93,40 @@ public actor PortBox {
         if let port { return port }
         return await withCheckedContinuation { waiters.append($0) }
     }
+}
+
+/// Runs `services` in a service group while `body` runs, then shuts them down gracefully (as
+/// SIGTERM would) and waits for them to stop.
+public func whileRunning<T: Sendable>(
+    _ services: [any Service], _ body: @Sendable (RunningServices) async throws -> T
+) async throws -> T {
+    let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: testLogger()))
+    let running = RunningServices(group: group)
+    return try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        do {
+            let value = try await body(running)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return value
+        } catch {
+            await group.triggerGracefulShutdown()
+            try? await tasks.waitForAll()
+            throw error
+        }
+    }
+}
+
+/// Lets a test stop the services early (a graceful stop, like SIGTERM).
+public struct RunningServices: Sendable {
+    let group: ServiceGroup
+    public func stop() async { await group.triggerGracefulShutdown() }
+}
+
+/// Collects values across polling closures (tests capture this instead of a `var`).
+public actor Accumulator<Element: Sendable> {
+    public private(set) var items: [Element] = []
+    public init() {}
+    public func append(_ new: [Element]) { items += new }
+    public var count: Int { items.count }
 }
