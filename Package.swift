@@ -169,6 +169,7 @@ let package = Package(
             dependencies: [
                 "Sdq", "SDQTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/SdqTests", swiftSettings: swiftSettings
         ),

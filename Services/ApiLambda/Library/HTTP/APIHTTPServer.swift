@@ -42,6 +42,8 @@ public struct APIHTTPServer: Service {
             let (path, query) = APIRequest.splitTarget(request.uri.description)
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
+            // HTTP/1 `Host` arrives as the request's authority, not as a header field.
+            if let authority = request.head.authority { headers["host"] = authority }
             let response = await handler.handle(
                 APIRequest(
                     method: request.method.rawValue, path: path, query: query, headers: headers, body: body,

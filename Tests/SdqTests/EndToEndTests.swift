@@ -1,0 +1,172 @@
+import ApiLambda
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import InferenceService
+import ResultWriter
+import SDQMessages
+import SDQPlatform
+import SDQTestSupport
+import Sdq
+import Testing
+
+/// The whole pipeline on the embedded transport: the same services `sdq up` runs.
+@Suite struct EndToEndTests {
+    static let fastPoolsYAML = """
+        pools:
+          - name: default
+            runtime: emulator
+            models: [emulator-v1]
+        queues:
+          max_receive_count: 2
+          worker_visibility_timeout_seconds: 2
+        """
+
+    static func stack(_ directory: TemporaryDirectory, workers: Int = 1, stepDelay: Duration = .milliseconds(2)) async throws -> InProcessStack {
+        let poolsFile = directory.url.appendingPathComponent("pools.yaml")
+        try fastPoolsYAML.write(to: poolsFile, atomically: true, encoding: .utf8)
+        var configuration = SDQConfiguration()
+        configuration.dataDirectory = directory.url.appendingPathComponent("data").path
+        configuration.poolsFile = poolsFile.path
+        return try await InProcessStack.open(
+            configuration: configuration, workersPerPool: workers, emulatorStepDelay: stepDelay,
+            receiveWait: .milliseconds(200), logger: testLogger())
+    }
+
+    static func submit(_ stack: InProcessStack, _ body: String) async throws -> String {
+        let response = await stack.handler.handle(APIRequest(method: "POST", path: "/v1/tasks", body: Data(body.utf8)))
+        #expect(response.status == 202)
+        return try JSONDecoder().decode(TaskDocument.self, from: response.body).id
+    }
+
+    static func record(_ stack: InProcessStack, _ id: String) async throws -> TaskRecord? {
+        try await stack.context.transport.tasks.get(id: id)
+    }
+
+    @Test func submitOverHTTPYieldsSeedDeterminedPNGs() async throws {
+        let directory = TemporaryDirectory()
+        let stack = try await Self.stack(directory)
+        let port = PortBox()
+        let server = APIHTTPServer(handler: stack.handler, port: 0, logger: testLogger()) { await port.set($0) }
+        let downloads: [Data] = try await whileRunning(try stack.services() + [server]) { _ in
+            let client = SDQClient(baseURL: "http://127.0.0.1:\(await port.wait())")
+            var images: [Data] = []
+            for seed in [7, 7, 8] {
+                let accepted = try await client.submit(.object([
+                    "prompt": .string("a lighthouse at dusk"), "seed": .number(Double(seed)),
+                    "width": .number(256), "height": .number(192), "steps": .number(4),
+                ]))
+                #expect(accepted.status == .queued)
+                let done = try await client.wait(accepted.id, interval: .milliseconds(50), timeout: .seconds(30))
+                #expect(done.status == .succeeded)
+                #expect(done.progress == 1)
+                #expect(done.error == nil)
+                #expect(done.worker != nil)
+                let t = done.timings
+                #expect(t.submittedAt != nil && t.dispatchedAt != nil && t.startedAt != nil)
+                #expect(t.runtimeStartedAt != nil && t.runtimeFinishedAt != nil && t.finishedAt != nil)
+                let image = try #require(done.images.first)
+                #expect(image.seed == Int64(seed))
+                #expect(image.width == 256 && image.height == 192)
+                #expect(image.url.hasPrefix("http://127.0.0.1:"))
+                let data = try await client.download(image.url)
+                #expect(PNGInfo.size(of: data)?.width == 256)
+                #expect(PNGInfo.size(of: data)?.height == 192)
+                #expect(data.sha256Hex == image.sha256)
+                images.append(data)
+            }
+            return images
+        }
+        await stack.close()
+        #expect(downloads[0] == downloads[1], "the same seed gives the same bytes")
+        #expect(downloads[0] != downloads[2], "another seed gives other bytes")
+    }
+
+    @Test func aWorkerStoppedMidTaskLeavesTheTaskToCompleteOnce() async throws {
+        let directory = TemporaryDirectory()
+        let first = try await Self.stack(directory, stepDelay: .milliseconds(50))
+        let id = try await Self.submit(first, #"{"prompt": "interrupted", "seed": 1, "width": 64, "height": 64, "steps": 100}"#)
+        let firstWorker: String? = try await first.whileRunning {
+            _ = await eventually { try await Self.record(first, id)?.status == .running }
+            return try await Self.record(first, id)?.worker ?? "none"
+        }
+        #expect(try await Self.record(first, id)?.status == .running)
+        await first.close()
+
+        let second = try await Self.stack(directory, stepDelay: .milliseconds(1))
+        let finished = try await second.whileRunning {
+            _ = await eventually(timeout: .seconds(30)) { try await Self.record(second, id)?.status.isTerminal == true }
+            return try await Self.record(second, id)
+        }
+        #expect(finished?.status == .succeeded)
+        #expect(finished?.worker != firstWorker)
+        #expect(finished?.images.count == 1)
+        #expect(try await second.context.transport.objects.exists(key: ResultWriter.manifestKey(for: id)))
+        try await Self.expectQueuesDrained(second)
+        await second.close()
+    }
+
+    @Test func theSameTaskDeliveredTwiceEndsOnceWithOneManifest() async throws {
+        let directory = TemporaryDirectory()
+        let stack = try await Self.stack(directory, workers: 2)
+        let id = try await Self.submit(stack, #"{"prompt": "twice", "seed": 2, "width": 64, "height": 64, "steps": 3}"#)
+        // Duplicate the dispatch message, as at-least-once delivery may.
+        let dispatch = stack.context.transport.queue(named: stack.context.names.dispatchQueue)
+        let original = try #require(try await dispatch.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(30)).first)
+        try await dispatch.send(body: original.body, attributes: original.attributes)
+        try await dispatch.send(body: original.body, attributes: original.attributes)
+        try await dispatch.delete(receiptHandle: original.receiptHandle)
+
+        let finished = try await stack.whileRunning {
+            _ = await eventually { try await Self.record(stack, id)?.status.isTerminal == true }
+            // Let the duplicate drain too.
+            _ = await eventually { try await Self.queuesDrained(stack) }
+            return try await Self.record(stack, id)
+        }
+        #expect(finished?.status == .succeeded)
+        #expect(finished?.images.count == 1)
+        let manifest = try #require(try await stack.context.transport.objects.get(key: ResultWriter.manifestKey(for: id)))
+        let document = try JSONDecoder().decode(TaskDocument.self, from: manifest.data)
+        #expect(document.status == .succeeded)
+        #expect(document.timings.finishedAt == finished?.timings.finishedAt)
+        try await Self.expectQueuesDrained(stack)
+        await stack.close()
+    }
+
+    @Test func anUndecodableMessageIsDeadLetteredAndItsTaskFailsVisibly() async throws {
+        let directory = TemporaryDirectory()
+        let stack = try await Self.stack(directory)
+        let record = makeRecord(status: .dispatched)
+        _ = try await stack.context.transport.tasks.create(record)
+        try await stack.context.transport.queue(named: stack.context.names.poolQueue("default"))
+            .send(body: "definitely not protobuf", attributes: [MessageAttribute.taskID: record.id])
+        let finished = try await stack.whileRunning {
+            _ = await eventually(timeout: .seconds(30)) { try await Self.record(stack, record.id)?.status.isTerminal == true }
+            return try await Self.record(stack, record.id)
+        }
+        #expect(finished?.status == .failed)
+        #expect(finished?.error?.code == "dead_lettered")
+        #expect(finished?.error?.message.contains("pool-default") == true)
+        let status = await stack.handler.handle(APIRequest(method: "GET", path: "/v1/tasks/\(record.id)"))
+        #expect(try JSONDecoder().decode(TaskDocument.self, from: status.body).error?.code == "dead_lettered")
+        await stack.close()
+    }
+
+    static func queuesDrained(_ stack: InProcessStack) async throws -> Bool {
+        let names = stack.context.names
+        var all = [names.dispatchQueue, names.resultsQueue, names.poolQueue("default")]
+        all += all.map { names.deadLetterQueue(of: $0) }
+        for name in all where try await stack.context.transport.queue(named: name).depth() != QueueDepth(visible: 0, inFlight: 0) {
+            return false
+        }
+        return true
+    }
+
+    static func expectQueuesDrained(_ stack: InProcessStack) async throws {
+        #expect(try await queuesDrained(stack), "every queue and dead-letter queue is empty")
+    }
+}
+
+extension Data {
+    var sha256Hex: String { SHA256.hash(data: self).map { String(format: "%02x", $0) }.joined() }
+}
