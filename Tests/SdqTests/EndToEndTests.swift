@@ -152,6 +152,34 @@ import Testing
         await stack.close()
     }
 
+    @Test func aPoolOnTheSDWebUIRuntimeRunsThroughTheHTTPBackend() async throws {
+        let directory = TemporaryDirectory()
+        let port = PortBox()
+        let emulator = EmulatorServer(port: 0, stepDelay: .milliseconds(1), logger: testLogger()) { await port.set($0) }
+        try await whileRunning([emulator]) { _ in
+            let poolsFile = directory.url.appendingPathComponent("pools.yaml")
+            try "pools: [{name: webui, runtime: sdwebui, models: [emulator-v1]}]".write(to: poolsFile, atomically: true, encoding: .utf8)
+            var configuration = SDQConfiguration()
+            configuration.dataDirectory = directory.url.appendingPathComponent("data").path
+            configuration.poolsFile = poolsFile.path
+            configuration.runtimeURL = "http://127.0.0.1:\(await port.wait())"
+            let stack = try await InProcessStack.open(configuration: configuration, receiveWait: .milliseconds(200), logger: testLogger())
+            let id = try await Self.submit(stack, #"{"prompt": "via sdwebui", "seed": 9, "width": 64, "height": 64, "steps": 3}"#)
+            let finished = try await stack.whileRunning {
+                _ = await eventually(timeout: .seconds(30)) { try await Self.record(stack, id)?.status.isTerminal == true }
+                return try await Self.record(stack, id)
+            }
+            #expect(finished?.status == .succeeded)
+            #expect(finished?.pool == "webui")
+            let key = try #require(finished?.images.first?.key)
+            let stored = try #require(try await stack.context.transport.objects.get(key: key))
+            let expected = try EmulatorImage.png(EmulatorImage.Parameters(
+                prompt: "via sdwebui", model: "emulator-v1", seed: 9, width: 64, height: 64, steps: 3, cfgScale: 7, sampler: "Euler a"))
+            #expect(stored.data == expected)
+            await stack.close()
+        }
+    }
+
     static func queuesDrained(_ stack: InProcessStack) async throws -> Bool {
         let names = stack.context.names
         var all = [names.dispatchQueue, names.resultsQueue, names.poolQueue("default")]

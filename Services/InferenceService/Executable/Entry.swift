@@ -1,6 +1,10 @@
+import Foundation
 import InferenceService
 import SDQPlatform
 
+/// `inference-service`: the GPU worker of one pool (`SDQ_POOL`) driving `SDQ_RUNTIME`
+/// (`emulator`, whose per-step delay `SDQ_EMULATOR_STEP_MS` defaults to 50, or `sdwebui` at
+/// `SDQ_RUNTIME_URL`).
 @main
 struct Entry {
     static func main() async {
@@ -8,7 +12,8 @@ struct Entry {
             let runtime: any RuntimeBackend
             switch configuration.runtime {
             case "emulator":
-                runtime = EmulatorRuntime(stepDelay: .milliseconds(50))
+                let stepMilliseconds = ProcessInfo.processInfo.environment["SDQ_EMULATOR_STEP_MS"].flatMap(Int.init) ?? 50
+                runtime = EmulatorRuntime(stepDelay: .milliseconds(max(0, stepMilliseconds)))
             case "sdwebui":
                 runtime = SDWebUIBackend(baseURL: configuration.runtimeURL ?? "http://127.0.0.1:7860")
             default:

@@ -70,6 +70,13 @@ public enum JSONValue: Sendable, Equatable, Codable {
         return nil
     }
 
+    /// The number as an integer, when it is integral and within ±2^53 (nil otherwise, never a trap).
+    public var integerValue: Int64? {
+        guard case .number(let value) = self, value.isFinite, value.rounded() == value, abs(value) <= 9_007_199_254_740_992
+        else { return nil }
+        return Int64(value)
+    }
+
     public var objectValue: [String: JSONValue]? {
         if case .object(let value) = self { return value }
         return nil

@@ -114,13 +114,13 @@ public struct EmulatorServer: Service {
     }
 
     static func job(from body: JSONValue, kind: String, defaultModel: String, models: [String]) -> Result<RuntimeJob, Failure> {
-        func int(_ key: String, _ fallback: Int) -> Int { body[key]?.numberValue.map { Int($0) } ?? fallback }
+        func int(_ key: String, _ fallback: Int) -> Int { body[key]?.integerValue.map { Int($0) } ?? fallback }
         let width = int("width", 512), height = int("height", 512), steps = int("steps", 20)
         guard (64...4096).contains(width), (64...4096).contains(height) else {
             return .failure(Failure("width and height must be 64...4096"))
         }
         guard (1...500).contains(steps) else { return .failure(Failure("steps must be 1...500")) }
-        var seed = body["seed"]?.numberValue.map { Int64($0) } ?? -1
+        var seed = body["seed"]?.integerValue ?? -1
         if seed < 0 { seed = Int64.random(in: 0..<4_294_967_296) }
         let model = body["override_settings"]?["sd_model_checkpoint"]?.stringValue ?? defaultModel
         guard models.contains(model) else { return .failure(Failure("unknown model \(model)")) }

@@ -95,7 +95,7 @@ public struct SDWebUIBackend: RuntimeBackend {
         if let info = response["info"]?.stringValue, let parsed = try? JSONValue.parse(Data(info.utf8)),
             case .array(let all)? = parsed["all_seeds"]
         {
-            seeds = all.compactMap { $0.numberValue.map { Int64($0) } }
+            seeds = all.compactMap(\.integerValue)
         }
         var result: [RuntimeImage] = []
         // SD WebUI may append extra images (grids, control maps) after the batch; keep the batch.
