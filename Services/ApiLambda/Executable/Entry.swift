@@ -13,13 +13,7 @@ struct Entry {
                     message: "the Lambda custom runtime is not in this build yet; unset AWS_LAMBDA_RUNTIME_API to serve HTTP",
                     field: "AWS_LAMBDA_RUNTIME_API")
             }
-            var signer: ObjectURLSigner?
-            if let embedded = context.transport as? EmbeddedTransport {
-                signer = ObjectURLSigner(secret: try await embedded.secret(named: "object-url-key"))
-            }
-            let handler = APIHandler(
-                context: context, logger: logger, apiKeys: configuration.apiKeys, signer: signer,
-                publicBaseURL: ProcessInfo.processInfo.environment["SDQ_PUBLIC_URL"])
+            let handler = try await APIHandler.configured(context: context, configuration: configuration, logger: logger)
             let host = ProcessInfo.processInfo.environment["SDQ_HTTP_HOST"] ?? "0.0.0.0"
             return [APIHTTPServer(handler: handler, host: host, port: configuration.httpPort, logger: logger)]
         }

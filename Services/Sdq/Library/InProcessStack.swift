@@ -28,13 +28,7 @@ public struct InProcessStack: Sendable {
         receiveWait: Duration = .seconds(2), logger: Logger
     ) async throws -> InProcessStack {
         let context = try await StackContext.open(configuration, logger: logger)
-        var signer: ObjectURLSigner?
-        if let embedded = context.transport as? EmbeddedTransport {
-            signer = ObjectURLSigner(secret: try await embedded.secret(named: "object-url-key"))
-        }
-        let handler = APIHandler(
-            context: context, logger: logger, apiKeys: configuration.apiKeys, signer: signer,
-            publicBaseURL: ProcessInfo.processInfo.environment["SDQ_PUBLIC_URL"])
+        let handler = try await APIHandler.configured(context: context, configuration: configuration, logger: logger)
         return InProcessStack(
             context: context, handler: handler, configuration: configuration, workersPerPool: max(1, workersPerPool),
             emulatorStepDelay: emulatorStepDelay, receiveWait: receiveWait,

@@ -156,3 +156,20 @@ public struct APIHandler: Sendable {
             body: body)
     }
 }
+
+extension APIHandler {
+    /// The handler for a deployment: API keys from `SDQ_API_KEYS`, `SDQ_PUBLIC_URL` for links, and
+    /// on the embedded transport a URL signer whose key is kept in the embedded database.
+    public static func configured(
+        context: StackContext, configuration: SDQConfiguration, logger: Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws -> APIHandler {
+        var signer: ObjectURLSigner?
+        if let embedded = context.transport as? EmbeddedTransport {
+            signer = ObjectURLSigner(secret: try await embedded.secret(named: "object-url-key"))
+        }
+        return APIHandler(
+            context: context, logger: logger, apiKeys: configuration.apiKeys, signer: signer,
+            publicBaseURL: environment["SDQ_PUBLIC_URL"])
+    }
+}
