@@ -42,12 +42,13 @@ struct EmbeddedQueue: MessageQueue {
         let visibility = visibilityTimeout?.milliseconds ?? settings.visibilityMillis
         let deadline = ContinuousClock.now + wait
         while true {
+            let generation = await signal.generation(of: name)
             let received = try await receiveOnce(
                 maxMessages: max(1, min(maxMessages, 10)), visibilityMillis: visibility, settings: settings)
             if !received.isEmpty { return received }
             let remaining = ContinuousClock.now.duration(to: deadline)
             if remaining <= .zero || Task.isCancelled { return [] }
-            await signal.waitForArrival(queue: name, timeout: min(remaining, crossProcessPollInterval))
+            await signal.waitForArrival(queue: name, since: generation, timeout: min(remaining, crossProcessPollInterval))
         }
     }
 
