@@ -44,6 +44,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "SDQAWS",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/AWS",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SDQPlatform",
             dependencies: [
                 "SDQMessages",
@@ -126,6 +138,15 @@ let package = Package(
             name: "SDQTestSupport",
             dependencies: ["SDQPlatform", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Tests/Support", swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SDQAWSTests",
+            dependencies: [
+                "SDQAWS", "SDQTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/SDQAWSTests", swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SDQMessagesTests",
