@@ -1,4 +1,4 @@
-import ApiLambda
+@testable import ApiLambda
 import Foundation
 import SDQMessages
 import SDQPlatform
@@ -106,6 +106,9 @@ import Testing
         (#"{"prompt": "x", "deadline_seconds": 0}"#, 400, "invalid_field", "deadline_seconds"),
         (#"{"prompt": "x", "restore_faces": true}"#, 400, "unknown_field", "restore_faces"),
         (#"{"prompt": "x", "runtime_options": [1]}"#, 400, "invalid_field", "runtime_options"),
+        (#"{"prompt": "x", "runtime_options": {"steps": 500}}"#, 400, "invalid_field", "runtime_options.steps"),
+        (#"{"prompt": "x", "init_image": {"upload": "uploads//a"}}"#, 400, "invalid_field", "init_image.upload"),
+        (#"{"prompt": "x", "kind": "comfyui_workflow", "workflow": null}"#, 400, "missing_field", "workflow"),
     ] as [(String, Int, String, String?)])
     func badInputGetsAFieldErrorAndQueuesNothing(body: String, status: Int, code: String, field: String?) async throws {
         let harness = try await Harness.make()
@@ -143,6 +146,28 @@ import Testing
         let conflict = await harness.post(#"{"prompt": "other"}"#, headers: ["Idempotency-Key": "k-1"])
         #expect(conflict.status == 409)
         #expect(Self.error(conflict).code == "idempotency_conflict")
+    }
+
+    @Test func aReplayPublishesATaskWhosePublishFailed() async throws {
+        let harness = try await Harness.make()
+        let body = #"{"prompt": "lost in transit", "seed": 5}"#
+        var record = makeRecord()
+        record.status = .failed
+        record.error = TaskFailure(code: "submit_failed", message: "the task could not be queued")
+        record.idempotencyKey = "k-lost"
+        record.requestDigest = APIHandler.digest(Data(body.utf8))
+        record.seed = 5
+        _ = try await harness.fixture.transport.tasks.create(record)
+        let response = await harness.post(body, headers: ["Idempotency-Key": "k-lost"])
+        #expect(response.status == 202)
+        #expect(response.headers["location"] == "/v1/tasks/\(record.id)")
+        #expect(try await harness.fixture.transport.tasks.get(id: record.id)?.status == .queued)
+        let messages = try await harness.fixture.queue(harness.fixture.context.names.dispatchQueue)
+            .receive(maxMessages: 10, wait: .zero, visibilityTimeout: nil)
+        #expect(messages.count == 1)
+        let task = try MessageCodec.decode(Sdq_V1_GenerationTask.self, body: messages[0].body, attributes: messages[0].attributes)
+        #expect(task.id == record.id)
+        #expect(task.parameters.seed == 5)
     }
 
     @Test func cancelMovesANonTerminalTaskToCancelledOnce() async throws {
@@ -205,5 +230,8 @@ import Testing
         #expect(await harness.get("/v1/objects/outputs/t/image-0.png").status == 403)
         let expired = signer.signedPath(for: "outputs/t/image-0.png", now: EpochClock.nowMillis() - 7_200_000)
         #expect(await harness.get(expired).status == 403)
+        // Absurd expiry values are refused, never trapped on.
+        #expect(await harness.get("/v1/objects/outputs/t/image-0.png?expires=99999999999999999&signature=a").status == 403)
+        #expect(await harness.get("/v1/objects/outputs/t/image-0.png?expires=-9223372036854775808&signature=a").status == 403)
     }
 }

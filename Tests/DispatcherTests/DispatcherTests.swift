@@ -91,6 +91,13 @@ import Testing
         #expect(try await harness.results().isEmpty)
     }
 
+    @Test func aRedeliveredMessageForADispatchedTaskIsNotRoutedAgain() async throws {
+        let harness = try await Harness.make()
+        #expect(await harness.dispatcher.route(try await harness.message(for: Self.task(), status: .dispatched)) == .delete)
+        #expect(try await harness.drain(harness.names.poolQueue("default")).isEmpty)
+        #expect(try await harness.results().isEmpty)
+    }
+
     @Test func expiredDeadlinesFailTheTask() async throws {
         let harness = try await Harness.make()
         var task = Self.task()

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Foundation
-import InferenceService
+@testable import InferenceService
 import NIOCore
 import SDQPlatform
 import SDQTestSupport
@@ -46,6 +46,17 @@ import Testing
         }
     }
 
+    @Test func fewerImagesThanTheBatchIsARetryableFailure() throws {
+        let job = RuntimeJob(prompt: "p", seed: 5, width: 64, height: 64, steps: 1, batchSize: 2, model: "m")
+        let interrupted = Data(#"{"images": [], "info": "{}"}"#.utf8)
+        #expect(throws: RuntimeError.self) { try SDWebUIBackend.decodeImages(interrupted, job: job) }
+        do {
+            _ = try SDWebUIBackend.decodeImages(interrupted, job: job)
+        } catch {
+            #expect(error.retryable)
+        }
+    }
+
     @Test func requestBodiesCarryModelAndRuntimeOptions() throws {
         let job = RuntimeJob(
             kind: "img2img", prompt: "p", seed: 5, width: 512, height: 512, steps: 20, model: "sdxl-base",
@@ -53,7 +64,7 @@ import Testing
         let body = SDWebUIBackend.requestBody(for: job)
         #expect(body["override_settings"]?["sd_model_checkpoint"]?.stringValue == "sdxl-base")
         #expect(body["restore_faces"] == .bool(true))
-        #expect(body["steps"]?.numberValue == 30)
+        #expect(body["steps"]?.numberValue == 20, "validated task fields win over runtime_options")
         #expect(body["init_images"] == .array([.string(Data([1, 2, 3]).base64EncodedString())]))
     }
 }

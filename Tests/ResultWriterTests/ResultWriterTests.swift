@@ -111,6 +111,14 @@ import Testing
         #expect(try await harness.fixture.transport.tasks.get(id: record.id)?.error?.code == "dead_lettered")
     }
 
+    @Test func aDecodableDeadLetteredResultIsStillApplied() async throws {
+        let harness = try await Harness.make()
+        let record = makeRecord(status: .running)
+        _ = try await harness.fixture.transport.tasks.create(record)
+        #expect(await harness.writer.deadLettered(harness.message(Self.success(record.id))) == .delete)
+        #expect(try await harness.fixture.transport.tasks.get(id: record.id)?.status == .succeeded)
+    }
+
     @Test func undecodableResultsAreRejectedAndUnknownTasksDropped() async throws {
         let harness = try await Harness.make()
         let garbage = QueueMessage(messageID: "m", body: "***", attributes: [:], receiptHandle: "r", receiveCount: 1, sentAtMillis: 0)

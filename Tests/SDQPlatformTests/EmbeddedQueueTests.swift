@@ -60,6 +60,17 @@ import Testing
         #expect(try await queue.depth() == QueueDepth(visible: 0, inFlight: 0))
     }
 
+    @Test func aMessageWhoseVisibilityLapsedCannotBeExtended() async throws {
+        let (_, queue, _) = try await queueFixture()
+        try await queue.send(body: "m", attributes: [:])
+        let first = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(100))
+        try await Task.sleep(for: .milliseconds(200))
+        await #expect(throws: TransportError.receiptExpired()) {
+            try await queue.changeVisibility(receiptHandle: first[0].receiptHandle, timeout: .seconds(30))
+        }
+        #expect(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil).count == 1)
+    }
+
     @Test func changeVisibilityExtendsAndZeroReleasesAtOnce() async throws {
         let (_, queue, _) = try await queueFixture()
         try await queue.send(body: "m", attributes: [:])

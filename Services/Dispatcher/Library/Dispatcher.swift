@@ -67,7 +67,9 @@ public struct Dispatcher: Service {
             logger.warning("no record for task; dropping it", metadata: ["task": "\(task.id)"])
             return .delete
         }
-        if record.status.isTerminal || record.status == .running { return .delete }
+        // Only a queued task is routed: `dispatched` is written after the pool send succeeded, so a
+        // redelivered dispatch message must not put the task on a pool queue twice.
+        guard record.status == .queued else { return .delete }
         let now = EpochClock.nowMillis()
         if task.deadlineMs > 0, now > task.deadlineMs {
             return await fail(task, code: "deadline_exceeded", message: "the task's deadline passed before it was dispatched")
@@ -92,7 +94,7 @@ public struct Dispatcher: Service {
             try await context.transport.queue(named: context.names.poolQueue(pool.name))
                 .send(body: encoded.body, attributes: encoded.attributes)
             let model = task.model
-            _ = try await context.transport.tasks.update(id: task.id, ifStatusIn: [.queued, .dispatched]) { record in
+            _ = try await context.transport.tasks.update(id: task.id, ifStatusIn: [.queued]) { record in
                 record.status = .dispatched
                 record.pool = pool.name
                 record.model = model

@@ -80,6 +80,10 @@ public struct ResultWriter: Service {
 
     /// Handles a result that could not be processed and was dead-lettered.
     public func deadLettered(_ message: QueueMessage) async -> MessageDisposition {
+        // A decodable result was dead-lettered by an outage, not by its content: apply it.
+        if (try? MessageCodec.decode(Sdq_V1_TaskResult.self, body: message.body, attributes: message.attributes)) != nil {
+            return await handle(message)
+        }
         guard let taskID = message.attributes[MessageAttribute.taskID], !taskID.isEmpty else {
             logger.error("a result without a task id is in the dead-letter queue; leaving it for an operator")
             return .retry(after: .seconds(3600))

@@ -43,7 +43,10 @@ public struct InProcessStack: Sendable {
         ]
         for pool in context.pools.pools {
             let runtime = try runtime(for: pool)
-            for _ in 0..<workersPerPool {
+            // An HTTP runtime runs one generation at a time and its progress and interrupt endpoints
+            // are global: one worker per runtime. The in-process emulator scales with workers.
+            let workers = pool.runtime == "emulator" ? workersPerPool : 1
+            for _ in 0..<workers {
                 let configuration = InferenceConfiguration(
                     pool: pool.name, visibilityTimeout: workerVisibilityTimeout, receiveWait: receiveWait)
                 services.append(

@@ -16,13 +16,14 @@ final class ProgressDisplay: Sendable {
 
     func update(_ document: TaskDocument) {
         guard enabled else { return }
+        let progress = document.progress.isFinite ? min(1, max(0, document.progress)) : 0
         let line: String? = last.withLock { state in
             if interactive {
                 state.drawn = true
                 let width = 24
-                let filled = Int((document.progress * Double(width)).rounded())
+                let filled = Int((progress * Double(width)).rounded())
                 let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-                return "\r\(document.id)  [\(bar)] \(Int(document.progress * 100))%  \(document.status.rawValue)   "
+                return "\r\(document.id)  [\(bar)] \(Int(progress * 100))%  \(document.status.rawValue)   "
             }
             guard state.status != document.status else { return nil }
             state.status = document.status

@@ -93,9 +93,11 @@ struct EmbeddedQueue: MessageQueue {
     }
 
     func changeVisibility(receiptHandle: String, timeout: Duration) async throws(TransportError) {
+        // As SQS: only an in-flight message (still invisible) can change visibility.
+        let now = EpochClock.nowMillis()
         let rows = try await database.query(
-            "UPDATE messages SET visible_at = ? WHERE receipt = ? AND queue = ? RETURNING seq",
-            [.int(EpochClock.nowMillis() + timeout.milliseconds), .text(receiptHandle), .text(name)]
+            "UPDATE messages SET visible_at = ? WHERE receipt = ? AND queue = ? AND visible_at > ? RETURNING seq",
+            [.int(now + timeout.milliseconds), .text(receiptHandle), .text(name), .int(now)]
         )
         guard !rows.isEmpty else { throw .receiptExpired() }
         if timeout <= .zero { await signal.signal(queue: name) }

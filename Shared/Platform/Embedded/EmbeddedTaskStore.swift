@@ -28,6 +28,10 @@ struct EmbeddedTaskStore: TaskStore {
     }
 
     func create(_ record: TaskRecord) async throws(TransportError) -> CreateOutcome {
+        // An expired task no longer holds its id or idempotency key.
+        try await database.query(
+            "DELETE FROM tasks WHERE expires_at <= ? AND (id = ? OR (idempotency_key IS NOT NULL AND idempotency_key = ?))",
+            [.int(EpochClock.nowMillis()), .text(record.id), .optionalText(record.idempotencyKey)])
         let rows = try await database.query(
             """
             INSERT INTO tasks (id, idempotency_key, status, version, record, expires_at)

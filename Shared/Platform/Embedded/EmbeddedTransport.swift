@@ -35,8 +35,10 @@ public final class EmbeddedTransport: Transport {
             throw .storage("cannot create data directory \(url.path): \(error)")
         }
         let database = try await EmbeddedDatabase.open(path: url.appendingPathComponent("sdq.sqlite").path, logger: logger)
-        return EmbeddedTransport(
+        let transport = EmbeddedTransport(
             database: database, directory: url, bucket: names.bucket, pollInterval: crossProcessPollInterval)
+        try await transport.purgeExpired()
+        return transport
     }
 
     public func queue(named name: String) -> any MessageQueue {

@@ -30,12 +30,17 @@ public final class AsyncSemaphore: Sendable {
         guard let id else { return true }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                let resumeNow: Bool = state.withLock { state in
-                    if state.cancelled.remove(id) != nil { return true }
+                // A signal may have come between the first lock and this one: take its permit.
+                let resumeWith: Bool? = state.withLock { state in
+                    if state.cancelled.remove(id) != nil { return false }
+                    if state.value > 0 {
+                        state.value -= 1
+                        return true
+                    }
                     state.waiters.append((id, continuation))
-                    return false
+                    return nil
                 }
-                if resumeNow { continuation.resume(returning: false) }
+                if let resumeWith { continuation.resume(returning: resumeWith) }
             }
         } onCancel: {
             let waiter: CheckedContinuation<Bool, Never>? = state.withLock { state in

@@ -43,26 +43,63 @@ extension APIHandler {
                     status: 409, code: "idempotency_conflict",
                     message: "Idempotency-Key was already used for a different request", field: "Idempotency-Key")
             }
-            return await accepted(existing, request: request, replayed: true)
+            return try await replay(existing, submission: submission, request: request, now: now)
         }
+        try await publish(generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now))
+        return await accepted(record, request: request, replayed: false)
+    }
 
-        let task = generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now)
-        var attributes = [MessageAttribute.taskID: id, MessageAttribute.pool: pool.name,
-                          MessageAttribute.priority: submission.highPriority ? "high" : "normal"]
+    /// Publishes a recorded task. If that fails the task is marked `submit_failed` (nothing would
+    /// ever run it) and the client is told to retry; a retry with the same key publishes it again.
+    private func publish(_ task: Sdq_V1_GenerationTask) async throws(APIError) {
+        var attributes = [MessageAttribute.taskID: task.id, MessageAttribute.pool: task.pool.isEmpty ? "" : task.pool,
+                          MessageAttribute.priority: task.priority == .high ? "high" : "normal"]
+        if task.pool.isEmpty { attributes.removeValue(forKey: MessageAttribute.pool) }
         if !task.trace.traceparent.isEmpty { attributes[MessageAttribute.traceparent] = task.trace.traceparent }
         let encoded = MessageCodec.encode(task, attributes: attributes)
         do {
             try await context.transport.topic(named: context.names.tasksTopic).publish(body: encoded.body, attributes: encoded.attributes)
         } catch {
-            // Without a message nothing would ever run the task: fail it visibly, tell the client to retry.
-            _ = try? await context.transport.tasks.update(id: id, ifStatusIn: [.queued]) {
+            _ = try? await context.transport.tasks.update(id: task.id, ifStatusIn: [.queued]) {
                 $0.status = .failed
-                $0.error = TaskFailure(code: "submit_failed", message: "the task could not be queued")
+                $0.error = TaskFailure(code: "submit_failed", message: "the task could not be queued; submit it again")
             }
             throw .unavailable("\(error)")
         }
-        return await accepted(record, request: request, replayed: false)
     }
+
+    /// A repeat of an earlier request (same Idempotency-Key and body): the same task. A task whose
+    /// publish failed, or that has sat `queued` long enough that its publish may have been lost to
+    /// a crash, is published again; the dispatcher routes only `queued` tasks, so a duplicate
+    /// message costs nothing.
+    private func replay(_ existing: TaskRecord, submission: TaskSubmission, request: APIRequest, now: Int64)
+        async throws(APIError) -> APIResponse
+    {
+        var record = existing
+        let publishFailed = existing.status == .failed && existing.error?.code == "submit_failed"
+        let stale = existing.status == .queued && existing.timings.dispatchedAt == nil
+            && now - (existing.timings.submittedAt ?? now) > Self.republishAfterMillis
+        if publishFailed {
+            let reset: UpdateOutcome
+            do {
+                reset = try await context.transport.tasks.update(id: existing.id, ifStatusIn: [.failed]) {
+                    $0.status = .queued
+                    $0.error = nil
+                }
+            } catch { throw .unavailable("\(error)") }
+            if case .applied(let updated) = reset { record = updated }
+        }
+        if publishFailed || stale {
+            let inputs = try await storeInputs(submission, taskID: existing.id)
+            var task = generationTask(submission, id: existing.id, model: existing.model, seed: existing.seed, inputs: inputs, now: now)
+            task.submittedAtMs = existing.timings.submittedAt ?? now
+            try await publish(task)
+        }
+        return await accepted(record, request: request, replayed: true)
+    }
+
+    /// How long a task may sit `queued` before a replayed submission publishes it again.
+    static let republishAfterMillis: Int64 = 30_000
 
     private func accepted(_ record: TaskRecord, request: APIRequest, replayed: Bool) async -> APIResponse {
         var headers = ["location": "/v1/tasks/\(record.id)"]
@@ -77,7 +114,10 @@ extension APIHandler {
         switch image {
         case .upload(let key):
             let exists: Bool
-            do { exists = try await context.transport.objects.exists(key: key) } catch { throw .unavailable("\(error)") }
+            do { exists = try await context.transport.objects.exists(key: key) } catch {
+                if error.code == "invalid_key" { throw .invalid("init_image.upload", "not an upload key") }
+                throw .unavailable("\(error)")
+            }
             guard exists else { throw APIError(status: 422, code: "upload_not_found", message: "no upload \(key)", field: "init_image.upload") }
             reference.key = key
         case .inline(let data):

@@ -26,7 +26,7 @@ public struct ObjectURLSigner: Sendable {
 
     /// Whether `signature` is valid for `objectKey` and `expires` (epoch seconds) has not passed.
     public func verify(objectKey: String, expires: String?, signature: String?, now: Int64 = EpochClock.nowMillis()) -> Bool {
-        guard let expires, let seconds = Int64(expires), let signature, seconds * 1000 >= now else { return false }
+        guard let expires, let seconds = Int64(expires), let signature, seconds >= now / 1000 else { return false }
         let expected = self.signature(objectKey, expires: seconds)
         // Constant-time comparison.
         guard expected.utf8.count == signature.utf8.count else { return false }

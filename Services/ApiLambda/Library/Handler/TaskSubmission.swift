@@ -41,6 +41,11 @@ public struct TaskSubmission: Sendable, Equatable {
         "denoising_strength", "kind", "pool", "model", "init_image", "workflow", "runtime_options", "callback",
         "priority", "deadline_seconds", "context",
     ]
+    /// Runtime request keys that sdq sets from validated task fields; `runtime_options` may not override them.
+    static let shadowedByCore: Set<String> = [
+        "prompt", "negative_prompt", "seed", "width", "height", "steps", "cfg_scale", "sampler_name", "batch_size", "n_iter",
+        "denoising_strength", "init_images", "send_images", "override_settings",
+    ]
     static let kinds: Set<String> = ["txt2img", "img2img", "extras", "comfyui_workflow"]
 
     /// Parses and validates a request body against `limits` and the configured `pools`.
@@ -138,7 +143,10 @@ public struct TaskSubmission: Sendable, Equatable {
         if let image = object["init_image"], image != .null {
             guard case .object(let spec) = image else { throw .invalid("init_image", "init_image must be {\"upload\": KEY} or {\"base64\": DATA}") }
             if let key = spec["upload"]?.stringValue, !key.isEmpty {
-                guard key.hasPrefix("uploads/"), !key.contains("..") else { throw .invalid("init_image.upload", "not an upload key") }
+                let parts = key.split(separator: "/", omittingEmptySubsequences: false)
+                guard key.hasPrefix("uploads/"), parts.count >= 2, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
+                    throw .invalid("init_image.upload", "not an upload key")
+                }
                 s.initImage = .upload(key)
             } else if let text = spec["base64"]?.stringValue {
                 let payload = text.hasPrefix("data:") ? String(text.split(separator: ",", maxSplits: 1).last ?? "") : text
@@ -152,14 +160,17 @@ public struct TaskSubmission: Sendable, Equatable {
         }
         if s.kind == "img2img" || s.kind == "extras", s.initImage == nil { throw .missing("init_image") }
         if let options = object["runtime_options"], options != .null {
-            guard case .object = options else { throw .invalid("runtime_options", "runtime_options must be a JSON object") }
+            guard case .object(let fields) = options else { throw .invalid("runtime_options", "runtime_options must be a JSON object") }
+            if let shadowed = fields.keys.filter(shadowedByCore.contains).sorted().first {
+                throw .invalid("runtime_options.\(shadowed)", "\(shadowed) is a task field; set it at the top level, where limits apply")
+            }
             s.runtimeRequest = options.serialized()
         }
         if let workflow = object["workflow"], workflow != .null {
             guard case .object = workflow else { throw .invalid("workflow", "workflow must be a ComfyUI API-format object") }
             s.runtimeRequest = workflow.serialized()
         }
-        if s.kind == "comfyui_workflow", object["workflow"] == nil { throw .missing("workflow") }
+        if s.kind == "comfyui_workflow", object["workflow"] == nil || object["workflow"] == .null { throw .missing("workflow") }
     }
 
     private static func parseDelivery(_ fields: Fields, object: [String: JSONValue], into s: inout TaskSubmission) throws(APIError) {

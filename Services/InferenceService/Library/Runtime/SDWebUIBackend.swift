@@ -26,9 +26,14 @@ public struct SDWebUIBackend: RuntimeBackend {
         self.requestTimeout = requestTimeout
     }
 
-    /// The SD WebUI request body for `job`: sdq's parameters first, then `runtime_options` on top.
+    /// The SD WebUI request body for `job`: `runtime_options` first, then sdq's validated
+    /// parameters on top (the API refuses options that shadow them; this keeps the rule here too).
     public static func requestBody(for job: RuntimeJob) -> [String: JSONValue] {
-        var body: [String: JSONValue] = [
+        var body: [String: JSONValue] = [:]
+        if let options = job.runtimeOptions, case .object(let extra)? = try? JSONValue.parse(options) {
+            for (key, value) in extra { body[key] = value }
+        }
+        let core: [String: JSONValue] = [
             "prompt": .string(job.prompt),
             "negative_prompt": .string(job.negativePrompt),
             "seed": .number(Double(job.seed)),
@@ -44,12 +49,10 @@ public struct SDWebUIBackend: RuntimeBackend {
             "override_settings": .object(["sd_model_checkpoint": .string(job.model)]),
             "override_settings_restore_afterwards": .bool(false),
         ]
+        for (key, value) in core { body[key] = value }
         if job.kind == "img2img" {
             body["init_images"] = .array(job.initImages.map { .string($0.base64EncodedString()) })
             body["denoising_strength"] = .number(job.denoisingStrength)
-        }
-        if let options = job.runtimeOptions, case .object(let extra)? = try? JSONValue.parse(options) {
-            for (key, value) in extra { body[key] = value }
         }
         return body
     }
@@ -78,6 +81,7 @@ public struct SDWebUIBackend: RuntimeBackend {
                 if let value {
                     outcome = value
                     group.cancelAll()
+                    break
                 }
             }
             return outcome
@@ -96,6 +100,11 @@ public struct SDWebUIBackend: RuntimeBackend {
             case .array(let all)? = parsed["all_seeds"]
         {
             seeds = all.compactMap(\.integerValue)
+        }
+        guard images.count >= max(1, job.batchSize) else {
+            throw RuntimeError(
+                code: "runtime_error", message: "the runtime returned \(images.count) of \(job.batchSize) images (interrupted?)",
+                retryable: true)
         }
         var result: [RuntimeImage] = []
         // SD WebUI may append extra images (grids, control maps) after the batch; keep the batch.

@@ -9,6 +9,7 @@ actor InFlightLedger {
     func remove(receipt: String) { receipts.removeValue(forKey: receipt) }
     var all: [String] { Array(receipts.keys) }
     var count: Int { receipts.count }
+    func contains(_ receipt: String) -> Bool { receipts[receipt] != nil }
 
     /// Removes and returns every receipt.
     func drain() -> [String] {

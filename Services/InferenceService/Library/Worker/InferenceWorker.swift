@@ -158,6 +158,8 @@ public struct InferenceWorker: Service {
         while !Task.isCancelled {
             do { try await Task.sleep(for: configuration.heartbeatInterval) } catch { return }
             for receipt in await ledger.all {
+                // Skip messages settled since the snapshot (handed back, retried, deleted).
+                guard await ledger.contains(receipt) else { continue }
                 do {
                     try await queue.changeVisibility(receiptHandle: receipt, timeout: configuration.visibilityTimeout)
                 } catch {

@@ -79,7 +79,7 @@ struct CancelCommand: AsyncParsableCommand {
 }
 
 func describe(_ document: TaskDocument) -> String {
-    var lines = ["\(document.id)  \(document.status.rawValue)  \(Int(document.progress * 100))%  pool \(document.pool)  model \(document.model)"]
+    var lines = ["\(document.id)  \(document.status.rawValue)  \(Int((document.progress.isFinite ? min(1, max(0, document.progress)) : 0) * 100))%  pool \(document.pool)  model \(document.model)"]
     if let error = document.error { lines.append("error: \(error.code): \(error.message)") }
     for image in document.images { lines.append("image: \(image.url)") }
     return lines.joined(separator: "\n")
