@@ -1,0 +1,147 @@
+import Foundation
+
+/// A DynamoDB attribute value (the scalar types sdq stores).
+public enum DynamoValue: Sendable, Equatable {
+    case string(String)
+    case number(String)
+    case bool(Bool)
+    case null
+
+    public static func int(_ value: Int64) -> DynamoValue { .number(String(value)) }
+
+    var json: [String: Any] {
+        switch self {
+        case .string(let value): ["S": value]
+        case .number(let value): ["N": value]
+        case .bool(let value): ["BOOL": value]
+        case .null: ["NULL": true]
+        }
+    }
+
+    init?(json: Any) {
+        guard let object = json as? [String: Any] else { return nil }
+        if let value = object["S"] as? String {
+            self = .string(value)
+        } else if let value = object["N"] as? String {
+            self = .number(value)
+        } else if let value = object["BOOL"] as? Bool {
+            self = .bool(value)
+        } else if object["NULL"] != nil {
+            self = .null
+        } else {
+            return nil
+        }
+    }
+
+    public var stringValue: String? { if case .string(let value) = self { value } else { nil } }
+    public var intValue: Int64? { if case .number(let value) = self { Int64(value) } else { nil } }
+}
+
+/// A DynamoDB item.
+public typealias DynamoItem = [String: DynamoValue]
+
+/// One conditional put of a transaction.
+public struct DynamoPut: Sendable {
+    public var table: String
+    public var item: DynamoItem
+    public var condition: String?
+    public var names: [String: String]
+    public var values: DynamoItem
+
+    public init(table: String, item: DynamoItem, condition: String? = nil, names: [String: String] = [:], values: DynamoItem = [:]) {
+        self.table = table
+        self.item = item
+        self.condition = condition
+        self.names = names
+        self.values = values
+    }
+
+    var json: [String: Any] {
+        var put: [String: Any] = ["TableName": table, "Item": DynamoDBClient.encode(item)]
+        if let condition { put["ConditionExpression"] = condition }
+        if !names.isEmpty { put["ExpressionAttributeNames"] = names }
+        if !values.isEmpty { put["ExpressionAttributeValues"] = DynamoDBClient.encode(values) }
+        return put
+    }
+}
+
+/// DynamoDB over the AWS JSON 1.0 protocol.
+public struct DynamoDBClient: Sendable {
+    public let client: AWSHTTPClient
+
+    public init(client: AWSHTTPClient) { self.client = client }
+
+    private func call(_ operation: String, _ payload: [String: Any]) async throws(AWSError) -> [String: Any] {
+        try await client.json(service: "dynamodb", target: "DynamoDB_20120810.\(operation)", payload)
+    }
+
+    static func encode(_ item: DynamoItem) -> [String: Any] { item.mapValues(\.json) }
+
+    static func decode(_ json: Any?) -> DynamoItem? {
+        guard let object = json as? [String: Any] else { return nil }
+        var item: DynamoItem = [:]
+        for (name, value) in object { if let decoded = DynamoValue(json: value) { item[name] = decoded } }
+        return item
+    }
+
+    /// Creates an on-demand table keyed by the string attribute `hashKey`; an existing table is fine.
+    public func createTable(name: String, hashKey: String) async throws(AWSError) {
+        do {
+            _ = try await call("CreateTable", [
+                "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [["AttributeName": hashKey, "AttributeType": "S"]],
+                "KeySchema": [["AttributeName": hashKey, "KeyType": "HASH"]],
+            ])
+        } catch where error.code == "ResourceInUseException" {
+            return
+        }
+    }
+
+    /// The table's status (`CREATING`, `ACTIVE`…), nil when it does not exist.
+    public func tableStatus(name: String) async throws(AWSError) -> String? {
+        do {
+            let response = try await call("DescribeTable", ["TableName": name])
+            return (response["Table"] as? [String: Any])?["TableStatus"] as? String
+        } catch where error.code == "ResourceNotFoundException" {
+            return nil
+        }
+    }
+
+    /// Turns on TTL on `attribute`; already on is fine.
+    public func enableTimeToLive(table: String, attribute: String) async throws(AWSError) {
+        let described = try await call("DescribeTimeToLive", ["TableName": table])
+        let current = described["TimeToLiveDescription"] as? [String: Any]
+        if current?["TimeToLiveStatus"] as? String == "ENABLED", current?["AttributeName"] as? String == attribute { return }
+        do {
+            _ = try await call("UpdateTimeToLive", [
+                "TableName": table, "TimeToLiveSpecification": ["Enabled": true, "AttributeName": attribute],
+            ])
+        } catch where error.code == "ValidationException" && error.message.lowercased().contains("already enabled") {
+            return
+        }
+    }
+
+    /// Writes an item, if `condition` holds (throws `ConditionalCheckFailedException` otherwise).
+    public func putItem(_ put: DynamoPut) async throws(AWSError) {
+        _ = try await call("PutItem", put.json)
+    }
+
+    /// Reads an item (strongly consistent); nil when absent.
+    public func getItem(table: String, key: DynamoItem) async throws(AWSError) -> DynamoItem? {
+        let response = try await call("GetItem", ["TableName": table, "Key": Self.encode(key), "ConsistentRead": true])
+        return Self.decode(response["Item"])
+    }
+
+    /// Deletes an item, if `condition` holds.
+    public func deleteItem(table: String, key: DynamoItem, condition: String? = nil, values: DynamoItem = [:]) async throws(AWSError) {
+        var payload: [String: Any] = ["TableName": table, "Key": Self.encode(key)]
+        if let condition { payload["ConditionExpression"] = condition }
+        if !values.isEmpty { payload["ExpressionAttributeValues"] = Self.encode(values) }
+        _ = try await call("DeleteItem", payload)
+    }
+
+    /// Applies all puts or none (`TransactionCanceledException` when a condition fails).
+    public func transactPut(_ puts: [DynamoPut]) async throws(AWSError) {
+        _ = try await call("TransactWriteItems", ["TransactItems": puts.map { ["Put": $0.json] }])
+    }
+}
