@@ -58,7 +58,7 @@ let package = Package(
         .target(
             name: "SDQPlatform",
             dependencies: [
-                "SDQMessages",
+                "SDQMessages", "SDQAWS",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -25,10 +25,12 @@ public struct InProcessStack: Sendable {
     /// Opens the transport, provisions the stack and builds the API handler.
     public static func open(
         configuration: SDQConfiguration, workersPerPool: Int = 1, emulatorStepDelay: Duration = .milliseconds(10),
-        receiveWait: Duration = .seconds(2), logger: Logger
+        receiveWait: Duration = .seconds(2), logger: Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) async throws -> InProcessStack {
-        let context = try await StackContext.open(configuration, logger: logger)
-        let handler = try await APIHandler.configured(context: context, configuration: configuration, logger: logger)
+        let context = try await StackContext.open(configuration, logger: logger, environment: environment)
+        let handler = try await APIHandler.configured(
+            context: context, configuration: configuration, logger: logger, environment: environment)
         return InProcessStack(
             context: context, handler: handler, configuration: configuration, workersPerPool: max(1, workersPerPool),
             emulatorStepDelay: emulatorStepDelay, receiveWait: receiveWait,

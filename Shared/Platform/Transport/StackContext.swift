@@ -1,4 +1,6 @@
+import Foundation
 import Logging
+import SDQAWS
 
 /// What every service is given: the transport, the stack's resource names and the pools.
 public struct StackContext: Sendable {
@@ -15,8 +17,13 @@ public struct StackContext: Sendable {
     /// The standard topology of this stack.
     public var topology: Topology { Topology.standard(names: names, pools: pools) }
 
-    /// Opens the configured transport and provisions the stack's topology (idempotent).
-    public static func open(_ configuration: SDQConfiguration, logger: Logger) async throws -> StackContext {
+    /// Opens the configured transport. The embedded store provisions its topology on every open
+    /// (it is local and idempotent); on AWS, resources are created by `sdq aws init` only, so
+    /// services need no create permissions.
+    public static func open(
+        _ configuration: SDQConfiguration, logger: Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws -> StackContext {
         let pools = try PoolConfiguration.load(path: configuration.poolsFile)
         let names = configuration.names
         let transport: any Transport
@@ -25,11 +32,10 @@ public struct StackContext: Sendable {
             transport = try await EmbeddedTransport.open(
                 directory: configuration.dataDirectory, names: names, logger: logger)
         case .aws:
-            throw ConfigurationError(
-                message: "the AWS transport is not available in this build yet", field: "SDQ_TRANSPORT")
+            transport = AWSTransport(environment: AWSEnvironment(environment), names: names, logger: logger)
         }
         let context = StackContext(transport: transport, names: names, pools: pools)
-        try await transport.provision(context.topology)
+        if configuration.transport == .embedded { try await transport.provision(context.topology) }
         return context
     }
 }

@@ -54,17 +54,36 @@ public struct SubscriptionSpec: Sendable, Equatable {
     }
 }
 
+/// The bucket and table of a stack (the embedded transport keeps both in its data directory).
+public struct StorageSpec: Sendable, Equatable {
+    public var bucket: String
+    public var table: String
+    /// Objects and records expire after this many days (S3 lifecycle, DynamoDB TTL).
+    public var expirationDays: Int
+    /// Key prefixes the lifecycle rule expires.
+    public var expiringPrefixes: [String]
+
+    public init(bucket: String, table: String, expirationDays: Int, expiringPrefixes: [String] = ["inputs/", "outputs/", "results/", "uploads/"]) {
+        self.bucket = bucket
+        self.table = table
+        self.expirationDays = expirationDays
+        self.expiringPrefixes = expiringPrefixes
+    }
+}
+
 /// Everything a stack needs: the same description provisions the embedded store, LocalStack,
 /// moto and AWS (`sdq aws init`).
 public struct Topology: Sendable, Equatable {
     public var queues: [QueueSpec]
     public var topics: [String]
     public var subscriptions: [SubscriptionSpec]
+    public var storage: StorageSpec?
 
-    public init(queues: [QueueSpec], topics: [String], subscriptions: [SubscriptionSpec]) {
+    public init(queues: [QueueSpec], topics: [String], subscriptions: [SubscriptionSpec], storage: StorageSpec? = nil) {
         self.queues = queues
         self.topics = topics
         self.subscriptions = subscriptions
+        self.storage = storage
     }
 
     /// The standard stack for a pool configuration: tasks topic → dispatch queue, one queue per
@@ -88,7 +107,10 @@ public struct Topology: Sendable, Equatable {
         return Topology(
             queues: queues,
             topics: [names.tasksTopic, names.notificationsTopic],
-            subscriptions: [SubscriptionSpec(topic: names.tasksTopic, queue: names.dispatchQueue)]
+            subscriptions: [SubscriptionSpec(topic: names.tasksTopic, queue: names.dispatchQueue)],
+            storage: StorageSpec(
+                bucket: names.bucket, table: names.tasksTable,
+                expirationDays: max(1, (pools.limits.taskTTLSeconds + 86_399) / 86_400))
         )
     }
 }

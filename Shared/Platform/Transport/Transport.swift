@@ -92,6 +92,13 @@ public protocol ObjectStore: Sendable {
     func exists(key: String) async throws(TransportError) -> Bool
     /// Deletes an object; absent objects are fine.
     func delete(key: String) async throws(TransportError)
+    /// A URL a client can download the object from without credentials (S3 presigned GET), or nil
+    /// when the store has none and the API serves objects itself (embedded).
+    func presignedGetURL(key: String, expiresIn: Duration) async throws(TransportError) -> String?
+}
+
+extension ObjectStore {
+    public func presignedGetURL(key: String, expiresIn: Duration) async throws(TransportError) -> String? { nil }
 }
 
 /// What ``TaskStore/create(_:)`` did.

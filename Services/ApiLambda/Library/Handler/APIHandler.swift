@@ -113,9 +113,13 @@ public struct APIHandler: Sendable {
         return TaskDocument(record: record) { urls[$0.key] ?? "" }
     }
 
+    /// Embedded: a URL of this API with an expiring HMAC signature. AWS: an S3 presigned GET URL.
     private func url(forKey key: String, request: APIRequest) async -> String {
-        guard let signer else { return "s3://\(context.transport.objects.bucket)/\(key)" }
-        return baseURL(request) + signer.signedPath(for: key)
+        if let signer { return baseURL(request) + signer.signedPath(for: key) }
+        if let presigned = try? await context.transport.objects.presignedGetURL(key: key, expiresIn: .seconds(3600)) {
+            return presigned
+        }
+        return "s3://\(context.transport.objects.bucket)/\(key)"
     }
 
     /// The base URL clients reach this API at.

@@ -14,7 +14,7 @@ public struct SdqCommand: AsyncParsableCommand {
             """,
         subcommands: [
             GenerateCommand.self, UpCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self,
-            CancelCommand.self, EmulateRuntimeCommand.self,
+            CancelCommand.self, EmulateRuntimeCommand.self, AWSCommand.self,
         ]
     )
 

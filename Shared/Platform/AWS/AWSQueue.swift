@@ -1,0 +1,127 @@
+import Foundation
+import SDQAWS
+
+/// An SQS queue. Visibility and waits are whole seconds on SQS: durations round up, and a
+/// positive wait of under a second long-polls for one second.
+struct AWSQueue: MessageQueue {
+    let name: String
+    let sqs: SQSClient
+    let resolver: ResourceResolver
+
+    private func url() async throws(TransportError) -> String {
+        do { return try await resolver.queueURL(name) } catch {
+            if error.code == "QueueDoesNotExist" || error.code == "AWS.SimpleQueueService.NonExistentQueue" {
+                throw .notFound("queue \(name)")
+            }
+            throw TransportError(aws: error)
+        }
+    }
+
+    func send(body: String, attributes: [String: String]) async throws(TransportError) {
+        let url = try await url()
+        do { try await sqs.sendMessage(url: url, body: body, attributes: attributes) } catch { throw TransportError(aws: error) }
+    }
+
+    func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws(TransportError) -> [QueueMessage] {
+        let url = try await url()
+        let waitSeconds = wait <= .zero ? 0 : min(20, max(1, AWSTransport.seconds(wait)))
+        do {
+            let messages = try await sqs.receiveMessage(
+                url: url, maxMessages: maxMessages, waitSeconds: waitSeconds, visibilityTimeout: visibilityTimeout.map(AWSTransport.seconds))
+            return messages.map { message in
+                QueueMessage(
+                    messageID: message.messageID, body: message.body, attributes: message.attributes,
+                    receiptHandle: message.receiptHandle,
+                    receiveCount: message.systemAttributes["ApproximateReceiveCount"].flatMap(Int.init) ?? 1,
+                    sentAtMillis: message.systemAttributes["SentTimestamp"].flatMap(Int64.init) ?? 0)
+            }
+        } catch {
+            throw TransportError(aws: error)
+        }
+    }
+
+    func delete(receiptHandle: String) async throws(TransportError) {
+        let url = try await url()
+        do { try await sqs.deleteMessage(url: url, receiptHandle: receiptHandle) } catch {
+            if Self.isStaleReceipt(error) { return }
+            throw TransportError(aws: error)
+        }
+    }
+
+    func changeVisibility(receiptHandle: String, timeout: Duration) async throws(TransportError) {
+        let url = try await url()
+        do { try await sqs.changeMessageVisibility(url: url, receiptHandle: receiptHandle, timeout: AWSTransport.seconds(timeout)) } catch {
+            if Self.isStaleReceipt(error) { throw .receiptExpired() }
+            throw TransportError(aws: error)
+        }
+    }
+
+    func depth() async throws(TransportError) -> QueueDepth {
+        let url = try await url()
+        do {
+            let attributes = try await sqs.getQueueAttributes(
+                url: url, names: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+            return QueueDepth(
+                visible: attributes["ApproximateNumberOfMessages"].flatMap(Int.init) ?? 0,
+                inFlight: attributes["ApproximateNumberOfMessagesNotVisible"].flatMap(Int.init) ?? 0)
+        } catch {
+            throw TransportError(aws: error)
+        }
+    }
+
+    static func isStaleReceipt(_ error: AWSError) -> Bool {
+        ["ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight", "InvalidParameterValue"]
+            .contains(error.code)
+    }
+}
+
+/// An SNS topic (raw delivery to subscribed queues; string attributes only, as SNS raw delivery
+/// to SQS carries them).
+struct AWSTopic: Topic {
+    let name: String
+    let sns: SNSClient
+    let resolver: ResourceResolver
+
+    func publish(body: String, attributes: [String: String]) async throws(TransportError) {
+        do {
+            let arn = try await resolver.topicARN(name)
+            try await sns.publish(topicARN: arn, message: body, attributes: attributes)
+        } catch {
+            throw TransportError(aws: error)
+        }
+    }
+}
+
+/// The stack's S3 bucket.
+struct AWSObjectStore: ObjectStore {
+    let bucket: String
+    let s3: S3Client
+
+    func put(key: String, data: Data, contentType: String) async throws(TransportError) {
+        do { try await s3.putObject(bucket: bucket, key: key, data: data, contentType: contentType) } catch { throw TransportError(aws: error) }
+    }
+
+    func get(key: String) async throws(TransportError) -> StoredObject? {
+        do {
+            return try await s3.getObject(bucket: bucket, key: key).map { StoredObject(key: key, data: $0.data, contentType: $0.contentType) }
+        } catch {
+            throw TransportError(aws: error)
+        }
+    }
+
+    func exists(key: String) async throws(TransportError) -> Bool {
+        do { return try await s3.headObject(bucket: bucket, key: key) } catch { throw TransportError(aws: error) }
+    }
+
+    func delete(key: String) async throws(TransportError) {
+        do { try await s3.deleteObject(bucket: bucket, key: key) } catch { throw TransportError(aws: error) }
+    }
+
+    func presignedGetURL(key: String, expiresIn: Duration) async throws(TransportError) -> String? {
+        do {
+            return try await s3.presignedURL(method: "GET", bucket: bucket, key: key, expires: AWSTransport.seconds(expiresIn))
+        } catch {
+            throw TransportError(aws: error)
+        }
+    }
+}

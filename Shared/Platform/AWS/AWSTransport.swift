@@ -1,0 +1,152 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import SDQAWS
+
+/// The AWS transport: SQS queues, SNS topics, an S3 bucket and a DynamoDB table, named after
+/// `SDQ_STACK`. Endpoints follow `AWS_ENDPOINT_URL[_<SERVICE>]`, so LocalStack and moto work
+/// unchanged. Services never create resources; `sdq aws init` does (``provision(_:)``).
+public final class AWSTransport: Transport {
+    public let environment: AWSEnvironment
+    public let names: ResourceNames
+    let sqs: SQSClient
+    let sns: SNSClient
+    let s3: S3Client
+    let dynamo: DynamoDBClient
+    let resolver: ResourceResolver
+    let logger: Logger
+    public let objects: any ObjectStore
+    public let tasks: any TaskStore
+
+    public init(environment: AWSEnvironment, names: ResourceNames, http: HTTPClient = .shared, logger: Logger) {
+        let credentials = CredentialChain.standard(environment: environment, http: http)
+        let client = AWSHTTPClient(environment: environment, credentials: credentials, http: http, logger: logger)
+        self.environment = environment
+        self.names = names
+        self.logger = logger
+        sqs = SQSClient(client: client)
+        sns = SNSClient(client: client)
+        s3 = S3Client(client: client)
+        dynamo = DynamoDBClient(client: client)
+        resolver = ResourceResolver(sqs: sqs, sns: sns)
+        objects = AWSObjectStore(bucket: names.bucket, s3: s3)
+        tasks = AWSTaskStore(table: names.tasksTable, dynamo: dynamo)
+    }
+
+    public func queue(named name: String) -> any MessageQueue {
+        AWSQueue(name: name, sqs: sqs, resolver: resolver)
+    }
+
+    public func topic(named name: String) -> any Topic {
+        AWSTopic(name: name, sns: sns, resolver: resolver)
+    }
+
+    /// Creates (or brings up to date) every resource of `topology`. Running it again changes nothing.
+    public func provision(_ topology: Topology) async throws(TransportError) {
+        do throws(AWSError) {
+            // Dead-letter queues first: the others' redrive policies name them.
+            let ordered = topology.queues.filter { $0.deadLetterQueue == nil } + topology.queues.filter { $0.deadLetterQueue != nil }
+            for spec in ordered {
+                var attributes = [
+                    "VisibilityTimeout": String(Self.seconds(spec.visibilityTimeout)),
+                    "MessageRetentionPeriod": spec.deadLetterQueue == nil && spec.maxReceiveCount == 0 ? "1209600" : "345600",
+                ]
+                if let dlq = spec.deadLetterQueue {
+                    let dlqARN = try await resolver.queueARN(dlq)
+                    attributes["RedrivePolicy"] = "{\"deadLetterTargetArn\":\"\(dlqARN)\",\"maxReceiveCount\":\"\(spec.maxReceiveCount)\"}"
+                }
+                try await createOrUpdateQueue(spec.name, attributes: attributes)
+            }
+            for topic in topology.topics { _ = try await resolver.topicARN(topic) }
+            for subscription in topology.subscriptions {
+                let topicARN = try await resolver.topicARN(subscription.topic)
+                let queueURL = try await resolver.queueURL(subscription.queue)
+                let queueARN = try await resolver.queueARN(subscription.queue)
+                // Let the topic deliver to the queue.
+                let policy = """
+                    {"Version":"2012-10-17","Statement":[{"Sid":"sdq-sns","Effect":"Allow","Principal":{"Service":"sns.amazonaws.com"},\
+                    "Action":"sqs:SendMessage","Resource":"\(queueARN)","Condition":{"ArnEquals":{"aws:SourceArn":"\(topicARN)"}}}]}
+                    """
+                try await sqs.setQueueAttributes(url: queueURL, attributes: ["Policy": policy])
+                try await sns.subscribeQueue(topicARN: topicARN, queueARN: queueARN, filterPolicy: subscription.filterPolicy?.jsonString())
+            }
+            if let storage = topology.storage {
+                try await s3.createBucket(storage.bucket)
+                try await s3.putLifecycleExpiration(bucket: storage.bucket, prefixes: storage.expiringPrefixes, days: storage.expirationDays)
+                try await dynamo.createTable(name: storage.table, hashKey: "id")
+                for _ in 0..<120 {
+                    if try await dynamo.tableStatus(name: storage.table) == "ACTIVE" { break }
+                    try? await Task.sleep(for: .milliseconds(500))
+                }
+                try await dynamo.enableTimeToLive(table: storage.table, attribute: AWSTaskStore.ttlAttribute)
+            }
+        } catch {
+            throw TransportError(aws: error)
+        }
+    }
+
+    private func createOrUpdateQueue(_ name: String, attributes: [String: String]) async throws(AWSError) {
+        do {
+            _ = try await sqs.createQueue(name: name, attributes: attributes)
+        } catch where ["QueueAlreadyExists", "QueueNameExists"].contains(error.code) {
+            // Same name, other attributes (a changed pool configuration): bring them up to date.
+            try await sqs.setQueueAttributes(url: try await sqs.getQueueURL(name: name), attributes: attributes)
+        }
+        await resolver.forget(queue: name)
+    }
+
+    /// Whole seconds, rounded up (SQS counts visibility in seconds).
+    static func seconds(_ duration: Duration) -> Int {
+        let (seconds, attoseconds) = duration.components
+        return max(0, Int(seconds) + (attoseconds > 0 ? 1 : 0))
+    }
+}
+
+/// Caches queue URLs, queue ARNs and topic ARNs by name.
+actor ResourceResolver {
+    let sqs: SQSClient
+    let sns: SNSClient
+    private var queueURLs: [String: String] = [:]
+    private var queueARNs: [String: String] = [:]
+    private var topicARNs: [String: String] = [:]
+
+    init(sqs: SQSClient, sns: SNSClient) {
+        self.sqs = sqs
+        self.sns = sns
+    }
+
+    func queueURL(_ name: String) async throws(AWSError) -> String {
+        if let url = queueURLs[name] { return url }
+        let url = try await sqs.getQueueURL(name: name)
+        queueURLs[name] = url
+        return url
+    }
+
+    func queueARN(_ name: String) async throws(AWSError) -> String {
+        if let arn = queueARNs[name] { return arn }
+        let attributes = try await sqs.getQueueAttributes(url: try await queueURL(name), names: ["QueueArn"])
+        guard let arn = attributes["QueueArn"] else { throw AWSError(code: "InvalidResponse", message: "no QueueArn for \(name)") }
+        queueARNs[name] = arn
+        return arn
+    }
+
+    /// The topic's ARN (CreateTopic is idempotent and answers the ARN of an existing topic).
+    func topicARN(_ name: String) async throws(AWSError) -> String {
+        if let arn = topicARNs[name] { return arn }
+        let arn = try await sns.createTopic(name: name)
+        topicARNs[name] = arn
+        return arn
+    }
+
+    func forget(queue name: String) {
+        queueURLs.removeValue(forKey: name)
+        queueARNs.removeValue(forKey: name)
+    }
+}
+
+extension TransportError {
+    /// An AWS failure as a transport error: code `aws.<AWS code>`, the message with the request id.
+    init(aws error: AWSError) {
+        self.init(code: "aws.\(error.code)", message: error.description)
+    }
+}
