@@ -136,7 +136,7 @@ let package = Package(
         // MARK: Tests (one target per library target)
         .target(
             name: "SDQTestSupport",
-            dependencies: ["SDQPlatform", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: ["SDQPlatform", "SDQAWS", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Tests/Support", swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -155,7 +155,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SDQPlatformTests",
-            dependencies: ["SDQPlatform", "SDQTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            dependencies: [
+                "SDQPlatform", "SDQTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             path: "Tests/SDQPlatformTests", swiftSettings: swiftSettings
         ),
         .testTarget(
