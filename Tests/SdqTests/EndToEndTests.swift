@@ -22,15 +22,35 @@ import Testing
           worker_visibility_timeout_seconds: 2
         """
 
-    static func stack(_ directory: TemporaryDirectory, workers: Int = 1, stepDelay: Duration = .milliseconds(2)) async throws -> InProcessStack {
+    /// A stack on `kind` whose state lives in `directory` (embedded) or under the stack name
+    /// `directory` was given (AWS; `aws init` runs on first open).
+    static func stack(
+        _ directory: TemporaryDirectory, _ kind: TransportKind = .embedded, workers: Int = 1,
+        stepDelay: Duration = .milliseconds(2), poolsYAML: String = fastPoolsYAML, runtimeURL: String? = nil
+    ) async throws -> InProcessStack {
         let poolsFile = directory.url.appendingPathComponent("pools.yaml")
-        try fastPoolsYAML.write(to: poolsFile, atomically: true, encoding: .utf8)
+        try poolsYAML.write(to: poolsFile, atomically: true, encoding: .utf8)
         var configuration = SDQConfiguration()
         configuration.dataDirectory = directory.url.appendingPathComponent("data").path
         configuration.poolsFile = poolsFile.path
-        return try await InProcessStack.open(
+        configuration.runtimeURL = runtimeURL
+        var environment = ProcessInfo.processInfo.environment
+        if kind == .aws {
+            configuration.transport = .aws
+            let stackFile = directory.url.appendingPathComponent("stack-name")
+            if let existing = try? String(contentsOf: stackFile, encoding: .utf8) {
+                configuration.stack = existing
+            } else {
+                configuration.stack = AWSTestEnvironment.uniqueStack()
+                try configuration.stack.write(to: stackFile, atomically: true, encoding: .utf8)
+            }
+            environment = AWSTestEnvironment.variables()
+        }
+        let stack = try await InProcessStack.open(
             configuration: configuration, workersPerPool: workers, emulatorStepDelay: stepDelay,
-            receiveWait: .milliseconds(200), logger: testLogger())
+            receiveWait: .milliseconds(200), logger: testLogger(), environment: environment)
+        if kind == .aws { try await stack.context.transport.provision(stack.context.topology) }
+        return stack
     }
 
     static func submit(_ stack: InProcessStack, _ body: String) async throws -> String {
@@ -43,9 +63,10 @@ import Testing
         try await stack.context.transport.tasks.get(id: id)
     }
 
-    @Test func submitOverHTTPYieldsSeedDeterminedPNGs() async throws {
+    @Test(arguments: TransportKind.available)
+    func submitOverHTTPYieldsSeedDeterminedPNGs(_ kind: TransportKind) async throws {
         let directory = TemporaryDirectory()
-        let stack = try await Self.stack(directory)
+        let stack = try await Self.stack(directory, kind)
         let port = PortBox()
         let server = APIHTTPServer(handler: stack.handler, port: 0, logger: testLogger()) { await port.set($0) }
         let downloads: [Data] = try await whileRunning(try stack.services() + [server]) { _ in
@@ -82,23 +103,24 @@ import Testing
         #expect(downloads[0] != downloads[2], "another seed gives other bytes")
     }
 
-    @Test func aWorkerStoppedMidTaskLeavesTheTaskToCompleteOnce() async throws {
+    @Test(arguments: TransportKind.available)
+    func aWorkerStoppedMidTaskLeavesTheTaskToCompleteOnce(_ kind: TransportKind) async throws {
         let directory = TemporaryDirectory()
-        let first = try await Self.stack(directory, stepDelay: .milliseconds(50))
+        let first = try await Self.stack(directory, kind, stepDelay: .milliseconds(50))
         let id = try await Self.submit(first, #"{"prompt": "interrupted", "seed": 1, "width": 64, "height": 64, "steps": 100}"#)
         let firstWorker: String? = try await first.whileRunning {
-            _ = await eventually { try await Self.record(first, id)?.status == .running }
+            _ = await eventually(timeout: .seconds(30)) { try await Self.record(first, id)?.status == .running }
             return try await Self.record(first, id)?.worker ?? "none"
         }
         #expect(try await Self.record(first, id)?.status == .running)
         await first.close()
 
-        let second = try await Self.stack(directory, stepDelay: .milliseconds(1))
+        let second = try await Self.stack(directory, kind, stepDelay: .milliseconds(1))
         let finished = try await second.whileRunning {
             _ = await eventually(timeout: .seconds(30)) { try await Self.record(second, id)?.status.isTerminal == true }
             return try await Self.record(second, id)
         }
-        #expect(finished?.status == .succeeded)
+        #expect(finished?.status == .succeeded, "\(String(describing: finished?.error))")
         #expect(finished?.worker != firstWorker)
         #expect(finished?.images.count == 1)
         #expect(try await second.context.transport.objects.exists(key: ResultWriter.manifestKey(for: id)))
@@ -106,21 +128,22 @@ import Testing
         await second.close()
     }
 
-    @Test func theSameTaskDeliveredTwiceEndsOnceWithOneManifest() async throws {
+    @Test(arguments: TransportKind.available)
+    func theSameTaskDeliveredTwiceEndsOnceWithOneManifest(_ kind: TransportKind) async throws {
         let directory = TemporaryDirectory()
-        let stack = try await Self.stack(directory, workers: 2)
+        let stack = try await Self.stack(directory, kind, workers: 2)
         let id = try await Self.submit(stack, #"{"prompt": "twice", "seed": 2, "width": 64, "height": 64, "steps": 3}"#)
         // Duplicate the dispatch message, as at-least-once delivery may.
         let dispatch = stack.context.transport.queue(named: stack.context.names.dispatchQueue)
-        let original = try #require(try await dispatch.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(30)).first)
+        let original = try #require(try await dispatch.receive(maxMessages: 1, wait: .seconds(2), visibilityTimeout: .seconds(30)).first)
         try await dispatch.send(body: original.body, attributes: original.attributes)
         try await dispatch.send(body: original.body, attributes: original.attributes)
         try await dispatch.delete(receiptHandle: original.receiptHandle)
 
         let finished = try await stack.whileRunning {
-            _ = await eventually { try await Self.record(stack, id)?.status.isTerminal == true }
+            _ = await eventually(timeout: .seconds(30)) { try await Self.record(stack, id)?.status.isTerminal == true }
             // Let the duplicate drain too.
-            _ = await eventually { try await Self.queuesDrained(stack) }
+            _ = await eventually(timeout: .seconds(30)) { try await Self.queuesDrained(stack) }
             return try await Self.record(stack, id)
         }
         #expect(finished?.status == .succeeded)
@@ -133,9 +156,10 @@ import Testing
         await stack.close()
     }
 
-    @Test func anUndecodableMessageIsDeadLetteredAndItsTaskFailsVisibly() async throws {
+    @Test(arguments: TransportKind.available)
+    func anUndecodableMessageIsDeadLetteredAndItsTaskFailsVisibly(_ kind: TransportKind) async throws {
         let directory = TemporaryDirectory()
-        let stack = try await Self.stack(directory)
+        let stack = try await Self.stack(directory, kind)
         let record = makeRecord(status: .dispatched)
         _ = try await stack.context.transport.tasks.create(record)
         try await stack.context.transport.queue(named: stack.context.names.poolQueue("default"))
@@ -180,9 +204,41 @@ import Testing
         }
     }
 
-    static func queuesDrained(_ stack: InProcessStack) async throws -> Bool {
+    @Test(arguments: TransportKind.available)
+    func theRuntimeKilledAndRestartedMidRunLosesNothing(_ kind: TransportKind) async throws {
+        let directory = TemporaryDirectory()
+        let emulator = try SdqProcess.start(["emulate-runtime", "--port", "0", "--step-ms", "50"], environment: [:], in: directory)
+        let url = try #require(await emulator.listeningURL(), "the emulator did not start: \(emulator.log)")
+        let port = try #require(URL(string: url)?.port)
+        let pools = """
+            pools: [{name: webui, runtime: sdwebui, models: [emulator-v1]}]
+            queues: {max_receive_count: 5, worker_visibility_timeout_seconds: 2}
+            """
+        let stack = try await Self.stack(directory, kind, poolsYAML: pools, runtimeURL: url)
+        let id = try await Self.submit(stack, #"{"prompt": "outage", "seed": 4, "width": 64, "height": 64, "steps": 60}"#)
+        let finished = try await stack.whileRunning {
+            _ = await eventually(timeout: .seconds(30)) { try await Self.record(stack, id)?.status == .running }
+            try await Task.sleep(for: .milliseconds(500))
+            emulator.kill(SIGKILL)
+            _ = await emulator.waitForExit()
+            try await Task.sleep(for: .seconds(1))
+            let restarted = try SdqProcess.start(
+                ["emulate-runtime", "--port", "\(port)", "--step-ms", "2"], environment: [:], in: directory)
+            defer { restarted.kill(SIGTERM) }
+            _ = await restarted.listeningURL()
+            _ = await eventually(timeout: .seconds(60)) { try await Self.record(stack, id)?.status.isTerminal == true }
+            return try await Self.record(stack, id)
+        }
+        #expect(finished?.status == .succeeded, "\(String(describing: finished?.error))")
+        #expect(finished?.images.count == 1)
+        _ = await eventually(timeout: .seconds(10)) { try await Self.queuesDrained(stack, pool: "webui") }
+        #expect(try await Self.queuesDrained(stack, pool: "webui"))
+        await stack.close()
+    }
+
+    static func queuesDrained(_ stack: InProcessStack, pool: String = "default") async throws -> Bool {
         let names = stack.context.names
-        var all = [names.dispatchQueue, names.resultsQueue, names.poolQueue("default")]
+        var all = [names.dispatchQueue, names.resultsQueue, names.poolQueue(pool)]
         all += all.map { names.deadLetterQueue(of: $0) }
         for name in all where try await stack.context.transport.queue(named: name).depth() != QueueDepth(visible: 0, inFlight: 0) {
             return false

@@ -5,7 +5,7 @@ import Sdq
 import Testing
 
 /// The built `sdq` executable, run as a separate process.
-struct SdqProcess {
+struct SdqProcess: @unchecked Sendable {
     let process: Process
     let output: URL
 

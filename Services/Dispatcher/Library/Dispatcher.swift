@@ -31,18 +31,17 @@ public struct Dispatcher: Service {
 
     public func run() async throws {
         let names = context.names
-        await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                let dispatch = QueueConsumer(
-                    queue: context.transport.queue(named: names.dispatchQueue), logger: logger, wait: receiveWait)
-                group.addTask { await dispatch.run { await self.route($0) } }
-                let watched = [names.dispatchQueue] + context.pools.pools.map { names.poolQueue($0.name) }
-                for source in watched {
-                    let dlq = QueueConsumer(
-                        queue: context.transport.queue(named: names.deadLetterQueue(of: source)), logger: logger,
-                        wait: receiveWait)
-                    group.addTask { await dlq.run { await self.deadLettered($0, from: source) } }
-                }
+        // Each consumer stops receiving on graceful shutdown and finishes what it holds.
+        await withTaskGroup(of: Void.self) { group in
+            let dispatch = QueueConsumer(
+                queue: context.transport.queue(named: names.dispatchQueue), logger: logger, wait: receiveWait)
+            group.addTask { await dispatch.run { await self.route($0) } }
+            let watched = [names.dispatchQueue] + context.pools.pools.map { names.poolQueue($0.name) }
+            for source in watched {
+                let dlq = QueueConsumer(
+                    queue: context.transport.queue(named: names.deadLetterQueue(of: source)), logger: logger,
+                    wait: receiveWait)
+                group.addTask { await dlq.run { await self.deadLettered($0, from: source) } }
             }
         }
     }

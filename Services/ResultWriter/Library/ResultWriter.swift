@@ -27,15 +27,14 @@ public struct ResultWriter: Service {
 
     public func run() async throws {
         let names = context.names
-        await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                let results = QueueConsumer(queue: context.transport.queue(named: names.resultsQueue), logger: logger, wait: receiveWait)
-                group.addTask { await results.run { await self.handle($0) } }
-                let dead = QueueConsumer(
-                    queue: context.transport.queue(named: names.deadLetterQueue(of: names.resultsQueue)), logger: logger,
-                    wait: receiveWait)
-                group.addTask { await dead.run { await self.deadLettered($0) } }
-            }
+        // Each consumer stops receiving on graceful shutdown and finishes what it holds.
+        await withTaskGroup(of: Void.self) { group in
+            let results = QueueConsumer(queue: context.transport.queue(named: names.resultsQueue), logger: logger, wait: receiveWait)
+            group.addTask { await results.run { await self.handle($0) } }
+            let dead = QueueConsumer(
+                queue: context.transport.queue(named: names.deadLetterQueue(of: names.resultsQueue)), logger: logger,
+                wait: receiveWait)
+            group.addTask { await dead.run { await self.deadLettered($0) } }
         }
     }
 

@@ -29,7 +29,7 @@ public struct AWSHTTPClient: Sendable {
     public var maxDelay: Duration = .seconds(5)
 
     public init(
-        environment: AWSEnvironment, credentials: any CredentialProvider, http: HTTPClient = .shared,
+        environment: AWSEnvironment, credentials: any CredentialProvider, http: HTTPClient = .aws,
         logger: Logger = Logger(label: "sdq.aws"), timeout: TimeAmount = .seconds(30)
     ) {
         self.environment = environment

@@ -16,7 +16,7 @@ public actor CredentialChain: CredentialProvider {
     }
 
     /// The standard chain for `environment`.
-    public static func standard(environment: AWSEnvironment, http: HTTPClient = .shared) -> CredentialChain {
+    public static func standard(environment: AWSEnvironment, http: HTTPClient = .aws) -> CredentialChain {
         let variables = environment.variables
         var sources: [(String, any CredentialProvider)] = [("environment", EnvironmentCredentialProvider(variables: variables))]
         if let tokenFile = variables["AWS_WEB_IDENTITY_TOKEN_FILE"], !tokenFile.isEmpty, let role = variables["AWS_ROLE_ARN"], !role.isEmpty {

@@ -42,7 +42,7 @@ public struct WebIdentityCredentialProvider: CredentialProvider {
     public let stsEndpoint: URL
     public let http: HTTPClient
 
-    public init(tokenFile: String, roleARN: String, sessionName: String?, stsEndpoint: URL, http: HTTPClient = .shared) {
+    public init(tokenFile: String, roleARN: String, sessionName: String?, stsEndpoint: URL, http: HTTPClient = .aws) {
         self.tokenFile = tokenFile
         self.roleARN = roleARN
         self.sessionName = sessionName ?? "sdq-\(Int(Date().timeIntervalSince1970))"
@@ -85,7 +85,7 @@ public struct ContainerCredentialProvider: CredentialProvider {
     public let authorizationTokenFile: String?
     public let http: HTTPClient
 
-    public init(url: String, authorizationToken: String? = nil, authorizationTokenFile: String? = nil, http: HTTPClient = .shared) {
+    public init(url: String, authorizationToken: String? = nil, authorizationTokenFile: String? = nil, http: HTTPClient = .aws) {
         self.url = url
         self.authorizationToken = authorizationToken
         self.authorizationTokenFile = authorizationTokenFile
@@ -94,7 +94,7 @@ public struct ContainerCredentialProvider: CredentialProvider {
 
     /// The provider the environment describes, if any. `ecsHost` is where relative URIs point.
     public static func fromEnvironment(
-        _ variables: [String: String], ecsHost: String = "http://169.254.170.2", http: HTTPClient = .shared
+        _ variables: [String: String], ecsHost: String = "http://169.254.170.2", http: HTTPClient = .aws
     ) -> ContainerCredentialProvider? {
         let token = variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         let tokenFile = variables["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"].flatMap { $0.isEmpty ? nil : $0 }
@@ -131,7 +131,7 @@ public struct IMDSCredentialProvider: CredentialProvider {
     public let endpoint: String
     public let http: HTTPClient
 
-    public init(endpoint: String = "http://169.254.169.254", http: HTTPClient = .shared) {
+    public init(endpoint: String = "http://169.254.169.254", http: HTTPClient = .aws) {
         self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
         self.http = http
     }

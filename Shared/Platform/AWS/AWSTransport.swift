@@ -18,7 +18,7 @@ public final class AWSTransport: Transport {
     public let objects: any ObjectStore
     public let tasks: any TaskStore
 
-    public init(environment: AWSEnvironment, names: ResourceNames, http: HTTPClient = .shared, logger: Logger) {
+    public init(environment: AWSEnvironment, names: ResourceNames, http: HTTPClient = .aws, logger: Logger) {
         let credentials = CredentialChain.standard(environment: environment, http: http)
         let client = AWSHTTPClient(environment: environment, credentials: credentials, http: http, logger: logger)
         self.environment = environment

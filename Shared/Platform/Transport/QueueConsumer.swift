@@ -1,4 +1,5 @@
 import Logging
+import ServiceLifecycle
 
 /// What a message handler decided.
 public enum MessageDisposition: Sendable, Equatable {
@@ -12,7 +13,10 @@ public enum MessageDisposition: Sendable, Equatable {
 }
 
 /// A long-polling consumer loop: receive, hand each message to a handler, act on the disposition.
-/// Runs until its task is cancelled; a receive error backs off instead of ending the loop.
+/// A receive error backs off instead of ending the loop. On graceful shutdown it lets a pending
+/// long poll finish (cancelling it would not stop SQS from handing over messages, which would
+/// then stay invisible for a whole visibility timeout), handles what it got, and stops.
+/// Cancellation stops it at once.
 public struct QueueConsumer: Sendable {
     public let queue: any MessageQueue
     public let logger: Logger
@@ -34,18 +38,21 @@ public struct QueueConsumer: Sendable {
     /// Runs the loop until cancelled. Messages of one batch are handled concurrently.
     public func run(_ handle: @escaping @Sendable (QueueMessage) async -> MessageDisposition) async {
         var backoff = Duration.milliseconds(100)
-        while !Task.isCancelled {
+        let queue = self.queue, batchSize = self.batchSize, wait = self.wait, visibilityTimeout = self.visibilityTimeout
+        defer { logger.debug("consumer stopped", metadata: ["queue": "\(queue.name)"]) }
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
             let messages: [QueueMessage]
             do {
                 messages = try await queue.receive(maxMessages: batchSize, wait: wait, visibilityTimeout: visibilityTimeout)
                 backoff = .milliseconds(100)
             } catch {
-                if Task.isCancelled { return }
+                if Task.isCancelled || Task.isShuttingDownGracefully { return }
                 logger.warning("receive failed", metadata: ["queue": "\(queue.name)", "error": "\(error)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(10))
                 continue
             }
+            if !messages.isEmpty { logger.trace("received", metadata: ["queue": "\(queue.name)", "count": "\(messages.count)"]) }
             await withTaskGroup(of: Void.self) { group in
                 for message in messages {
                     group.addTask { await self.settle(message, disposition: await handle(message)) }

@@ -35,9 +35,7 @@ public struct InferenceWorker: Service {
 
     public func run() async throws {
         let ledger = InFlightLedger()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await cancelWhenGracefulShutdown { await self.pipeline(ledger: ledger) } }
-        }
+        await pipeline(ledger: ledger)
         let unfinished = await ledger.drain()
         for receipt in unfinished {
             try? await queue.changeVisibility(receiptHandle: receipt, timeout: .zero)
@@ -52,30 +50,38 @@ public struct InferenceWorker: Service {
         let (finished, finishedInput) = AsyncStream.makeStream(of: FinishedTask.self)
         let slots = AsyncSemaphore(value: configuration.prefetch + 1)
         let uploadSlots = AsyncSemaphore(value: configuration.maxUploadsInFlight)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await self.receiveLoop(ledger: ledger, slots: slots, output: preparedInput)
-            }
-            group.addTask {
-                await withTaskGroup(of: Void.self) { uploads in
-                    for await item in finished {
-                        uploads.addTask {
-                            await self.settle(item, ledger: ledger)
-                            uploadSlots.signal()
+        await withTaskGroup(of: Void.self) { outer in
+            outer.addTask { await self.heartbeatLoop(ledger: ledger) }
+            // Uploads drain on graceful shutdown: work the GPU finished is stored and reported.
+            await withTaskGroup(of: Void.self) { drain in
+                // The receiver is not cancelled on shutdown: it lets its pending long poll finish
+                // (SQS would hand the message over anyway) and leaves what it got in the ledger.
+                drain.addTask { await self.receiveLoop(ledger: ledger, slots: slots, output: preparedInput) }
+                drain.addTask {
+                    await withTaskGroup(of: Void.self) { uploads in
+                        for await item in finished {
+                            uploads.addTask {
+                                await self.settle(item, ledger: ledger)
+                                uploadSlots.signal()
+                            }
                         }
                     }
                 }
+                // The GPU stops at once on graceful shutdown; what it held is handed back.
+                await cancelWhenGracefulShutdown {
+                    for await task in prepared {
+                        let outcome = await self.execute(task)
+                        // Interrupted by shutdown: leave the message in the ledger. It is handed back
+                        // once the receiver has stopped, so the receiver cannot take it again.
+                        if case .handBack = outcome, Task.isCancelled { break }
+                        guard await uploadSlots.wait() else { break }
+                        finishedInput.yield(outcome)
+                        slots.signal()
+                    }
+                }
+                finishedInput.finish()
             }
-            group.addTask { await self.heartbeatLoop(ledger: ledger) }
-
-            for await task in prepared {
-                let outcome = await execute(task)
-                guard await uploadSlots.wait() else { break }
-                finishedInput.yield(outcome)
-                slots.signal()
-            }
-            finishedInput.finish()
-            group.cancelAll()
+            outer.cancelAll()
         }
     }
 
@@ -86,8 +92,12 @@ public struct InferenceWorker: Service {
     ) async {
         defer { output.finish() }
         var backoff = Duration.milliseconds(200)
-        while !Task.isCancelled {
-            guard await slots.wait() else { return }
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            guard await cancelWhenGracefulShutdown({ await slots.wait() }) else { return }
+            if Task.isShuttingDownGracefully {
+                slots.signal()
+                return
+            }
             let message: QueueMessage
             do {
                 guard
@@ -109,6 +119,8 @@ public struct InferenceWorker: Service {
                 continue
             }
             await ledger.add(receipt: message.receiptHandle, label: message.attributes[MessageAttribute.taskID] ?? message.messageID)
+            // Received while shutting down: leave it in the ledger, it is handed back.
+            if Task.isShuttingDownGracefully { return }
             if let task = await prepare(message, ledger: ledger) {
                 output.yield(task)
             } else {
