@@ -144,6 +144,7 @@ let package = Package(
             dependencies: [
                 "SDQAWS", "SDQTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/SDQAWSTests", swiftSettings: swiftSettings
