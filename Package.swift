@@ -192,7 +192,7 @@ let package = Package(
         .testTarget(
             name: "SdqTests",
             dependencies: [
-                "Sdq", "SDQTestSupport",
+                "Sdq", "SDQTestSupport", "SDQAWS",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

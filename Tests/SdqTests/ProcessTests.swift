@@ -1,4 +1,5 @@
 import Foundation
+import SDQAWS
 import SDQPlatform
 import SDQTestSupport
 import Sdq
@@ -97,6 +98,41 @@ struct SdqProcess: @unchecked Sendable {
 
         second.kill(SIGTERM)
         #expect(await second.waitForExit() == 0, "graceful shutdown on SIGTERM: \(second.log)")
+    }
+
+    /// The issue's check: `sdq aws init` twice, then `SDQ_TRANSPORT=aws sdq generate` writes the image
+    /// locally, the same bytes are in the bucket, and the task record says `succeeded`.
+    @Test(.enabled(if: AWSTestEnvironment.available, "needs an AWS emulator (moto)"))
+    func awsInitTwiceThenGenerateOverAWS() async throws {
+        let directory = TemporaryDirectory()
+        let stack = AWSTestEnvironment.uniqueStack()
+        var environment = try environment(directory).merging(AWSTestEnvironment.variables()) { $1 }
+        environment["SDQ_STACK"] = stack
+        for _ in 0..<2 {
+            let initRun = try SdqProcess.start(["aws", "init"], environment: environment, in: directory)
+            #expect(await initRun.waitForExit(timeout: .seconds(120)) == 0, "aws init failed: \(initRun.log)")
+            #expect(initRun.log.contains("queue  \(stack)-pool-default  (dead letters: \(stack)-pool-default-dlq)"))
+        }
+        environment["SDQ_TRANSPORT"] = "aws"
+        let run = try SdqProcess.start(
+            ["generate", "a lighthouse at dusk", "--seed", "3", "--width", "96", "--height", "96", "--json"],
+            environment: environment, in: directory)
+        #expect(await run.waitForExit(timeout: .seconds(120)) == 0, "generate failed: \(run.log)")
+        let line = try #require(run.log.split(separator: "\n").first { $0.hasPrefix("{") }, "\(run.log)")
+        let document = try JSONValue.parse(Data(line.utf8))
+        let id = try #require(document["id"]?.stringValue)
+        #expect(document["status"]?.stringValue == "succeeded")
+        guard case .array(let files)? = document["files"], let path = files.first?.stringValue else {
+            Issue.record("no file in \(line)")
+            return
+        }
+        let local = try Data(contentsOf: URL(fileURLWithPath: path))
+
+        let transport = AWSTransport(
+            environment: AWSEnvironment(AWSTestEnvironment.variables()), names: ResourceNames(stack: stack), logger: testLogger())
+        let stored = try #require(try await transport.objects.get(key: "outputs/\(id)/image-0.png"))
+        #expect(stored.data == local)
+        #expect(try await transport.tasks.get(id: id)?.status == .succeeded)
     }
 
     @Test func generateWritesTheSameBytesForTheSameSeed() async throws {
