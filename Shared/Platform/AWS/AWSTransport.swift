@@ -28,7 +28,7 @@ public final class AWSTransport: Transport {
         sns = SNSClient(client: client)
         s3 = S3Client(client: client)
         dynamo = DynamoDBClient(client: client)
-        resolver = ResourceResolver(sqs: sqs, sns: sns)
+        resolver = ResourceResolver(sqs: sqs, sns: sns, anchorQueue: names.resultsQueue)
         objects = AWSObjectStore(bucket: names.bucket, s3: s3)
         tasks = AWSTaskStore(table: names.tasksTable, dynamo: dynamo)
     }
@@ -57,7 +57,7 @@ public final class AWSTransport: Transport {
                 }
                 try await createOrUpdateQueue(spec.name, attributes: attributes)
             }
-            for topic in topology.topics { _ = try await resolver.topicARN(topic) }
+            for topic in topology.topics { _ = try await resolver.createTopic(topic) }
             for subscription in topology.subscriptions {
                 let topicARN = try await resolver.topicARN(subscription.topic)
                 let queueURL = try await resolver.queueURL(subscription.queue)
@@ -103,16 +103,22 @@ public final class AWSTransport: Transport {
 }
 
 /// Caches queue URLs, queue ARNs and topic ARNs by name.
+///
+/// A topic's ARN is derived from the ARN of one of the stack's queues (same partition, region
+/// and account), so services need no `sns:CreateTopic` or `sns:ListTopics` permission; only
+/// `sdq aws init` creates topics.
 actor ResourceResolver {
     let sqs: SQSClient
     let sns: SNSClient
+    let anchorQueue: String
     private var queueURLs: [String: String] = [:]
     private var queueARNs: [String: String] = [:]
     private var topicARNs: [String: String] = [:]
 
-    init(sqs: SQSClient, sns: SNSClient) {
+    init(sqs: SQSClient, sns: SNSClient, anchorQueue: String) {
         self.sqs = sqs
         self.sns = sns
+        self.anchorQueue = anchorQueue
     }
 
     func queueURL(_ name: String) async throws(AWSError) -> String {
@@ -130,9 +136,18 @@ actor ResourceResolver {
         return arn
     }
 
-    /// The topic's ARN (CreateTopic is idempotent and answers the ARN of an existing topic).
+    /// The topic's ARN, derived from the anchor queue's ARN (`arn:PARTITION:sqs:REGION:ACCOUNT:…`).
     func topicARN(_ name: String) async throws(AWSError) -> String {
         if let arn = topicARNs[name] { return arn }
+        let parts = try await queueARN(anchorQueue).split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 6 else { throw AWSError(code: "InvalidResponse", message: "unexpected queue ARN for \(anchorQueue)") }
+        let arn = "arn:\(parts[1]):sns:\(parts[3]):\(parts[4]):\(name)"
+        topicARNs[name] = arn
+        return arn
+    }
+
+    /// Creates the topic (idempotent) and remembers its ARN.
+    func createTopic(_ name: String) async throws(AWSError) -> String {
         let arn = try await sns.createTopic(name: name)
         topicARNs[name] = arn
         return arn
