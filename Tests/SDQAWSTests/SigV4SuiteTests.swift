@@ -21,6 +21,7 @@ import Testing
         }
     }
 
+    /// `../shared/testdata/aws-sigv4-testsuite` beside the checkout (where CI puts shared/).
     static var bundledSuite: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("shared/testdata/aws-sigv4-testsuite")

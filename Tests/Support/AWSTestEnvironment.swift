@@ -35,6 +35,16 @@ public enum AWSTestEnvironment {
         "t" + String(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(10))
     }
 
+    /// Starts a separate `moto_server` with extra environment (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`
+    /// to make it verify signatures); nil when moto is not installed.
+    public static func startPrivateMoto(environment: [String: String]) -> String? {
+        guard let moto = findExecutable("moto_server") else { return nil }
+        return startMoto(moto, environment: environment)
+    }
+
+    /// Whether `moto_server` is installed.
+    public static var motoInstalled: Bool { findExecutable("moto_server") != nil }
+
     static func findExecutable(_ name: String) -> String? {
         let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":")
         return paths.map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
@@ -60,7 +70,7 @@ public enum AWSTestEnvironment {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    static func startMoto(_ executable: String) -> String? {
+    static func startMoto(_ executable: String, environment: [String: String] = [:]) -> String? {
         guard let port = freePort() else { return nil }
         let parent = ProcessInfo.processInfo.processIdentifier
         // moto runs while this process lives; the loop stops it once we are gone.
@@ -69,6 +79,7 @@ public enum AWSTestEnvironment {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", script]
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         guard (try? process.run()) != nil else { return nil }

@@ -135,9 +135,7 @@ public struct AWSHTTPClient: Sendable {
     public func query(service: String, action: String, version: String, _ parameters: [(String, String)]) async throws(AWSError)
         -> XMLNode
     {
-        let form = ([("Action", action), ("Version", version)] + parameters)
-            .map { "\(URIEncoding.encode($0.0, keepSlash: false))=\(URIEncoding.encode($0.1, keepSlash: false))" }
-            .joined(separator: "&")
+        let form = URIEncoding.formEncode([("Action", action), ("Version", version)] + parameters)
         let response = try await send(
             service: service, endpoint: environment.endpoint(for: service), method: .POST, path: "/",
             headers: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")], body: Data(form.utf8),

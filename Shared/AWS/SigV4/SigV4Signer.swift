@@ -264,6 +264,16 @@ public enum URIEncoding {
         return output
     }
 
+    /// An `application/x-www-form-urlencoded` body as the AWS SDKs write it (unreserved characters
+    /// kept, space as `+`, everything else percent-encoded).
+    public static func formEncode(_ pairs: [(String, String)]) -> String {
+        pairs.map { "\(formComponent($0.0))=\(formComponent($0.1))" }.joined(separator: "&")
+    }
+
+    static func formComponent(_ text: String) -> String {
+        encode(text, keepSlash: false).replacingOccurrences(of: "%20", with: "+")
+    }
+
     /// Decodes percent-escapes (invalid escapes are kept as they are).
     public static func decode(_ text: String) -> String {
         text.removingPercentEncoding ?? text
