@@ -56,6 +56,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "SDQLambdaRuntime",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/LambdaRuntime",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SDQPlatform",
             dependencies: [
                 "SDQMessages", "SDQAWS",
@@ -76,7 +85,7 @@ let package = Package(
         .target(
             name: "ApiLambda",
             dependencies: [
-                "SDQPlatform",
+                "SDQPlatform", "SDQLambdaRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
@@ -84,7 +93,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "ApiLambdaMain", dependencies: ["ApiLambda"],
+            name: "ApiLambdaMain", dependencies: ["ApiLambda", "SDQLambdaRuntime"],
             path: "Services/ApiLambda/Executable", swiftSettings: swiftSettings
         ),
         .target(
@@ -165,7 +174,9 @@ let package = Package(
         .testTarget(
             name: "ApiLambdaTests",
             dependencies: [
-                "ApiLambda", "SDQTestSupport",
+                "ApiLambda", "SDQTestSupport", "SDQLambdaRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

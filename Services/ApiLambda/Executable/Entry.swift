@@ -1,18 +1,45 @@
 import ApiLambda
 import Foundation
+import Logging
+import SDQLambdaRuntime
 import SDQPlatform
 
-/// `api-lambda`: the Lambda `bootstrap`. Outside Lambda (no `AWS_LAMBDA_RUNTIME_API`) it serves
-/// the same handler over plain HTTP on `SDQ_HTTP_PORT`.
+/// `api-lambda`: the `bootstrap` of a `provided.al2023` Lambda function. With
+/// `AWS_LAMBDA_RUNTIME_API` set it serves invocations through the Lambda Runtime API (a start-up
+/// failure is posted to `init/error` and the process exits 1); without it, it serves the same
+/// handler over plain HTTP on `SDQ_HTTP_PORT`.
 @main
 struct Entry {
     static func main() async {
+        let environment = ProcessInfo.processInfo.environment
+        guard let runtimeAPI = environment["AWS_LAMBDA_RUNTIME_API"], !runtimeAPI.isEmpty else {
+            await serveHTTP()
+            return
+        }
+        let client = HTTPLambdaRuntimeClient(endpoint: runtimeAPI)
+        let handler: APIHandler
+        let logger: Logger
+        do {
+            let configuration = try SDQConfiguration.fromEnvironment()
+            LoggingSetup.bootstrap(level: configuration.logLevel, format: configuration.logFormat ?? "json")
+            logger = Logger(label: "api-lambda")
+            let context = try await StackContext.open(configuration, logger: logger)
+            handler = try await APIHandler.configured(context: context, configuration: configuration, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("api-lambda: start-up failed: \(error)\n".utf8))
+            await client.reportInitializationFailure(error)
+            exit(1)
+        }
+        do {
+            try await LambdaRuntime(client: client, handler: APILambdaHandler(api: handler), logger: logger).run()
+        } catch {
+            logger.critical("the Runtime API failed", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+    }
+
+    static func serveHTTP() async {
         await ServiceRunner.run(name: "api-lambda") { context, configuration, logger in
-            if ProcessInfo.processInfo.environment["AWS_LAMBDA_RUNTIME_API"] != nil {
-                throw ConfigurationError(
-                    message: "the Lambda custom runtime is not in this build yet; unset AWS_LAMBDA_RUNTIME_API to serve HTTP",
-                    field: "AWS_LAMBDA_RUNTIME_API")
-            }
             let handler = try await APIHandler.configured(context: context, configuration: configuration, logger: logger)
             let host = ProcessInfo.processInfo.environment["SDQ_HTTP_HOST"] ?? "0.0.0.0"
             return [APIHTTPServer(handler: handler, host: host, port: configuration.httpPort, logger: logger)]

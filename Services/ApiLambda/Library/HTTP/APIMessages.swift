@@ -3,7 +3,7 @@ import SDQPlatform
 
 /// A transport-neutral HTTP request: what the local HTTP server and (later) Lambda events hand
 /// to ``APIHandler``.
-public struct APIRequest: Sendable {
+public struct APIRequest: Sendable, Equatable {
     public var method: String
     /// The path without the query, e.g. `/v1/tasks/abc`.
     public var path: String

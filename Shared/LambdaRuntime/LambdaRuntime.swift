@@ -1,0 +1,89 @@
+import Foundation
+import Logging
+
+/// What a handler knows about the invocation it serves.
+public struct LambdaContext: Sendable {
+    public let requestID: String
+    /// Epoch milliseconds by which the answer is due.
+    public let deadlineMillis: Int64
+    public let invokedFunctionARN: String
+    public let traceID: String?
+    /// A logger whose every line carries the request id.
+    public let logger: Logger
+
+    /// Time left before the deadline (zero when past).
+    public var remaining: Duration {
+        let now = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+        return .milliseconds(max(0, deadlineMillis - now))
+    }
+}
+
+/// A function body: an event in, a response out. A thrown error becomes an invocation error;
+/// the run loop goes on either way.
+public protocol LambdaHandler: Sendable {
+    func handle(_ event: Data, context: LambdaContext) async throws -> Data
+}
+
+/// The run loop of a custom runtime: `next` → handler → `response` or `error`, forever.
+///
+/// Per invocation it sets `_X_AMZN_TRACE_ID` from `Lambda-Runtime-Trace-Id`, gives the handler a
+/// logger tagged with the request id and the deadline, and never lets a handler error end the
+/// loop. Start-up failures go to `init/error` (``LambdaRuntimeClient/reportInitializationFailure(_:)``).
+public struct LambdaRuntime<Client: LambdaRuntimeClient, Handler: LambdaHandler>: Sendable {
+    public let client: Client
+    public let handler: Handler
+    public let logger: Logger
+
+    public init(client: Client, handler: Handler, logger: Logger) {
+        self.client = client
+        self.handler = handler
+        self.logger = logger
+    }
+
+    /// Serves invocations until cancelled or until `limit` invocations (tests, benchmarks).
+    public func run(limit: Int? = nil) async throws(LambdaRuntimeError) {
+        var served = 0
+        while !Task.isCancelled {
+            if let limit, served >= limit { return }
+            let invocation = try await client.next()
+            served += 1
+            try await serve(invocation)
+        }
+    }
+
+    /// Handles one invocation and posts its outcome.
+    public func serve(_ invocation: LambdaInvocation) async throws(LambdaRuntimeError) {
+        if let traceID = invocation.traceID {
+            setenv("_X_AMZN_TRACE_ID", traceID, 1)
+        } else {
+            unsetenv("_X_AMZN_TRACE_ID")
+        }
+        var logger = self.logger
+        logger[metadataKey: "aws_request_id"] = "\(invocation.requestID)"
+        let context = LambdaContext(
+            requestID: invocation.requestID, deadlineMillis: invocation.deadlineMillis,
+            invokedFunctionARN: invocation.invokedFunctionARN, traceID: invocation.traceID, logger: logger)
+        do {
+            let response = try await handler.handle(invocation.payload, context: context)
+            try await client.respond(requestID: invocation.requestID, body: response)
+        } catch let error as LambdaRuntimeError {
+            throw error
+        } catch {
+            logger.error("invocation failed", metadata: ["error": "\(error)"])
+            try await client.fail(requestID: invocation.requestID, error: Self.report(error))
+        }
+    }
+
+    static func report(_ error: any Error) -> LambdaErrorReport {
+        let type = String(describing: Swift.type(of: error))
+        return LambdaErrorReport(errorType: "Runtime.\(type)", errorMessage: String(describing: error))
+    }
+}
+
+extension LambdaRuntimeClient {
+    /// Posts a start-up failure to `init/error` (best effort); the caller then exits non-zero.
+    public func reportInitializationFailure(_ error: any Error) async {
+        let report = LambdaErrorReport(errorType: "Runtime.InitError", errorMessage: String(describing: error))
+        try? await initializationFailed(report)
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import SDQTestSupport
+import ServiceLifecycle
+
+/// A loopback Lambda Runtime API peer written from its published contract: `GET
+/// /2018-06-01/runtime/invocation/next` hands out queued events with the `Lambda-Runtime-*` headers;
+/// `POST …/invocation/{id}/response`, `…/invocation/{id}/error` and `…/init/error` answer 202 and
+/// are recorded.
+actor RuntimeAPIState {
+    struct Posted: Sendable {
+        var kind: String  // response, error, init-error
+        var requestID: String
+        var errorType: String?
+        var body: Data
+    }
+
+    private var events: [(id: String, payload: Data, trace: String?)] = []
+    private var waiters: [CheckedContinuation<(id: String, payload: Data, trace: String?), Never>] = []
+    private(set) var posted: [Posted] = []
+
+    func enqueue(id: String, payload: Data, trace: String? = nil) {
+        if waiters.isEmpty {
+            events.append((id, payload, trace))
+        } else {
+            waiters.removeFirst().resume(returning: (id, payload, trace))
+        }
+    }
+
+    func next() async -> (id: String, payload: Data, trace: String?) {
+        if !events.isEmpty { return events.removeFirst() }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func record(_ post: Posted) { posted.append(post) }
+}
+
+enum RuntimeAPIDouble {
+    static let deadlineOffsetMillis: Int64 = 30_000
+
+    static func run<T: Sendable>(_ body: @Sendable (String, RuntimeAPIState) async throws -> T) async throws -> T {
+        let state = RuntimeAPIState()
+        let port = PortBox()
+        let router = Router()
+        router.get("/2018-06-01/runtime/invocation/next") { _, _ -> Response in
+            let event = await state.next()
+            var headers = HTTPFields()
+            headers[HTTPField.Name("Lambda-Runtime-Aws-Request-Id")!] = event.id
+            let deadline = Int64(Date().timeIntervalSince1970 * 1000) + deadlineOffsetMillis
+            headers[HTTPField.Name("Lambda-Runtime-Deadline-Ms")!] = String(deadline)
+            headers[HTTPField.Name("Lambda-Runtime-Invoked-Function-Arn")!] = "arn:aws:lambda:us-east-1:123456789012:function:sdq-api"
+            if let trace = event.trace { headers[HTTPField.Name("Lambda-Runtime-Trace-Id")!] = trace }
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: event.payload)))
+        }
+        router.post("/2018-06-01/runtime/invocation/{id}/{kind}") { request, context -> Response in
+            var request = request
+            let body = Data((try await request.collectBody(upTo: 16 << 20)).readableBytesView)
+            let id = context.parameters.get("id") ?? ""
+            let kind = context.parameters.get("kind") ?? ""
+            let errorType = request.headers[HTTPField.Name("Lambda-Runtime-Function-Error-Type")!]
+            await state.record(.init(kind: kind, requestID: id, errorType: errorType, body: body))
+            return Response(status: .accepted)
+        }
+        router.post("/2018-06-01/runtime/init/error") { request, _ -> Response in
+            var request = request
+            let body = Data((try await request.collectBody(upTo: 1 << 20)).readableBytesView)
+            let errorType = request.headers[HTTPField.Name("Lambda-Runtime-Function-Error-Type")!]
+            await state.record(.init(kind: "init-error", requestID: "", errorType: errorType, body: body))
+            return Response(status: .accepted)
+        }
+        var logger = Logger(label: "runtime-api-double")
+        logger.logLevel = .critical
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { await port.set($0.localAddress?.port ?? 0) }, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
+        return try await withThrowingTaskGroup(of: T?.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return nil
+            }
+            let endpoint = "127.0.0.1:\(await port.wait())"
+            defer { tasks.cancelAll() }
+            do {
+                let value = try await body(endpoint, state)
+                await group.triggerGracefulShutdown()
+                return value
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+        }
+    }
+}

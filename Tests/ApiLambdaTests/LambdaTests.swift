@@ -1,0 +1,163 @@
+import ApiLambda
+import Foundation
+import Logging
+import SDQLambdaRuntime
+import SDQPlatform
+import SDQTestSupport
+import Testing
+
+@Suite struct LambdaEventTests {
+    @Test func functionURLAndHTTPAPIEventsBecomeRequests() throws {
+        let event = Data(#"""
+            {"version": "2.0", "rawPath": "/v1/tasks", "rawQueryString": "a=1&b=two%20words",
+             "headers": {"content-type": "application/json", "x-forwarded-for": "1.1.1.1,2.2.2.2"},
+             "cookies": ["c1=v1", "c2=v2"],
+             "requestContext": {"http": {"method": "POST", "path": "/v1/tasks"}},
+             "body": "eyJwcm9tcHQiOiAieCJ9", "isBase64Encoded": true}
+            """#.utf8)
+        guard case .apiGatewayV2(let request, let cookies)? = LambdaEvent.parse(event) else { Issue.record("not 2.0"); return }
+        #expect(request.method == "POST")
+        #expect(request.path == "/v1/tasks")
+        #expect(request.query == ["a": "1", "b": "two words"])
+        #expect(request.headers["x-forwarded-for"] == "1.1.1.1,2.2.2.2")
+        #expect(request.headers["cookie"] == "c1=v1; c2=v2")
+        #expect(cookies == ["c1=v1", "c2=v2"])
+        #expect(String(decoding: request.body, as: UTF8.self) == #"{"prompt": "x"}"#)
+    }
+
+    @Test func restAPIEventsJoinRepeatedHeaders() throws {
+        let event = Data(#"""
+            {"httpMethod": "GET", "path": "/v1/tasks/abc", "headers": {"Host": "api.example.com"},
+             "multiValueHeaders": {"Accept": ["text/plain", "application/json"]},
+             "queryStringParameters": {"x": "1"}, "body": null, "isBase64Encoded": false}
+            """#.utf8)
+        guard case .apiGatewayV1(let request)? = LambdaEvent.parse(event) else { Issue.record("not 1.0"); return }
+        #expect(request.method == "GET")
+        #expect(request.headers["accept"] == "text/plain,application/json")
+        #expect(request.headers["host"] == "api.example.com")
+        #expect(request.query == ["x": "1"])
+    }
+
+    @Test func responsesTakeTheCallersShape() throws {
+        let json = APIResponse.json(202, Data(#"{"id":"t"}"#.utf8), headers: ["location": "/v1/tasks/t"])
+        let v1 = try JSONValue.parse(LambdaEvent.apiGatewayV1(APIRequest(method: "GET", path: "/")).encode(json))
+        #expect(v1["statusCode"]?.numberValue == 202)
+        #expect(v1["body"]?.stringValue == #"{"id":"t"}"#)
+        #expect(v1["isBase64Encoded"] == .bool(false))
+        #expect(v1["multiValueHeaders"]?["location"] == .array([.string("/v1/tasks/t")]))
+        let png = APIResponse(status: 200, headers: ["content-type": "image/png"], body: Data([0x89, 0x50]))
+        let v2 = try JSONValue.parse(LambdaEvent.apiGatewayV2(APIRequest(method: "GET", path: "/"), cookies: []).encode(png))
+        #expect(v2["isBase64Encoded"] == .bool(true))
+        #expect(v2["body"]?.stringValue == Data([0x89, 0x50]).base64EncodedString())
+        let direct = try JSONValue.parse(LambdaEvent.direct(APIRequest(method: "GET", path: "/")).encode(json))
+        #expect(direct["status"]?.numberValue == 202)
+        #expect(direct["body"]?["id"]?.stringValue == "t")
+    }
+
+    @Test func unknownShapesAreNotEvents() {
+        #expect(LambdaEvent.parse(Data("not json".utf8)) == nil)
+        #expect(LambdaEvent.parse(Data(#"{"hello": "world"}"#.utf8)) == nil)
+    }
+}
+
+/// The run loop against a fake Runtime API client.
+@Suite struct LambdaLoopTests {
+    actor FakeClient: LambdaRuntimeClient {
+        var pending: [LambdaInvocation]
+        var responses: [(String, Data)] = []
+        var failures: [(String, LambdaErrorReport)] = []
+        init(_ pending: [LambdaInvocation]) { self.pending = pending }
+
+        func next() async throws(LambdaRuntimeError) -> LambdaInvocation {
+            guard !pending.isEmpty else { throw LambdaRuntimeError("no more invocations") }
+            return pending.removeFirst()
+        }
+        func respond(requestID: String, body: Data) async throws(LambdaRuntimeError) { responses.append((requestID, body)) }
+        func fail(requestID: String, error: LambdaErrorReport) async throws(LambdaRuntimeError) { failures.append((requestID, error)) }
+        func initializationFailed(_ error: LambdaErrorReport) async throws(LambdaRuntimeError) {}
+    }
+
+    struct Echo: LambdaHandler {
+        struct Boom: Error {}
+        func handle(_ event: Data, context: LambdaContext) async throws -> Data {
+            if event == Data("boom".utf8) { throw Boom() }
+            let trace = ProcessInfo.processInfo.environment["_X_AMZN_TRACE_ID"] ?? "-"
+            return Data("\(context.requestID) \(trace) \(context.remaining > .zero)".utf8)
+        }
+    }
+
+    @Test func aHandlerErrorIsReportedAndTheLoopGoesOn() async throws {
+        let deadline = Int64(Date().timeIntervalSince1970 * 1000) + 60_000
+        let client = FakeClient([
+            LambdaInvocation(requestID: "r1", deadlineMillis: deadline, traceID: "Root=1-abc", payload: Data("hi".utf8)),
+            LambdaInvocation(requestID: "r2", deadlineMillis: deadline, payload: Data("boom".utf8)),
+            LambdaInvocation(requestID: "r3", deadlineMillis: deadline, traceID: "Root=1-def", payload: Data("again".utf8)),
+        ])
+        var logger = Logger(label: "loop")
+        logger.logLevel = .critical
+        try await LambdaRuntime(client: client, handler: Echo(), logger: logger).run(limit: 3)
+        let responses = await client.responses
+        #expect(responses.map(\.0) == ["r1", "r3"])
+        #expect(responses.map { String(decoding: $0.1, as: UTF8.self) } == ["r1 Root=1-abc true", "r3 Root=1-def true"])
+        let failures = await client.failures
+        #expect(failures.map(\.0) == ["r2"])
+        #expect(failures.first?.1.errorType == "Runtime.Boom")
+    }
+}
+
+/// The API on the Runtime API wire: a loopback peer, the real HTTP client and the real handler.
+@Suite(.serialized) struct LambdaWireTests {
+    @Test func apiGatewayAndDirectEventsAreAnsweredOverTheRuntimeAPI() async throws {
+        let fixture = try await EmbeddedFixture.make()
+        let api = APIHandler(context: fixture.context, logger: testLogger())
+        try await RuntimeAPIDouble.run { endpoint, state in
+            let submit = #"{"version":"2.0","rawPath":"/v1/tasks","rawQueryString":"","headers":{"content-type":"application/json","idempotency-key":"k1"},"requestContext":{"http":{"method":"POST","path":"/v1/tasks"}},"body":"{\"prompt\":\"on lambda\",\"seed\":1}","isBase64Encoded":false}"#
+            await state.enqueue(id: "req-1", payload: Data(submit.utf8), trace: "Root=1-aaa")
+            let client = HTTPLambdaRuntimeClient(endpoint: endpoint)
+            let runtime = LambdaRuntime(client: client, handler: APILambdaHandler(api: api), logger: testLogger())
+            try await runtime.run(limit: 1)
+            let first = try #require(await state.posted.first)
+            #expect(first.kind == "response" && first.requestID == "req-1")
+            let answer = try JSONValue.parse(first.body)
+            #expect(answer["statusCode"]?.numberValue == 202)
+            let document = try JSONValue.parse(Data((answer["body"]?.stringValue ?? "").utf8))
+            let id = try #require(document["id"]?.stringValue)
+
+            let status = #"{"httpMethod":"GET","path":"/v1/tasks/\#(id)","headers":{"Host":"x"},"body":null}"#
+            await state.enqueue(id: "req-2", payload: Data(status.utf8))
+            await state.enqueue(id: "req-3", payload: Data(#"{"action":"cancel","id":"\#(id)"}"#.utf8))
+            let garbage = #"{"version":"2.0","rawPath":"/v1/tasks","requestContext":{"http":{"method":"POST"}},"body":"this is not json"}"#
+            await state.enqueue(id: "req-4", payload: Data(garbage.utf8))
+            await state.enqueue(id: "req-5", payload: Data("{not even an event".utf8))
+            try await runtime.run(limit: 4)
+            let posted = await state.posted
+            #expect(posted.map(\.kind) == ["response", "response", "response", "response", "response"])
+            #expect(try JSONValue.parse(posted[1].body)["statusCode"]?.numberValue == 200)
+            let cancelled = try JSONValue.parse(posted[2].body)
+            #expect(cancelled["status"]?.numberValue == 200)
+            #expect(cancelled["body"]?["status"]?.stringValue == "cancelled")
+            let bad = try JSONValue.parse(posted[3].body)
+            #expect(bad["statusCode"]?.numberValue == 400, "a body that is not JSON is a 400 answer, not an invocation error")
+            #expect(try JSONValue.parse(Data((bad["body"]?.stringValue ?? "").utf8))["error"]?["code"]?.stringValue == "invalid_json")
+            #expect(try JSONValue.parse(posted[4].body)["statusCode"]?.numberValue == 400)
+        }
+    }
+
+    @Test func aStartUpFailurePostsInitErrorAndExitsNonZero() async throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("api-lambda")
+        try await RuntimeAPIDouble.run { endpoint, state in
+            let process = Process()
+            process.executableURL = binary
+            process.environment = ["AWS_LAMBDA_RUNTIME_API": endpoint, "SDQ_TRANSPORT": "bogus", "PATH": "/usr/bin:/bin"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            #expect(await eventually(timeout: .seconds(30)) { !process.isRunning })
+            #expect(process.terminationStatus == 1)
+            let posted = await state.posted
+            #expect(posted.map(\.kind) == ["init-error"])
+            #expect(posted.first?.errorType == "Runtime.InitError")
+            #expect(try JSONValue.parse(posted.first?.body ?? Data())["errorMessage"]?.stringValue?.contains("SDQ_TRANSPORT") == true)
+        }
+    }
+}
