@@ -170,6 +170,35 @@ import Testing
         #expect(task.parameters.seed == 5)
     }
 
+    @Test func uploadsGiveASignedPutURLWhoseKeyATaskCanName() async throws {
+        let harness = try await Harness.make()
+        let created = await harness.handler.handle(APIRequest(
+            method: "POST", path: "/v1/uploads", headers: ["host": "api.test"], body: Data(#"{"content_type": "image/png"}"#.utf8)))
+        #expect(created.status == 201)
+        let upload = try JSONValue.parse(created.body)
+        let key = try #require(upload["key"]?.stringValue)
+        let url = try #require(upload["url"]?.stringValue)
+        #expect(key.hasPrefix("uploads/"))
+        #expect(url.hasPrefix("http://api.test/v1/objects/\(key)?"))
+        let (path, query) = APIRequest.splitTarget(String(url.dropFirst("http://api.test".count)))
+        // A GET signature does not authorise a PUT, and a tampered one nothing.
+        let getOnly = APIRequest.splitTarget(ObjectURLSigner(secret: Data(repeating: 7, count: 32)).signedPath(for: key))
+        #expect(await harness.handler.handle(APIRequest(method: "PUT", path: getOnly.path, query: getOnly.query, body: Data([1]))).status == 403)
+        var tampered = query
+        tampered["signature"] = "AAAA"
+        #expect(await harness.handler.handle(APIRequest(method: "PUT", path: path, query: tampered, body: Data([1]))).status == 403)
+        let put = await harness.handler.handle(APIRequest(
+            method: "PUT", path: path, query: query, headers: ["content-type": "image/png"], body: Data([0x89, 0x50, 0x4E, 0x47])))
+        #expect(put.status == 200)
+        #expect(try await harness.fixture.transport.objects.get(key: key)?.contentType == "image/png")
+
+        let submit = await harness.post(#"{"prompt": "from upload", "kind": "img2img", "init_image": {"upload": "\#(key)"}}"#)
+        #expect(submit.status == 202)
+        let missing = await harness.post(#"{"prompt": "x", "kind": "img2img", "init_image": {"upload": "uploads/nothing"}}"#)
+        #expect(missing.status == 422)
+        #expect(Self.error(missing).code == "upload_not_found")
+    }
+
     @Test func cancelMovesANonTerminalTaskToCancelledOnce() async throws {
         let harness = try await Harness.make()
         let accepted = try JSONDecoder().decode(TaskDocument.self, from: await harness.post(#"{"prompt": "x"}"#).body)

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Crypto
 import Foundation
 import InferenceService
+import NIOCore
 import ResultWriter
 import SDQMessages
 import SDQPlatform
@@ -101,6 +102,37 @@ import Testing
         await stack.close()
         #expect(downloads[0] == downloads[1], "the same seed gives the same bytes")
         #expect(downloads[0] != downloads[2], "another seed gives other bytes")
+    }
+
+    @Test(arguments: TransportKind.available)
+    func img2imgFromAnUploadedInitImage(_ kind: TransportKind) async throws {
+        let directory = TemporaryDirectory()
+        let stack = try await Self.stack(directory, kind)
+        let port = PortBox()
+        let server = APIHTTPServer(handler: stack.handler, port: 0, logger: testLogger()) { await port.set($0) }
+        let finished: TaskDocument = try await whileRunning(try stack.services() + [server]) { _ in
+            let base = "http://127.0.0.1:\(await port.wait())"
+            var create = HTTPClientRequest(url: "\(base)/v1/uploads")
+            create.method = .POST
+            let created = try await HTTPClient.shared.execute(create, timeout: .seconds(10))
+            let upload = try JSONValue.parse(Data(try await created.body.collect(upTo: 1 << 20).readableBytesView))
+            #expect(created.status.code == 201)
+            var put = HTTPClientRequest(url: try #require(upload["url"]?.stringValue))
+            put.method = .PUT
+            put.body = .bytes(ByteBuffer(bytes: Array(repeating: UInt8(7), count: 3 << 20)))  // larger than an API request may be
+            let uploaded = try await HTTPClient.shared.execute(put, timeout: .seconds(30))
+            _ = try await uploaded.body.collect(upTo: 1 << 20)
+            #expect(uploaded.status.code == 200)
+            let client = SDQClient(baseURL: base)
+            let accepted = try await client.submit(.object([
+                "prompt": .string("from an upload"), "kind": .string("img2img"), "seed": .number(2), "width": .number(64),
+                "height": .number(64), "steps": .number(2), "init_image": .object(["upload": upload["key"] ?? .null]),
+            ]))
+            return try await client.wait(accepted.id, interval: .milliseconds(50), timeout: .seconds(30))
+        }
+        #expect(finished.status == .succeeded)
+        #expect(finished.images.count == 1)
+        await stack.close()
     }
 
     @Test(arguments: TransportKind.available)

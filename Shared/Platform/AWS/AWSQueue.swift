@@ -117,6 +117,14 @@ struct AWSObjectStore: ObjectStore {
         do { try await s3.deleteObject(bucket: bucket, key: key) } catch { throw TransportError(aws: error) }
     }
 
+    func presignedPutURL(key: String, expiresIn: Duration) async throws(TransportError) -> String? {
+        do {
+            return try await s3.presignedURL(method: "PUT", bucket: bucket, key: key, expires: AWSTransport.seconds(expiresIn))
+        } catch {
+            throw TransportError(aws: error)
+        }
+    }
+
     func presignedGetURL(key: String, expiresIn: Duration) async throws(TransportError) -> String? {
         do {
             return try await s3.presignedURL(method: "GET", bucket: bucket, key: key, expires: AWSTransport.seconds(expiresIn))

@@ -26,6 +26,8 @@ public struct RequestLimits: Sendable, Equatable, Codable {
     public var maxPromptLength: Int = 8000
     /// Largest accepted request body in bytes.
     public var maxBodyBytes: Int = 1 << 20
+    /// Largest object accepted through `POST /v1/uploads` (init images), in bytes.
+    public var maxUploadBytes: Int = 16 << 20
     /// How long task records and results are kept, in seconds.
     public var taskTTLSeconds: Int = 7 * 24 * 3600
 
@@ -34,7 +36,7 @@ public struct RequestLimits: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case maxWidth = "max_width", maxHeight = "max_height", maxSteps = "max_steps"
         case maxBatchSize = "max_batch_size", maxPromptLength = "max_prompt_length"
-        case maxBodyBytes = "max_body_bytes", taskTTLSeconds = "task_ttl_seconds"
+        case maxBodyBytes = "max_body_bytes", taskTTLSeconds = "task_ttl_seconds", maxUploadBytes = "max_upload_bytes"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -47,6 +49,7 @@ public struct RequestLimits: Sendable, Equatable, Codable {
         maxPromptLength = try c.decodeIfPresent(Int.self, forKey: .maxPromptLength) ?? d.maxPromptLength
         maxBodyBytes = try c.decodeIfPresent(Int.self, forKey: .maxBodyBytes) ?? d.maxBodyBytes
         taskTTLSeconds = try c.decodeIfPresent(Int.self, forKey: .taskTTLSeconds) ?? d.taskTTLSeconds
+        maxUploadBytes = try c.decodeIfPresent(Int.self, forKey: .maxUploadBytes) ?? d.maxUploadBytes
     }
 
     static let defaults = RequestLimits()

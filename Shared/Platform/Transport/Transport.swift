@@ -95,10 +95,14 @@ public protocol ObjectStore: Sendable {
     /// A URL a client can download the object from without credentials (S3 presigned GET), or nil
     /// when the store has none and the API serves objects itself (embedded).
     func presignedGetURL(key: String, expiresIn: Duration) async throws(TransportError) -> String?
+    /// A URL a client can upload the object to with `PUT` (S3 presigned PUT), or nil when the API
+    /// accepts uploads itself (embedded).
+    func presignedPutURL(key: String, expiresIn: Duration) async throws(TransportError) -> String?
 }
 
 extension ObjectStore {
     public func presignedGetURL(key: String, expiresIn: Duration) async throws(TransportError) -> String? { nil }
+    public func presignedPutURL(key: String, expiresIn: Duration) async throws(TransportError) -> String? { nil }
 }
 
 /// What ``TaskStore/create(_:)`` did.

@@ -30,12 +30,15 @@ public struct APIHTTPServer: Service {
     public func run() async throws {
         let handler = self.handler
         let limit = handler.context.pools.limits.maxBodyBytes
+        let uploadLimit = handler.context.pools.limits.maxUploadBytes
         let responder = CallbackResponder { (request: Request, _: BasicRequestContext) -> Response in
             var request = request
             var tooLarge = false
             var body = Data()
+            // Uploads (signed PUTs of init images) may be larger than API requests.
+            let isUpload = request.method == .put && request.uri.path.hasPrefix("/v1/objects/uploads/")
             do {
-                body = Data((try await request.collectBody(upTo: limit)).readableBytesView)
+                body = Data((try await request.collectBody(upTo: isUpload ? uploadLimit : limit)).readableBytesView)
             } catch {
                 tooLarge = true
             }

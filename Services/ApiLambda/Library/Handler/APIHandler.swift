@@ -53,8 +53,9 @@ public struct APIHandler: Sendable {
             try allow(request, ["GET", "HEAD"])
             return .json(200, JSONValue.object(["status": .string("ok")]).serialized())
         case (_, "v1", _) where segments.count >= 2 && segments[1] == "objects":
-            try allow(request, ["GET", "HEAD"])
-            return try await serveObject(request, key: segments.dropFirst(2).joined(separator: "/"))
+            try allow(request, ["GET", "HEAD", "PUT"])
+            let key = segments.dropFirst(2).joined(separator: "/")
+            return request.method == "PUT" ? try await acceptUpload(request, key: key) : try await serveObject(request, key: key)
         case (_, "v1", _):
             try authenticate(request)
             return try await routeV1(request, Array(segments.dropFirst()))
@@ -75,6 +76,9 @@ public struct APIHandler: Sendable {
         case ("pools", 1):
             try allow(request, ["GET"])
             return try await listPools()
+        case ("uploads", 1):
+            try allow(request, ["POST"])
+            return try await createUpload(request)
         default:
             throw APIError(status: 404, code: "not_found", message: "no route \(request.path)")
         }

@@ -15,26 +15,28 @@ public struct ObjectURLSigner: Sendable {
         self.lifetime = lifetime
     }
 
-    /// The signed path and query for `objectKey`, valid until now + ``lifetime``.
-    public func signedPath(for objectKey: String, now: Int64 = EpochClock.nowMillis()) -> String {
+    /// The signed path and query for `method` (`GET` or `PUT`) on `objectKey`, valid until now + ``lifetime``.
+    public func signedPath(for objectKey: String, method: String = "GET", now: Int64 = EpochClock.nowMillis()) -> String {
         let expires = now / 1000 + lifetime.milliseconds / 1000
         let encodedKey = objectKey.split(separator: "/").map {
             $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? String($0)
         }.joined(separator: "/")
-        return "/v1/objects/\(encodedKey)?expires=\(expires)&signature=\(signature(objectKey, expires: expires))"
+        return "/v1/objects/\(encodedKey)?expires=\(expires)&signature=\(signature(method, objectKey, expires: expires))"
     }
 
-    /// Whether `signature` is valid for `objectKey` and `expires` (epoch seconds) has not passed.
-    public func verify(objectKey: String, expires: String?, signature: String?, now: Int64 = EpochClock.nowMillis()) -> Bool {
+    /// Whether `signature` is valid for `method` on `objectKey` and `expires` (epoch seconds) has not passed.
+    public func verify(
+        method: String = "GET", objectKey: String, expires: String?, signature: String?, now: Int64 = EpochClock.nowMillis()
+    ) -> Bool {
         guard let expires, let seconds = Int64(expires), let signature, seconds >= now / 1000 else { return false }
-        let expected = self.signature(objectKey, expires: seconds)
+        let expected = self.signature(method == "HEAD" ? "GET" : method, objectKey, expires: seconds)
         // Constant-time comparison.
         guard expected.utf8.count == signature.utf8.count else { return false }
         return zip(expected.utf8, signature.utf8).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
-    private func signature(_ objectKey: String, expires: Int64) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(objectKey)\n\(expires)".utf8), using: key)
+    private func signature(_ method: String, _ objectKey: String, expires: Int64) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(method)\n\(objectKey)\n\(expires)".utf8), using: key)
         return Data(mac).base64EncodedString().replacingOccurrences(of: "+", with: "-")
             .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
