@@ -33,11 +33,15 @@ public struct LambdaRuntime<Client: LambdaRuntimeClient, Handler: LambdaHandler>
     public let client: Client
     public let handler: Handler
     public let logger: Logger
+    /// Whether `_X_AMZN_TRACE_ID` is exported per invocation (as Lambda requires). Tests that share
+    /// the process environment with parallel tests turn it off: `setenv` is not thread-safe.
+    public let exportsTraceID: Bool
 
-    public init(client: Client, handler: Handler, logger: Logger) {
+    public init(client: Client, handler: Handler, logger: Logger, exportsTraceID: Bool = true) {
         self.client = client
         self.handler = handler
         self.logger = logger
+        self.exportsTraceID = exportsTraceID
     }
 
     /// Serves invocations until cancelled or until `limit` invocations (tests, benchmarks).
@@ -53,10 +57,12 @@ public struct LambdaRuntime<Client: LambdaRuntimeClient, Handler: LambdaHandler>
 
     /// Handles one invocation and posts its outcome.
     public func serve(_ invocation: LambdaInvocation) async throws(LambdaRuntimeError) {
-        if let traceID = invocation.traceID {
-            setenv("_X_AMZN_TRACE_ID", traceID, 1)
-        } else {
-            unsetenv("_X_AMZN_TRACE_ID")
+        if exportsTraceID {
+            if let traceID = invocation.traceID {
+                setenv("_X_AMZN_TRACE_ID", traceID, 1)
+            } else {
+                unsetenv("_X_AMZN_TRACE_ID")
+            }
         }
         var logger = self.logger
         logger[metadataKey: "aws_request_id"] = "\(invocation.requestID)"

@@ -26,7 +26,7 @@ struct SdqProcess: @unchecked Sendable {
         let handle = try FileHandle(forWritingTo: output)
         process.standardOutput = handle
         process.standardError = handle
-        try process.run()
+        try AWSTestEnvironment.launch(process)
         return SdqProcess(process: process, output: output)
     }
 

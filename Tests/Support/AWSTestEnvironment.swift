@@ -70,6 +70,16 @@ public enum AWSTestEnvironment {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
+    /// Serialises process launches: Foundation's `Process` is not safe to launch from two threads at once.
+    static let launchLock = NSLock()
+
+    /// Launches `process` under the shared launch lock (tests run in parallel).
+    public static func launch(_ process: Process) throws {
+        launchLock.lock()
+        defer { launchLock.unlock() }
+        try process.run()
+    }
+
     static func startMoto(_ executable: String, environment: [String: String] = [:]) -> String? {
         guard let port = freePort() else { return nil }
         let parent = ProcessInfo.processInfo.processIdentifier
@@ -82,7 +92,7 @@ public enum AWSTestEnvironment {
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
+        guard (try? launch(process)) != nil else { return nil }
         let url = "http://127.0.0.1:\(port)"
         // Wait until it answers (moto starts in about a second).
         for _ in 0..<100 {
