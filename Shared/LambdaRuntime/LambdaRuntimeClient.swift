@@ -104,16 +104,15 @@ public struct HTTPLambdaRuntimeClient: LambdaRuntimeClient {
     }
 
     public func fail(requestID: String, error: LambdaErrorReport) async throws(LambdaRuntimeError) {
-        var request = HTTPClientRequest(url: "\(base)/invocation/\(requestID)/error")
-        request.method = .POST
-        request.headers.add(name: "Lambda-Runtime-Function-Error-Type", value: error.errorType)
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: error.json))
-        try await expectAccepted(request)
+        try await post(error, to: "\(base)/invocation/\(requestID)/error")
     }
 
     public func initializationFailed(_ error: LambdaErrorReport) async throws(LambdaRuntimeError) {
-        var request = HTTPClientRequest(url: "\(base)/init/error")
+        try await post(error, to: "\(base)/init/error")
+    }
+
+    private func post(_ error: LambdaErrorReport, to url: String) async throws(LambdaRuntimeError) {
+        var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Lambda-Runtime-Function-Error-Type", value: error.errorType)
         request.headers.add(name: "Content-Type", value: "application/json")

@@ -96,9 +96,21 @@ public struct APIHandler: Sendable {
         if let authorization = request.headers["authorization"], authorization.lowercased().hasPrefix("bearer ") {
             presented = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
         }
-        guard let presented, apiKeys.contains(presented) else {
+        // Every configured key is compared in full, without an early exit, so timing reveals nothing.
+        let matches = apiKeys.reduce(false) { found, key in Self.constantTimeEquals(key, presented ?? "") || found }
+        guard presented != nil, matches else {
             throw APIError(status: 401, code: "unauthorized", message: "a valid API key is required (Authorization: Bearer KEY)")
         }
+    }
+
+    /// Compares two strings in time that depends only on their lengths.
+    static func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
+        let a = Array(lhs.utf8), b = Array(rhs.utf8)
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        for index in 0..<max(a.count, b.count) {
+            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
+        }
+        return difference == 0
     }
 
     // MARK: Reads
