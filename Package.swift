@@ -145,7 +145,10 @@ let package = Package(
         // MARK: Tests (one target per library target)
         .target(
             name: "SDQTestSupport",
-            dependencies: ["SDQPlatform", "SDQAWS", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: [
+                "SDQPlatform", "SDQAWS", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
             path: "Tests/Support", swiftSettings: swiftSettings
         ),
         .testTarget(

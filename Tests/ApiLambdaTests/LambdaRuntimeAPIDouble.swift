@@ -1,10 +1,8 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import Logging
 import NIOCore
 import SDQTestSupport
-import ServiceLifecycle
 
 /// A loopback Lambda Runtime API peer written from its published contract: `GET
 /// /2018-06-01/runtime/invocation/next` hands out queued events with the `Lambda-Runtime-*` headers;
@@ -43,7 +41,6 @@ enum RuntimeAPIDouble {
 
     static func run<T: Sendable>(_ body: @Sendable (String, RuntimeAPIState) async throws -> T) async throws -> T {
         let state = RuntimeAPIState()
-        let port = PortBox()
         let router = Router()
         router.get("/2018-06-01/runtime/invocation/next") { _, _ -> Response in
             let event = await state.next()
@@ -71,27 +68,6 @@ enum RuntimeAPIDouble {
             await state.record(.init(kind: "init-error", requestID: "", errorType: errorType, body: body))
             return Response(status: .accepted)
         }
-        var logger = Logger(label: "runtime-api-double")
-        logger.logLevel = .critical
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { await port.set($0.localAddress?.port ?? 0) }, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        return try await withThrowingTaskGroup(of: T?.self) { tasks in
-            tasks.addTask {
-                try await group.run()
-                return nil
-            }
-            let endpoint = "127.0.0.1:\(await port.wait())"
-            defer { tasks.cancelAll() }
-            do {
-                let value = try await body(endpoint, state)
-                await group.triggerGracefulShutdown()
-                return value
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
-        }
+        return try await withLoopbackServer(router) { port in try await body("127.0.0.1:\(port)", state) }
     }
 }

@@ -1,10 +1,8 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import Logging
 import NIOCore
 import SDQTestSupport
-import ServiceLifecycle
 
 /// A loopback test double for the AWS endpoints the credential chain and the clients talk to,
 /// written from their published formats: STS `AssumeRoleWithWebIdentity` (Query, XML answer),
@@ -35,7 +33,6 @@ struct LoopbackAWSServer {
     /// Runs the server while `body` runs; `body` gets the base URL and the state.
     static func run<T: Sendable>(_ body: @Sendable (String, LoopbackAWSState) async throws -> T) async throws -> T {
         let state = LoopbackAWSState()
-        let port = PortBox()
         let router = Router()
 
         router.post("/sts") { request, _ -> Response in
@@ -87,27 +84,7 @@ struct LoopbackAWSServer {
             return Response(status: .init(code: answer.status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(string: answer.body)))
         }
 
-        var logger = Logger(label: "loopback-aws")
-        logger.logLevel = .critical
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { await port.set($0.localAddress?.port ?? 0) }, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
-        return try await withThrowingTaskGroup(of: T?.self) { tasks in
-            tasks.addTask {
-                try await group.run()
-                return nil
-            }
-            let url = "http://127.0.0.1:\(await port.wait())"
-            do {
-                let value = try await body(url, state)
-                await group.triggerGracefulShutdown()
-                return value
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
-        }
+        return try await withLoopbackServer(router) { port in try await body("http://127.0.0.1:\(port)", state) }
     }
 
     static func json(_ status: Int, _ text: String) -> Response {
