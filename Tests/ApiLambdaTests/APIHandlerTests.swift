@@ -223,6 +223,7 @@ import Testing
         let wrong = await harness.handler.handle(APIRequest(method: "PUT", path: "/v1/tasks"))
         #expect(wrong.status == 405)
         #expect(Self.error(wrong).code == "method_not_allowed")
+        #expect(wrong.headers["allow"] == "POST", "RFC 9110: a 405 names the allowed methods")
     }
 
     @Test func apiKeysAreRequiredWhenConfigured() async throws {

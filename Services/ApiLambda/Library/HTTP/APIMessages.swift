@@ -62,6 +62,7 @@ public struct APIResponse: Sendable, Equatable {
         var headers: [String: String] = [:]
         if error.status == 503 { headers["retry-after"] = "2" }
         if error.status == 401 { headers["www-authenticate"] = "Bearer" }
+        if !error.allowedMethods.isEmpty { headers["allow"] = error.allowedMethods.joined(separator: ", ") }
         return json(error.status, JSONValue.object(["error": .object(object)]).serialized(), headers: headers)
     }
 }
@@ -72,12 +73,15 @@ public struct APIError: CodedError, Equatable {
     public let code: String
     public let message: String
     public let field: String?
+    /// The methods a 405 answer allows (its `Allow` header).
+    public let allowedMethods: [String]
 
-    public init(status: Int, code: String, message: String, field: String? = nil) {
+    public init(status: Int, code: String, message: String, field: String? = nil, allowedMethods: [String] = []) {
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.allowedMethods = allowedMethods
     }
 
     static func invalid(_ field: String, _ message: String) -> APIError {

@@ -86,7 +86,9 @@ public struct APIHandler: Sendable {
 
     private func allow(_ request: APIRequest, _ methods: Set<String>) throws(APIError) {
         guard methods.contains(request.method) else {
-            throw APIError(status: 405, code: "method_not_allowed", message: "\(request.method) is not allowed on \(request.path)")
+            throw APIError(
+                status: 405, code: "method_not_allowed", message: "\(request.method) is not allowed on \(request.path)",
+                allowedMethods: methods.sorted())
         }
     }
 
