@@ -93,8 +93,10 @@ public struct Dispatcher: Service {
             try await context.transport.queue(named: context.names.poolQueue(pool.name))
                 .send(body: encoded.body, attributes: encoded.attributes)
             let model = task.model
-            _ = try await context.transport.tasks.update(id: task.id, ifStatusIn: [.queued]) { record in
-                record.status = .dispatched
+            // A fast worker may already have marked the task running: record the dispatch time
+            // anyway, but never move a running task back to `dispatched`.
+            _ = try await context.transport.tasks.update(id: task.id, ifStatusIn: [.queued, .running]) { record in
+                if record.status == .queued { record.status = .dispatched }
                 record.pool = pool.name
                 record.model = model
                 if record.timings.dispatchedAt == nil { record.timings.dispatchedAt = now }
