@@ -135,6 +135,27 @@ import Testing
         await stack.close()
     }
 
+    /// The reference guidance's text-to-image sample (`POST /v1alpha2`) runs to an image.
+    @Test(arguments: TransportKind.available)
+    func aReferenceFormatTaskFlowsThroughThePipeline(_ kind: TransportKind) async throws {
+        let directory = TemporaryDirectory()
+        let stack = try await Self.stack(directory, kind)
+        let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/testdata/anchor-v1alpha2/t2i.json")
+        let body = String(decoding: try Data(contentsOf: sample), as: UTF8.self)
+            .replacingOccurrences(of: "\"steps\": 16", with: "\"steps\": 2")
+        let response = await stack.handler.handle(APIRequest(method: "POST", path: "/v1alpha2", body: Data(body.utf8)))
+        #expect(response.status == 200)
+        let id = try #require(try JSONValue.parse(response.body)["task_id"]?.stringValue)
+        try await whileRunning(try stack.services()) { _ in
+            #expect(await eventually(timeout: .seconds(30)) { try await Self.record(stack, id)?.status == .succeeded })
+        }
+        let record = try #require(try await Self.record(stack, id))
+        #expect(record.images.count == 1)
+        #expect(record.width == 512 && record.height == 512)
+        await stack.close()
+    }
+
     @Test(arguments: TransportKind.available)
     func aWorkerStoppedMidTaskLeavesTheTaskToCompleteOnce(_ kind: TransportKind) async throws {
         let directory = TemporaryDirectory()

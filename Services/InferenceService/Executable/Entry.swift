@@ -23,7 +23,8 @@ struct Entry {
                 throw ConfigurationError(message: "no pool \(configuration.pool) in the pool configuration", field: "SDQ_POOL")
             }
             let settings = InferenceConfiguration(
-                pool: configuration.pool, visibilityTimeout: context.pools.queues.workerVisibilityTimeout)
+                pool: configuration.pool, visibilityTimeout: context.pools.queues.workerVisibilityTimeout,
+                fetchPolicy: OutboundURLPolicy(allowPrivate: configuration.fetchAllowPrivate))
             return [InferenceWorker(context: context, runtime: runtime, configuration: settings, logger: logger)]
         }
     }

@@ -50,7 +50,8 @@ public struct InProcessStack: Sendable {
             let workers = pool.runtime == "emulator" ? workersPerPool : 1
             for _ in 0..<workers {
                 let configuration = InferenceConfiguration(
-                    pool: pool.name, visibilityTimeout: workerVisibilityTimeout, receiveWait: receiveWait)
+                    pool: pool.name, visibilityTimeout: workerVisibilityTimeout, receiveWait: receiveWait,
+                    fetchPolicy: OutboundURLPolicy(allowPrivate: configuration.fetchAllowPrivate))
                 services.append(
                     InferenceWorker(
                         context: context, runtime: runtime, configuration: configuration,

@@ -244,6 +244,10 @@ public nonisolated struct Sdq_V1_ObjectRef: Sendable {
 
   public var sha256: String = String()
 
+  /// When set, the input is fetched from this http(s) URL by the worker instead of read from the
+  /// object store (reference-format requests name init images by URL). `key` is then empty.
+  public var url: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -683,7 +687,7 @@ nonisolated extension Sdq_V1_CoreParameters: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Sdq_V1_ObjectRef: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ObjectRef"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}bucket\0\u{1}key\0\u{3}content_type\0\u{1}size\0\u{1}sha256\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}bucket\0\u{1}key\0\u{3}content_type\0\u{1}size\0\u{1}sha256\0\u{1}url\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -696,6 +700,7 @@ nonisolated extension Sdq_V1_ObjectRef: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 3: try { try decoder.decodeSingularStringField(value: &self.contentType) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.url) }()
       default: break
       }
     }
@@ -717,6 +722,9 @@ nonisolated extension Sdq_V1_ObjectRef: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.sha256.isEmpty {
       try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 5)
     }
+    if !self.url.isEmpty {
+      try visitor.visitSingularStringField(value: self.url, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -726,6 +734,7 @@ nonisolated extension Sdq_V1_ObjectRef: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.contentType != rhs.contentType {return false}
     if lhs.size != rhs.size {return false}
     if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.url != rhs.url {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

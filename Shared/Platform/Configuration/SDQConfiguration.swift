@@ -25,6 +25,9 @@ public struct SDQConfiguration: Sendable {
     public var apiKeys: [String] = []
     /// `SDQ_WEBHOOK_ALLOW_PRIVATE`.
     public var webhookAllowPrivate: Bool = false
+    /// `SDQ_FETCH_ALLOW_PRIVATE`: `true` lets workers fetch input URLs (reference-format init
+    /// images) from loopback and private addresses (tests, local). Default `false`.
+    public var fetchAllowPrivate: Bool = false
     /// `LOG_LEVEL`.
     public var logLevel: Logger.Level = .info
     /// `SDQ_LOG_FORMAT`: `json` or `text`; nil picks text on a terminal and JSON otherwise.
@@ -66,6 +69,9 @@ public struct SDQConfiguration: Sendable {
         }
         if let raw = value("SDQ_WEBHOOK_ALLOW_PRIVATE") {
             config.webhookAllowPrivate = ["1", "true", "yes"].contains(raw.lowercased())
+        }
+        if let raw = value("SDQ_FETCH_ALLOW_PRIVATE") {
+            config.fetchAllowPrivate = ["1", "true", "yes"].contains(raw.lowercased())
         }
         if let raw = value("LOG_LEVEL") {
             guard let level = Logger.Level(rawValue: raw.lowercased()) else {

@@ -84,6 +84,11 @@ public struct APIError: CodedError, Equatable {
         self.allowedMethods = allowedMethods
     }
 
+    /// The same error naming another field.
+    func naming(_ field: String?) -> APIError {
+        APIError(status: status, code: code, message: message, field: field, allowedMethods: allowedMethods)
+    }
+
     static func invalid(_ field: String, _ message: String) -> APIError {
         APIError(status: 400, code: "invalid_field", message: message, field: field)
     }

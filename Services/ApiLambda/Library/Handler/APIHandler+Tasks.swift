@@ -6,21 +6,29 @@ import SDQPlatform
 extension APIHandler {
     /// `POST /v1/tasks`: validate, store inputs, record the task, publish it, answer 202.
     func submit(_ request: APIRequest) async throws(APIError) -> APIResponse {
-        let limits = context.pools.limits
-        if request.bodyTooLarge || request.body.count > limits.maxBodyBytes {
-            throw APIError(status: 413, code: "body_too_large", message: "the request body is larger than \(limits.maxBodyBytes) bytes")
-        }
+        let limits = try checkedLimits(request)
         let submission = try TaskSubmission.parse(request.body, limits: limits, pools: context.pools)
         let idempotencyKey = request.headers["idempotency-key"].map { $0.trimmingCharacters(in: .whitespaces) }
         if let idempotencyKey, idempotencyKey.isEmpty || idempotencyKey.count > 255 {
             throw APIError(status: 400, code: "invalid_header", message: "Idempotency-Key must be 1...255 characters", field: "Idempotency-Key")
         }
-        return try await accept(submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body), request: request)
+        let (record, replayed) = try await accept(submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body))
+        return await accepted(record, request: request, replayed: replayed)
     }
 
-    /// Records and publishes a validated submission (shared by every request format).
-    func accept(_ submission: TaskSubmission, idempotencyKey: String?, digest: String, request: APIRequest)
-        async throws(APIError) -> APIResponse
+    /// The request limits, after refusing a body larger than they allow (413).
+    func checkedLimits(_ request: APIRequest) throws(APIError) -> RequestLimits {
+        let limits = context.pools.limits
+        if request.bodyTooLarge || request.body.count > limits.maxBodyBytes {
+            throw APIError(status: 413, code: "body_too_large", message: "the request body is larger than \(limits.maxBodyBytes) bytes")
+        }
+        return limits
+    }
+
+    /// Records and publishes a validated submission (shared by every request format). Returns the
+    /// task and whether it is a replay of an earlier request with the same idempotency key.
+    func accept(_ submission: TaskSubmission, idempotencyKey: String?, digest: String)
+        async throws(APIError) -> (TaskRecord, replayed: Bool)
     {
         let now = EpochClock.nowMillis()
         let id = TaskID.generate(now: now)
@@ -43,10 +51,10 @@ extension APIHandler {
                     status: 409, code: "idempotency_conflict",
                     message: "Idempotency-Key was already used for a different request", field: "Idempotency-Key")
             }
-            return try await replay(existing, submission: submission, request: request, now: now)
+            return (try await replay(existing, submission: submission, now: now), true)
         }
         try await publish(generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now))
-        return await accepted(record, request: request, replayed: false)
+        return (record, false)
     }
 
     /// Publishes a recorded task. If that fails the task is marked `submit_failed` (nothing would
@@ -72,9 +80,7 @@ extension APIHandler {
     /// publish failed, or that has sat `queued` long enough that its publish may have been lost to
     /// a crash, is published again; the dispatcher routes only `queued` tasks, so a duplicate
     /// message costs nothing.
-    private func replay(_ existing: TaskRecord, submission: TaskSubmission, request: APIRequest, now: Int64)
-        async throws(APIError) -> APIResponse
-    {
+    private func replay(_ existing: TaskRecord, submission: TaskSubmission, now: Int64) async throws(APIError) -> TaskRecord {
         var record = existing
         let publishFailed = existing.status == .failed && existing.error?.code == "submit_failed"
         let stale = existing.status == .queued && existing.timings.dispatchedAt == nil
@@ -95,7 +101,7 @@ extension APIHandler {
             task.submittedAtMs = existing.timings.submittedAt ?? now
             try await publish(task)
         }
-        return await accepted(record, request: request, replayed: true)
+        return record
     }
 
     /// How long a task may sit `queued` before a replayed submission publishes it again.
@@ -120,6 +126,9 @@ extension APIHandler {
             }
             guard exists else { throw APIError(status: 422, code: "upload_not_found", message: "no upload \(key)", field: "init_image.upload") }
             reference.key = key
+        case .url(let url):
+            reference.bucket = ""
+            reference.url = url
         case .inline(let data):
             reference.key = "inputs/\(taskID)/init-0"
             reference.size = UInt64(data.count)

@@ -56,6 +56,10 @@ public struct APIHandler: Sendable {
             try allow(request, ["GET", "HEAD", "PUT"])
             let key = segments.dropFirst(2).joined(separator: "/")
             return request.method == "PUT" ? try await acceptUpload(request, key: key) : try await serveObject(request, key: key)
+        case (_, "v1alpha2", 1), (_, "v1alpha2", 2) where segments.count == 1 || segments[1] == "task":
+            try authenticate(request)
+            try allow(request, ["POST"])
+            return try await submitReference(request)
         case (_, "v1", _):
             try authenticate(request)
             return try await routeV1(request, Array(segments.dropFirst()))

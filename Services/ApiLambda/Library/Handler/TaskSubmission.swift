@@ -8,6 +8,8 @@ public struct TaskSubmission: Sendable, Equatable {
         case upload(String)
         /// Inline image bytes.
         case inline(Data)
+        /// An http(s) URL the worker fetches (under its outbound URL policy).
+        case url(String)
     }
 
     public var kind: String = "txt2img"
@@ -50,14 +52,7 @@ public struct TaskSubmission: Sendable, Equatable {
 
     /// Parses and validates a request body against `limits` and the configured `pools`.
     public static func parse(_ body: Data, limits: RequestLimits, pools: PoolConfiguration) throws(APIError) -> TaskSubmission {
-        guard !body.isEmpty else { throw APIError(status: 400, code: "invalid_json", message: "the request body is empty") }
-        let json: JSONValue
-        do { json = try JSONValue.parse(body) } catch {
-            throw APIError(status: 400, code: "invalid_json", message: "the request body is not valid JSON")
-        }
-        guard case .object(let object) = json else {
-            throw APIError(status: 400, code: "invalid_json", message: "the request body must be a JSON object")
-        }
+        let object = try Fields.object(body)
         if let unknown = object.keys.filter({ !knownFields.contains($0) }).sorted().first {
             throw APIError(
                 status: 400, code: "unknown_field",
@@ -141,7 +136,9 @@ public struct TaskSubmission: Sendable, Equatable {
 
     private static func parseInputs(object: [String: JSONValue], into s: inout TaskSubmission) throws(APIError) {
         if let image = object["init_image"], image != .null {
-            guard case .object(let spec) = image else { throw .invalid("init_image", "init_image must be {\"upload\": KEY} or {\"base64\": DATA}") }
+            guard case .object(let spec) = image else {
+                throw .invalid("init_image", "init_image must be {\"upload\": KEY}, {\"base64\": DATA} or {\"url\": URL}")
+            }
             if let key = spec["upload"]?.stringValue, !key.isEmpty {
                 let parts = key.split(separator: "/", omittingEmptySubsequences: false)
                 guard key.hasPrefix("uploads/"), parts.count >= 2, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
@@ -154,8 +151,13 @@ public struct TaskSubmission: Sendable, Equatable {
                     throw .invalid("init_image.base64", "init_image.base64 is not valid base64")
                 }
                 s.initImage = .inline(data)
+            } else if let text = spec["url"]?.stringValue {
+                guard text.utf8.count <= 2048, let url = URL(string: text), let scheme = url.scheme?.lowercased(),
+                    scheme == "http" || scheme == "https", url.host?.isEmpty == false
+                else { throw .invalid("init_image.url", "init_image.url must be an http(s) URL of at most 2048 bytes") }
+                s.initImage = .url(text)
             } else {
-                throw .invalid("init_image", "init_image must be {\"upload\": KEY} or {\"base64\": DATA}")
+                throw .invalid("init_image", "init_image must be {\"upload\": KEY}, {\"base64\": DATA} or {\"url\": URL}")
             }
         }
         if s.kind == "img2img" || s.kind == "extras", s.initImage == nil { throw .missing("init_image") }
@@ -186,11 +188,14 @@ public struct TaskSubmission: Sendable, Equatable {
                 }
                 s.callbackSecret = text
             }
-            if case .array(let events)? = spec["events"] {
+            switch spec["events"] {
+            case nil, .null?: break
+            case .array(let events)?:
                 s.callbackEvents = try events.map { event throws(APIError) in
                     guard let name = event.stringValue else { throw .invalid("callback.events", "events must be strings") }
                     return name
                 }
+            default: throw .invalid("callback.events", "callback.events must be an array of event names")
             }
         }
         if let priority = try fields.string("priority") {
@@ -212,6 +217,19 @@ public struct TaskSubmission: Sendable, Equatable {
 /// Typed access to the fields of a JSON object, with errors naming the field.
 struct Fields {
     let object: [String: JSONValue]
+
+    /// The JSON object a request body holds; `invalid_json` when it holds something else.
+    static func object(_ body: Data) throws(APIError) -> [String: JSONValue] {
+        guard !body.isEmpty else { throw APIError(status: 400, code: "invalid_json", message: "the request body is empty") }
+        let json: JSONValue
+        do { json = try JSONValue.parse(body) } catch {
+            throw APIError(status: 400, code: "invalid_json", message: "the request body is not valid JSON")
+        }
+        guard case .object(let object) = json else {
+            throw APIError(status: 400, code: "invalid_json", message: "the request body must be a JSON object")
+        }
+        return object
+    }
 
     func string(_ name: String) throws(APIError) -> String? {
         switch object[name] {

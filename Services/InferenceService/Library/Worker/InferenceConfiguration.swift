@@ -1,4 +1,5 @@
 import Foundation
+import SDQPlatform
 
 /// How an inference worker behaves.
 public struct InferenceConfiguration: Sendable {
@@ -18,13 +19,16 @@ public struct InferenceConfiguration: Sendable {
     public var maxUploadsInFlight: Int
     /// Minimum progress change written to the task record.
     public var progressGranularity: Double
+    /// Which input URLs the worker may fetch (`SDQ_FETCH_ALLOW_PRIVATE` opens private addresses).
+    public var fetchPolicy: OutboundURLPolicy
 
     public init(
         pool: String = "default", workerID: String = InferenceConfiguration.defaultWorkerID(),
         visibilityTimeout: Duration = .seconds(60), heartbeatInterval: Duration? = nil,
         receiveWait: Duration = .seconds(20), prefetch: Int = 1, maxUploadsInFlight: Int = 4,
-        progressGranularity: Double = 0.05
+        progressGranularity: Double = 0.05, fetchPolicy: OutboundURLPolicy = OutboundURLPolicy()
     ) {
+        self.fetchPolicy = fetchPolicy
         self.pool = pool
         self.workerID = workerID
         self.visibilityTimeout = visibilityTimeout

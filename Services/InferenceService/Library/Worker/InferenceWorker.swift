@@ -32,6 +32,9 @@ public struct InferenceWorker: Service {
 
     var queue: any MessageQueue { context.transport.queue(named: context.names.poolQueue(configuration.pool)) }
     var results: any MessageQueue { context.transport.queue(named: context.names.resultsQueue) }
+    var fetcher: URLFetcher { URLFetcher(policy: configuration.fetchPolicy, maxBytes: context.pools.limits.maxUploadBytes) }
+    /// Receives after which a retryable input fetch failure becomes final (one before the DLQ).
+    var maxAttempts: Int { max(1, context.pools.queues.maxReceiveCount - 1) }
 
     public func run() async throws {
         let ledger = InFlightLedger()
@@ -148,6 +151,20 @@ public struct InferenceWorker: Service {
             }
             var inputs: [Data] = []
             for reference in task.inputs {
+                if !reference.url.isEmpty {
+                    switch await fetchInput(reference.url) {
+                    case .success(let data):
+                        inputs.append(data)
+                        continue
+                    case .failure(let error) where error.retryable && message.receiveCount < maxAttempts:
+                        throw error
+                    case .failure(let error):
+                        await finish(message, ledger: ledger, result: failure(
+                            task, code: "input_fetch_failed", message: "init image \(reference.url): \(error.message)",
+                            timings: .init()))
+                        return nil
+                    }
+                }
                 guard let object = try await context.transport.objects.get(key: reference.key) else {
                     await finish(message, ledger: ledger, result: failure(
                         task, code: "input_missing", message: "input object \(reference.key) does not exist", timings: .init()))
@@ -162,6 +179,11 @@ public struct InferenceWorker: Service {
             try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .seconds(2))
             return nil
         }
+    }
+
+    /// Downloads an input named by URL (reference-format init images) under the fetch policy.
+    private func fetchInput(_ url: String) async -> Result<Data, FetchError> {
+        do { return .success(try await fetcher.fetch(url).data) } catch { return .failure(error) }
     }
 
     // MARK: Heartbeat
