@@ -87,7 +87,7 @@ let package = Package(
         .target(
             name: "ApiLambda",
             dependencies: [
-                "SDQPlatform", "SDQLambdaRuntime",
+                "SDQPlatform", "SDQLambdaRuntime", "SDQAWS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
@@ -179,7 +179,7 @@ let package = Package(
         .testTarget(
             name: "ApiLambdaTests",
             dependencies: [
-                "ApiLambda", "SDQTestSupport", "SDQLambdaRuntime",
+                "ApiLambda", "SDQTestSupport", "SDQLambdaRuntime", "SDQAWS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -16,19 +16,22 @@ actor RuntimeAPIState {
         var body: Data
     }
 
-    private var events: [(id: String, payload: Data, trace: String?)] = []
-    private var waiters: [CheckedContinuation<(id: String, payload: Data, trace: String?), Never>] = []
+    typealias Event = (id: String, payload: Data, trace: String?, deadlineInMillis: Int64)
+    private var events: [Event] = []
+    private var waiters: [CheckedContinuation<Event, Never>] = []
     private(set) var posted: [Posted] = []
 
-    func enqueue(id: String, payload: Data, trace: String? = nil) {
+    /// Queues an event whose deadline lies `deadlineInMillis` after it is handed out.
+    func enqueue(id: String, payload: Data, trace: String? = nil, deadlineInMillis: Int64 = RuntimeAPIDouble.deadlineOffsetMillis) {
+        let event = (id, payload, trace, deadlineInMillis)
         if waiters.isEmpty {
-            events.append((id, payload, trace))
+            events.append(event)
         } else {
-            waiters.removeFirst().resume(returning: (id, payload, trace))
+            waiters.removeFirst().resume(returning: event)
         }
     }
 
-    func next() async -> (id: String, payload: Data, trace: String?) {
+    func next() async -> Event {
         if !events.isEmpty { return events.removeFirst() }
         return await withCheckedContinuation { waiters.append($0) }
     }
@@ -46,7 +49,7 @@ enum RuntimeAPIDouble {
             let event = await state.next()
             var headers = HTTPFields()
             headers[HTTPField.Name("Lambda-Runtime-Aws-Request-Id")!] = event.id
-            let deadline = Int64(Date().timeIntervalSince1970 * 1000) + deadlineOffsetMillis
+            let deadline = Int64(Date().timeIntervalSince1970 * 1000) + event.deadlineInMillis
             headers[HTTPField.Name("Lambda-Runtime-Deadline-Ms")!] = String(deadline)
             headers[HTTPField.Name("Lambda-Runtime-Invoked-Function-Arn")!] = "arn:aws:lambda:us-east-1:123456789012:function:sdq-api"
             if let trace = event.trace { headers[HTTPField.Name("Lambda-Runtime-Trace-Id")!] = trace }

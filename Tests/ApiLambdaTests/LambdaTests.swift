@@ -1,5 +1,7 @@
 import ApiLambda
 import Foundation
+import Hummingbird
+import SDQAWS
 import Logging
 import SDQLambdaRuntime
 import SDQPlatform
@@ -142,6 +144,40 @@ import Testing
             #expect(bad["statusCode"]?.numberValue == 400, "a body that is not JSON is a 400 answer, not an invocation error")
             #expect(try JSONValue.parse(Data((bad["body"]?.stringValue ?? "").utf8))["error"]?["code"]?.stringValue == "invalid_json")
             #expect(try JSONValue.parse(posted[4].body)["statusCode"]?.numberValue == 400)
+        }
+    }
+
+    /// AWS calls stop at the invocation's deadline (less the time to answer): a store that never
+    /// answers yields a 503 before Lambda would kill the invocation, not a timeout.
+    @Test func outgoingCallsRespectTheInvocationDeadline() async throws {
+        let silent = Router()
+        silent.post("/") { _, _ -> Response in
+            try await Task.sleep(for: .seconds(30))
+            return Response(status: .ok)
+        }
+        try await withLoopbackServer(silent) { port in
+            let environment = AWSEnvironment([
+                "AWS_ENDPOINT_URL": "http://127.0.0.1:\(port)", "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKID",
+                "AWS_SECRET_ACCESS_KEY": "secret", "AWS_MAX_ATTEMPTS": "5",
+            ])
+            let names = ResourceNames(stack: "deadline")
+            let transport = AWSTransport(environment: environment, names: names, logger: testLogger())
+            let api = APIHandler(context: StackContext(transport: transport, names: names, pools: .builtIn), logger: testLogger())
+            try await RuntimeAPIDouble.run { endpoint, state in
+                let status = #"{"httpMethod":"GET","path":"/v1/tasks/\#(TaskID.generate())","headers":{"Host":"x"},"body":null}"#
+                await state.enqueue(id: "slow", payload: Data(status.utf8), deadlineInMillis: 2_000)
+                let runtime = LambdaRuntime(
+                    client: HTTPLambdaRuntimeClient(endpoint: endpoint), handler: APILambdaHandler(api: api, answerMargin: .seconds(1)),
+                    logger: testLogger(), exportsTraceID: false)
+                let started = ContinuousClock.now
+                try await runtime.run(limit: 1)
+                let elapsed = ContinuousClock.now - started
+                let posted = try #require(await state.posted.first)
+                #expect(posted.kind == "response")
+                let answer = try JSONValue.parse(posted.body)
+                #expect(answer["statusCode"]?.numberValue == 503)
+                #expect(elapsed < .milliseconds(2_000), "answered after \(elapsed), past the deadline")
+            }
         }
     }
 

@@ -155,6 +155,32 @@ import Testing
         }
     }
 
+    @Test func aCallPastItsDeadlineSendsNothingAndRetriesStopAtIt() async throws {
+        try await LoopbackAWSServer.run { base, state in
+            await state.script(Array(repeating: (503, [:], #"{"__type":"ServiceUnavailable","message":"down"}"#), count: 10))
+            var client = Self.client(base)
+            client.baseDelay = .milliseconds(400)
+            client.maxDelay = .milliseconds(400)
+            let late = ContinuousClock.now.advanced(by: .milliseconds(-1))
+            await #expect(throws: AWSError(code: "DeadlineExceeded", message: "the caller's deadline passed before sqs answered")) {
+                try await AWSCallDeadline.$current.withValue(late) {
+                    _ = try await client.json(service: "sqs", target: "AmazonSQS.ReceiveMessage", [:])
+                }
+            }
+            #expect(await state.requests.isEmpty)
+            // Without a deadline four attempts would take up to 1.2 s of backoff; with 300 ms left
+            // the call gives up as soon as the next retry could not start in time.
+            let started = ContinuousClock.now
+            await #expect(throws: AWSError.self) {
+                try await AWSCallDeadline.$current.withValue(ContinuousClock.now.advanced(by: .milliseconds(300))) {
+                    _ = try await client.json(service: "sqs", target: "AmazonSQS.ReceiveMessage", [:])
+                }
+            }
+            #expect(ContinuousClock.now - started < .milliseconds(300))
+            #expect(await state.requests.count < 4)
+        }
+    }
+
     @Test func retriesStopAfterMaxAttempts() async throws {
         try await LoopbackAWSServer.run { base, state in
             await state.script(Array(repeating: (503, [:], #"{"__type":"ServiceUnavailable","message":"down"}"#), count: 10))

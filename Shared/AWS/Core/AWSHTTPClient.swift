@@ -15,6 +15,14 @@ public struct AWSResponse: Sendable {
 /// How the error body of a service is encoded.
 public enum AWSErrorFormat: Sendable { case json, xml }
 
+/// The time by which AWS calls made in the current task must be done, such as a Lambda
+/// invocation's deadline less the time needed to answer. ``AWSHTTPClient`` caps each attempt's
+/// timeout at it, skips retries that could not finish before it, and fails a call begun after it
+/// with `DeadlineExceeded` without sending anything.
+public enum AWSCallDeadline {
+    @TaskLocal public static var current: ContinuousClock.Instant?
+}
+
 /// Sends signed requests to AWS with retries: network errors, 5xx, 429 and throttling errors are
 /// retried up to `AWS_MAX_ATTEMPTS` times with capped exponential backoff and full jitter; other
 /// errors surface at once as ``AWSError`` with the service's code and request id.
@@ -46,13 +54,23 @@ public struct AWSHTTPClient: Sendable {
         unsignedPayload: Bool = false, timeout: TimeAmount? = nil
     ) async throws(AWSError) -> AWSResponse {
         let attempts = environment.maxAttempts
+        let deadline = AWSCallDeadline.current
         var attempt = 0
         while true {
             attempt += 1
             do throws(AWSError) {
+                var attemptTimeout = timeout ?? self.timeout
+                if let deadline {
+                    let left = ContinuousClock.now.duration(to: deadline)
+                    guard left > .zero else {
+                        throw AWSError(code: "DeadlineExceeded", message: "the caller's deadline passed before \(service) answered")
+                    }
+                    let (seconds, attoseconds) = left.components
+                    attemptTimeout = min(attemptTimeout, .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+                }
                 let response = try await sendOnce(
                     service: service, endpoint: endpoint, method: method, path: path, query: query, headers: headers,
-                    body: body, unsignedPayload: unsignedPayload, timeout: timeout ?? self.timeout)
+                    body: body, unsignedPayload: unsignedPayload, timeout: attemptTimeout)
                 if (200..<300).contains(response.status) || response.status == 304 { return response }
                 let error =
                     errorFormat == .json
@@ -64,6 +82,8 @@ public struct AWSHTTPClient: Sendable {
                 let cap = min(maxDelay, baseDelay * Int(1 << min(attempt, 16)))
                 let capMilliseconds = cap.components.seconds * 1000 + cap.components.attoseconds / 1_000_000_000_000_000
                 let jittered = Duration.milliseconds(Int64.random(in: 0...max(1, capMilliseconds)))
+                // A retry that would start after the deadline cannot help: surface the error now.
+                if let deadline, ContinuousClock.now.advanced(by: jittered) >= deadline { throw error }
                 logger.debug("retrying AWS call", metadata: ["service": "\(service)", "error": "\(error)", "attempt": "\(attempt)"])
                 do { try await Task.sleep(for: jittered) } catch { throw AWSError(code: "Cancelled", message: "cancelled") }
             }
