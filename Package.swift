@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "dispatcher", targets: ["DispatcherMain"]),
         .executable(name: "inference-service", targets: ["InferenceServiceMain"]),
         .executable(name: "result-writer", targets: ["ResultWriterMain"]),
+        .executable(name: "bench-api-lambda", targets: ["ApiLambdaBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -93,6 +94,14 @@ let package = Package(
             ],
             path: "Services/ApiLambda/Library",
             swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ApiLambdaBenchmark",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/ApiLambdaBenchmark", swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "ApiLambdaMain", dependencies: ["ApiLambda", "SDQLambdaRuntime"],
