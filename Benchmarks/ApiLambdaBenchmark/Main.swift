@@ -52,7 +52,13 @@ struct Main {
                     await peer.reset()
                     continue
                 }
-                let (submit, status) = try await drive(peer, invocations: invocations)
+                let driven: ([Duration], [Duration])
+                do { driven = try await drive(peer, invocations: invocations) } catch {
+                    await stop(process)
+                    FileHandle.standardError.write(Data("benchmark failed: \(error)\n".utf8))
+                    exit(1)
+                }
+                let (submit, status) = driven
                 let memory = peakRSS(process.processIdentifier)
                 await stop(process)
                 report(binary: binary, coldStarts: coldStarts, submit: submit, status: status, memory: memory, invocations: invocations)

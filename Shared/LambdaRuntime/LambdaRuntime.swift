@@ -66,6 +66,11 @@ public struct LambdaRuntime<Client: LambdaRuntimeClient, Handler: LambdaHandler>
         }
         var logger = self.logger
         logger[metadataKey: "aws_request_id"] = "\(invocation.requestID)"
+        // The trace id as handlers and instrumentation see it: read back from the environment
+        // when exported, so the log line proves what the process holds.
+        let traceID = exportsTraceID ? getenv("_X_AMZN_TRACE_ID").map { String(cString: $0) } : invocation.traceID
+        if let traceID { logger[metadataKey: "xray_trace_id"] = "\(traceID)" }
+        logger.debug("invocation", metadata: ["deadline_ms": "\(invocation.deadlineMillis)"])
         let context = LambdaContext(
             requestID: invocation.requestID, deadlineMillis: invocation.deadlineMillis,
             invokedFunctionARN: invocation.invokedFunctionARN, traceID: invocation.traceID, logger: logger)

@@ -74,7 +74,7 @@ public struct HTTPLambdaRuntimeClient: LambdaRuntimeClient {
     public let endpoint: String
     let http: HTTPClient
 
-    public init(endpoint: String, http: HTTPClient = .shared) {
+    public init(endpoint: String, http: HTTPClient = .lambdaRuntime) {
         self.endpoint = endpoint
         self.http = http
     }
@@ -138,4 +138,17 @@ public struct HTTPLambdaRuntimeClient: LambdaRuntimeClient {
             throw LambdaRuntimeError("Runtime API request \(request.url) failed: \(error)")
         }
     }
+}
+
+extension HTTPClient {
+    /// The client of the Runtime API: no read timeout, because `next` may wait for an invocation
+    /// for as long as the execution environment lives (`HTTPClient.shared` would give up after its
+    /// read timeout and end the runtime); one connection, kept alive between invocations.
+    public static let lambdaRuntime: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(5), read: nil)
+        configuration.connectionPool = .init(idleTimeout: .hours(24 * 365), concurrentHTTP1ConnectionsPerHostSoftLimit: 2)
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
 }

@@ -37,6 +37,13 @@ actor RuntimeAPIState {
     }
 
     func record(_ post: Posted) { posted.append(post) }
+
+    /// Answers every `next` still waiting (a runtime that is gone or no longer driven), so the
+    /// server can shut down.
+    func close() {
+        for waiter in waiters { waiter.resume(returning: ("closed", Data(), nil, 0)) }
+        waiters.removeAll()
+    }
 }
 
 enum RuntimeAPIDouble {
@@ -71,6 +78,15 @@ enum RuntimeAPIDouble {
             await state.record(.init(kind: "init-error", requestID: "", errorType: errorType, body: body))
             return Response(status: .accepted)
         }
-        return try await withLoopbackServer(router) { port in try await body("127.0.0.1:\(port)", state) }
+        return try await withLoopbackServer(router) { port in
+            do {
+                let value = try await body("127.0.0.1:\(port)", state)
+                await state.close()
+                return value
+            } catch {
+                await state.close()
+                throw error
+            }
+        }
     }
 }

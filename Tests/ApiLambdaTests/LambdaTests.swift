@@ -181,6 +181,35 @@ import Testing
         }
     }
 
+    /// The real bootstrap exports `_X_AMZN_TRACE_ID` per invocation (its debug log line reads the
+    /// variable back) and tags every line with the request id.
+    @Test func theBootstrapExportsTheTraceIDOfEachInvocation() async throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("api-lambda")
+        let directory = TemporaryDirectory()
+        let log = directory.url.appendingPathComponent("stderr.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        try await RuntimeAPIDouble.run { endpoint, state in
+            let traces = ["Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1", "Root=1-5759e988-00000000000000000000000a"]
+            await state.enqueue(id: "t-1", payload: Data(#"{"action":"status","id":"01m8fa00000000000000000000"}"#.utf8), trace: traces[0])
+            await state.enqueue(id: "t-2", payload: Data(#"{"action":"status","id":"01m8fa00000000000000000000"}"#.utf8), trace: traces[1])
+            let process = Process()
+            process.executableURL = binary
+            process.environment = [
+                "AWS_LAMBDA_RUNTIME_API": endpoint, "SDQ_DATA_DIR": directory.url.appendingPathComponent("data").path,
+                "LOG_LEVEL": "debug", "SDQ_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin",
+            ]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = try FileHandle(forWritingTo: log)
+            try AWSTestEnvironment.launch(process)
+            defer { kill(process.processIdentifier, SIGKILL) }
+            #expect(await eventually(timeout: .seconds(30)) { await state.posted.count == 2 })
+            let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").compactMap { try? JSONValue.parse(Data($0.utf8)) }
+            let invocations = lines.filter { $0["msg"]?.stringValue == "invocation" }
+            #expect(invocations.map { $0["xray_trace_id"]?.stringValue } == traces)
+            #expect(invocations.map { $0["aws_request_id"]?.stringValue } == ["t-1", "t-2"])
+        }
+    }
+
     @Test func aStartUpFailurePostsInitErrorAndExitsNonZero() async throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("api-lambda")
         try await RuntimeAPIDouble.run { endpoint, state in
