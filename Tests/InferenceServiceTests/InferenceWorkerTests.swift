@@ -30,7 +30,7 @@ import Testing
 
         /// Records a dispatched task and puts it on the pool queue.
         @discardableResult
-        func enqueue(steps: UInt32 = 4, seed: Int64 = 5) async throws -> Sdq_V1_GenerationTask {
+        func enqueue(steps: UInt32 = 4, seed: Int64 = 5, deadlineMs: Int64 = 0) async throws -> Sdq_V1_GenerationTask {
             var task = Sdq_V1_GenerationTask()
             task.id = TaskID.generate()
             task.pool = "default"
@@ -42,6 +42,7 @@ import Testing
             task.parameters.steps = steps
             task.parameters.batchSize = 1
             task.output.prefix = "outputs/\(task.id)/"
+            task.deadlineMs = deadlineMs
             _ = try await fixture.transport.tasks.create(makeRecord(id: task.id, status: .dispatched))
             let encoded = MessageCodec.encode(task, attributes: [MessageAttribute.taskID: task.id])
             try await poolQueue.send(body: encoded.body, attributes: encoded.attributes)
@@ -144,6 +145,27 @@ import Testing
             #expect(await eventually { try await harness.poolQueue.depth() == QueueDepth(visible: 0, inFlight: 0) })
         }
         #expect(try await harness.results().isEmpty)
+    }
+
+    @Test func aTaskPastItsDeadlineIsInterruptedAndFailsForGood() async throws {
+        let harness = try await Harness.make()
+        let task = try await harness.enqueue(steps: 500, deadlineMs: EpochClock.nowMillis() + 400)
+        let results = try await whileRunning([harness.worker(stepDelay: .milliseconds(10))]) { _ in
+            let collected = Accumulator<Sdq_V1_TaskResult>()
+            _ = await eventually(timeout: .seconds(10)) {
+                await collected.append(try await harness.results())
+                return await collected.count > 0
+            }
+            return await collected.items
+        }
+        let result = try #require(results.first)
+        #expect(result.id == task.id)
+        #expect(result.outcome == .failed)
+        #expect(result.error.code == "deadline_exceeded")
+        #expect(!result.error.retryable)
+        // Stopped near the deadline, far short of the 5 s the 500 steps would take.
+        #expect(result.timings.runtimeFinishedAtMs - result.timings.runtimeStartedAtMs < 3000)
+        #expect(try await harness.poolQueue.depth() == QueueDepth(visible: 0, inFlight: 0))
     }
 
     @Test func undecodableMessagesEndInTheDeadLetterQueue() async throws {

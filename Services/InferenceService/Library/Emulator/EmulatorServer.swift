@@ -9,23 +9,28 @@ import ServiceLifecycle
 /// uses, backed by ``EmulatorRuntime`` (`sdq emulate-runtime`). Like the real WebUI it runs one
 /// generation at a time; others queue behind it.
 ///
-/// Routes: `POST /sdapi/v1/txt2img`, `POST /sdapi/v1/img2img`, `GET /sdapi/v1/progress`,
-/// `POST /sdapi/v1/interrupt`, `GET /sdapi/v1/sd-models`, `GET|POST /sdapi/v1/options`,
-/// `GET /internal/ping`.
+/// Routes: `POST /sdapi/v1/txt2img`, `POST /sdapi/v1/img2img`, `POST /sdapi/v1/extra-single-image`,
+/// `GET /sdapi/v1/progress`, `POST /sdapi/v1/interrupt`, `GET /sdapi/v1/sd-models`,
+/// `GET|POST /sdapi/v1/options`, `GET /internal/ping`.
+///
+/// ``EmulatorFaults`` injects what real runtimes do: failed generations, latency, hangs (until
+/// interrupted), crashes, and the time a checkpoint switch takes.
 public struct EmulatorServer: Service {
     public var host: String
     public var port: Int
     public var stepDelay: Duration
     public var models: [String]
+    public var faults: EmulatorFaults
     public var logger: Logger
     /// Called with the bound port once the server listens (useful with port 0).
     public var onListening: @Sendable (Int) async -> Void
 
     public init(
         host: String = "127.0.0.1", port: Int = 7860, stepDelay: Duration = .milliseconds(10),
-        models: [String] = [PoolConfiguration.emulatorModel], logger: Logger,
+        models: [String] = [PoolConfiguration.emulatorModel], faults: EmulatorFaults = EmulatorFaults(), logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
+        self.faults = faults
         self.host = host
         self.port = port
         self.stepDelay = stepDelay
@@ -40,6 +45,8 @@ public struct EmulatorServer: Service {
         let models = self.models
         let runtime = EmulatorRuntime(stepDelay: stepDelay)
         let gpu = AsyncSemaphore(value: 1)
+        let faults = self.faults
+        let logger = self.logger
 
         router.get("/internal/ping") { _, _ in Self.json(.object([:])) }
         router.get("/sdapi/v1/sd-models") { _, _ in
@@ -56,6 +63,7 @@ public struct EmulatorServer: Service {
             let body = try? JSONValue.parse(Data((try await request.collectBody(upTo: 1 << 20)).readableBytesView))
             if let model = body?["sd_model_checkpoint"]?.stringValue {
                 guard models.contains(model) else { return Self.detail(.badRequest, "unknown model \(model)") }
+                if await state.model != model { try? await Task.sleep(for: faults.modelSwitchDelay) }
                 await state.setModel(model)
             }
             return Self.json(.null)
@@ -88,6 +96,11 @@ public struct EmulatorServer: Service {
                 }
                 guard await gpu.wait() else { return Self.detail(.serviceUnavailable, "shutting down") }
                 defer { gpu.signal() }
+                if let injected = await Self.inject(faults, state: state, logger: logger, request: body) { return injected }
+                if await state.model != job.model {
+                    try? await Task.sleep(for: faults.modelSwitchDelay)
+                    await state.setModel(job.model)
+                }
                 await state.begin()
                 do throws(RuntimeError) {
                     let images = try await runtime.run(job) { await state.progress($0) }
@@ -104,6 +117,33 @@ public struct EmulatorServer: Service {
             }
         }
 
+        router.post("/sdapi/v1/extra-single-image") { request, _ in
+            var request = request
+            let buffer = try await request.collectBody(upTo: 64 << 20)
+            guard let body = try? JSONValue.parse(Data(buffer.readableBytesView)), body.objectValue != nil else {
+                return Self.detail(.unprocessableContent, "body must be a JSON object")
+            }
+            guard let text = body["image"]?.stringValue,
+                let image = Data(base64Encoded: text.split(separator: ",").last.map(String.init) ?? text), !image.isEmpty
+            else { return Self.detail(.unprocessableContent, "image must be base64") }
+            guard await gpu.wait() else { return Self.detail(.serviceUnavailable, "shutting down") }
+            defer { gpu.signal() }
+            if let injected = await Self.inject(faults, state: state, logger: logger, request: body) { return injected }
+            let job = RuntimeJob(
+                kind: "extras", prompt: "", seed: 0, width: 0, height: 0, steps: 1, model: await state.model, runtimeOptions: body.serialized(),
+                initImages: [image])
+            await state.begin()
+            let answer: Response
+            do throws(RuntimeError) {
+                let images = try await runtime.run(job) { await state.progress($0) }
+                answer = Self.json(.object(["image": .string(images.first?.png.base64EncodedString() ?? ""), "html_info": .string("")]))
+            } catch {
+                answer = Self.detail(error.code == "invalid_request" ? .unprocessableContent : .internalServerError, error.message)
+            }
+            await state.end()
+            return answer
+        }
+
         let onListening = self.onListening
         let app = Application(
             router: router,
@@ -111,6 +151,26 @@ public struct EmulatorServer: Service {
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
         try await app.runService()
+    }
+
+    /// Applies the injected faults to one generation request; a response when one fires.
+    static func inject(_ faults: EmulatorFaults, state: EmulatorState, logger: Logger, request: JSONValue) async -> Response? {
+        if faults.latency > .zero { try? await Task.sleep(for: faults.latency) }
+        if faults.crashRate > 0, Double.random(in: 0..<1) < faults.crashRate {
+            logger.critical("injected crash")
+            faults.crash()
+        }
+        if faults.errorRate > 0, Double.random(in: 0..<1) < faults.errorRate {
+            return detail(.internalServerError, "injected fault")
+        }
+        if faults.hangRate > 0, Double.random(in: 0..<1) < faults.hangRate {
+            // Hang like a stuck GPU: no progress until interrupted; then answer as A1111 does.
+            await state.begin()
+            while await !state.snapshot().interrupted, !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
+            await state.end()
+            return json(.object(["images": .array([]), "parameters": request, "info": .string("{}")]))
+        }
+        return nil
     }
 
     static func job(from body: JSONValue, kind: String, defaultModel: String, models: [String]) -> Result<RuntimeJob, Failure> {
@@ -202,4 +262,32 @@ actor EmulatorState {
     }
 
     func snapshot() -> (progress: Double, jobCount: Int, interrupted: Bool) { (current, running, interrupted) }
+}
+
+/// Faults ``EmulatorServer`` injects into generation requests, each drawn per request.
+public struct EmulatorFaults: Sendable {
+    /// Share of requests answered 500 (a transient runtime failure).
+    public var errorRate: Double
+    /// Delay added before every generation request.
+    public var latency: Duration
+    /// Share of requests that hang without progress until interrupted.
+    public var hangRate: Double
+    /// Share of requests on which the process exits at once (a crashed runtime).
+    public var crashRate: Double
+    /// Time a checkpoint switch takes.
+    public var modelSwitchDelay: Duration
+    /// What a crash does; exits the process (code 70) unless a test replaces it.
+    public var crash: @Sendable () -> Void
+
+    public init(
+        errorRate: Double = 0, latency: Duration = .zero, hangRate: Double = 0, crashRate: Double = 0,
+        modelSwitchDelay: Duration = .zero, crash: @escaping @Sendable () -> Void = { exit(70) }
+    ) {
+        self.errorRate = errorRate
+        self.latency = latency
+        self.hangRate = hangRate
+        self.crashRate = crashRate
+        self.modelSwitchDelay = modelSwitchDelay
+        self.crash = crash
+    }
 }

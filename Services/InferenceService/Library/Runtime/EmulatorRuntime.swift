@@ -15,8 +15,9 @@ public struct EmulatorRuntime: RuntimeBackend {
     public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
         -> [RuntimeImage]
     {
+        if job.kind == "extras" { return try await extras(job, progress: progress) }
         guard job.kind == "txt2img" || job.kind == "img2img" else {
-            throw RuntimeError(code: "unsupported_kind", message: "the emulator runs txt2img and img2img, not \(job.kind)", retryable: false)
+            throw RuntimeError(code: "unsupported_kind", message: "the emulator runs txt2img, img2img and extras, not \(job.kind)", retryable: false)
         }
         let steps = max(1, job.steps)
         for step in 1...steps {
@@ -42,5 +43,36 @@ public struct EmulatorRuntime: RuntimeBackend {
             }
         }
         return images
+    }
+
+    /// Extras (upscaling): one step, then an image `upscaling_resize` (default 2) times the input's
+    /// size, at most 4096 a side, rendered from a digest of the input so it is deterministic.
+    func extras(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError) -> [RuntimeImage] {
+        guard let input = job.initImages.first, let size = PNGInfo.size(of: input) else {
+            throw RuntimeError(code: "invalid_request", message: "extras needs a PNG input image", retryable: false)
+        }
+        var factor = 2.0
+        if let options = job.runtimeOptions, let value = (try? JSONValue.parse(options))?["upscaling_resize"]?.numberValue {
+            factor = value
+        }
+        guard factor >= 1, factor <= 8 else {
+            throw RuntimeError(code: "invalid_request", message: "upscaling_resize must be 1...8", retryable: false)
+        }
+        if stepDelay > .zero {
+            do { try await Task.sleep(for: stepDelay) } catch {
+                throw RuntimeError(code: "cancelled", message: "the job was cancelled", retryable: true)
+            }
+        }
+        guard await progress(1) else { throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false) }
+        let width = min(4096, Int((Double(size.width) * factor).rounded())), height = min(4096, Int((Double(size.height) * factor).rounded()))
+        let digest = input.reduce(into: UInt64(1469598103934665603)) { $0 = ($0 ^ UInt64($1)) &* 1099511628211 }
+        let parameters = EmulatorImage.Parameters(
+            prompt: "extras \(String(digest, radix: 16))", negativePrompt: "", model: job.model, seed: job.seed, width: width,
+            height: height, steps: 1, cfgScale: 1, sampler: "upscale")
+        do {
+            return [RuntimeImage(png: try EmulatorImage.png(parameters), width: width, height: height, seed: job.seed)]
+        } catch {
+            throw RuntimeError(code: "runtime_error", message: error.description, retryable: false)
+        }
     }
 }

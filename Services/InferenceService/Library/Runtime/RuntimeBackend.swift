@@ -81,6 +81,13 @@ public protocol RuntimeBackend: Sendable {
     /// was cancelled), or the calling task is cancelled, the job stops with error code `cancelled`.
     func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
         -> [RuntimeImage]
+    /// Returns once the runtime can take work (an HTTP runtime loads its models first), or when
+    /// the calling task is cancelled. The worker takes no task before.
+    func waitUntilReady() async
+}
+
+extension RuntimeBackend {
+    public func waitUntilReady() async {}
 }
 
 extension RuntimeJob {

@@ -1,11 +1,21 @@
 import AsyncHTTPClient
 import Foundation
+import Logging
 import NIOCore
 import NIOHTTP1
 import SDQPlatform
 
 /// Drives an AUTOMATIC1111 SD WebUI API (also Forge and SD.Next) over HTTP on localhost:
-/// `POST /sdapi/v1/txt2img` or `/img2img`, while polling `GET /sdapi/v1/progress` for progress.
+/// `POST /sdapi/v1/txt2img`, `/img2img` or `/extra-single-image`, while polling
+/// `GET /sdapi/v1/progress` for progress.
+///
+/// - Readiness: no task is taken before `GET /sdapi/v1/options` answers (``waitUntilReady()``).
+/// - Models: before a generation whose model is not the loaded one, the checkpoint is switched
+///   with `POST /sdapi/v1/options` and the switch time is logged (`model_switch_ms`); the request
+///   also carries `override_settings.sd_model_checkpoint`.
+/// - Errors: 400/404/422 answers are the request's fault (not retried); a CUDA out-of-memory
+///   error is not retried either (the same request would fail again); 5xx, 429 and an unreachable
+///   runtime are retried.
 public struct SDWebUIBackend: RuntimeBackend {
     public let name = "sdwebui"
     /// Base URL, e.g. `http://127.0.0.1:7860`.
@@ -15,15 +25,56 @@ public struct SDWebUIBackend: RuntimeBackend {
     public var progressInterval: Duration
     /// Longest a single generation may take.
     public var requestTimeout: TimeAmount
+    public var logger: Logger
 
     public init(
         baseURL: String, client: HTTPClient = .shared, progressInterval: Duration = .milliseconds(500),
-        requestTimeout: TimeAmount = .minutes(30)
+        requestTimeout: TimeAmount = .minutes(30), logger: Logger = Logger(label: "sdq.sdwebui")
     ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.client = client
         self.progressInterval = progressInterval
         self.requestTimeout = requestTimeout
+        self.logger = logger
+    }
+
+    /// Polls `GET /sdapi/v1/options` until it answers 200 (or the task is cancelled).
+    public func waitUntilReady() async {
+        var attempt = 0
+        while !Task.isCancelled {
+            if await loadedModel() != nil { return }
+            attempt += 1
+            if attempt == 1 || attempt % 30 == 0 {
+                logger.info("waiting for the runtime to answer /sdapi/v1/options", metadata: ["url": "\(baseURL)"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// The checkpoint the runtime has loaded (`sd_model_checkpoint`), nil when it does not answer.
+    func loadedModel() async -> String? {
+        var request = HTTPClientRequest(url: baseURL + "/sdapi/v1/options")
+        request.method = .GET
+        // Short: an unreachable runtime makes the client retry the connection until this passes.
+        guard let response = try? await client.execute(request, timeout: .seconds(3)), response.status == .ok,
+            let buffer = try? await response.body.collect(upTo: 8 << 20),
+            let options = try? JSONValue.parse(Data(buffer.readableBytesView))
+        else { return nil }
+        return options["sd_model_checkpoint"]?.stringValue ?? ""
+    }
+
+    /// Loads `model` unless it is loaded (A1111 titles carry a hash suffix: `name.safetensors [abc]`).
+    func ensureModel(_ model: String) async throws(RuntimeError) {
+        guard !model.isEmpty, let loaded = await loadedModel() else { return }
+        if loaded == model || loaded.hasPrefix(model + ".") || loaded.hasPrefix(model + " ") { return }
+        let started = ContinuousClock.now
+        let body = JSONValue.object(["sd_model_checkpoint": .string(model)]).serialized()
+        _ = try await post(path: "/sdapi/v1/options", body: body)?.get()
+        let elapsed = started.duration(to: .now)
+        logger.info("switched model", metadata: [
+            "from": "\(loaded)", "to": "\(model)",
+            "model_switch_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+        ])
     }
 
     /// The SD WebUI request body for `job`: `runtime_options` first, then sdq's validated
@@ -57,19 +108,49 @@ public struct SDWebUIBackend: RuntimeBackend {
         return body
     }
 
+    /// The `extra-single-image` body: `runtime_options` (upscaler settings) and the image.
+    public static func extrasBody(for job: RuntimeJob) -> [String: JSONValue] {
+        var body: [String: JSONValue] = [:]
+        if let options = job.runtimeOptions, case .object(let extra)? = try? JSONValue.parse(options) {
+            for (key, value) in extra { body[key] = value }
+        }
+        body["image"] = .string(job.initImages.first?.base64EncodedString() ?? "")
+        return body
+    }
+
     public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
         -> [RuntimeImage]
     {
-        guard job.kind == "txt2img" || job.kind == "img2img" else {
-            throw RuntimeError(code: "unsupported_kind", message: "sdwebui runs txt2img and img2img, not \(job.kind)", retryable: false)
+        let path: String
+        let body: Data
+        switch job.kind {
+        case "txt2img", "img2img":
+            try await ensureModel(job.model)
+            path = "/sdapi/v1/\(job.kind)"
+            body = JSONValue.object(Self.requestBody(for: job)).serialized()
+        case "extras":
+            guard !job.initImages.isEmpty else {
+                throw RuntimeError(code: "invalid_request", message: "extras needs an input image", retryable: false)
+            }
+            path = "/sdapi/v1/extra-single-image"
+            body = JSONValue.object(Self.extrasBody(for: job)).serialized()
+        default:
+            throw RuntimeError(code: "unsupported_kind", message: "sdwebui runs txt2img, img2img and extras, not \(job.kind)", retryable: false)
         }
-        let body = JSONValue.object(Self.requestBody(for: job)).serialized()
+        let stopped = StopFlag()
         let result: Result<Data, RuntimeError> = await withTaskGroup(of: Result<Data, RuntimeError>?.self) { group in
-            group.addTask { await self.post(path: "/sdapi/v1/\(job.kind)", body: body) }
+            group.addTask { await self.post(path: path, body: body) }
             group.addTask {
+                var last = 0.0
                 while !Task.isCancelled {
                     try? await Task.sleep(for: self.progressInterval)
-                    if let value = await self.currentProgress(), await !progress(value) {
+                    // The last known value is reported even when /progress does not answer, so a
+                    // cancel or a passed deadline is noticed while the runtime hangs.
+                    last = await self.currentProgress() ?? last
+                    if await !progress(last) {
+                        // Decided before interrupting: the generation may answer (with no images)
+                        // before this task does.
+                        stopped.set()
                         await self.interrupt()
                         return .failure(RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false))
                     }
@@ -86,8 +167,19 @@ public struct SDWebUIBackend: RuntimeBackend {
             }
             return outcome
         }
+        if stopped.isSet { throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false) }
         let data = try result.get()
+        if job.kind == "extras" { return try Self.decodeExtras(data, job: job) }
         return try Self.decodeImages(data, job: job)
+    }
+
+    /// Decodes an `extra-single-image` response (`{"image": base64, "html_info": …}`).
+    static func decodeExtras(_ data: Data, job: RuntimeJob) throws(RuntimeError) -> [RuntimeImage] {
+        guard let response = try? JSONValue.parse(data), let text = response["image"]?.stringValue, let png = Data(base64Encoded: text),
+            !png.isEmpty
+        else { throw RuntimeError(code: "runtime_error", message: "the runtime's extras response has no image", retryable: true) }
+        let size = PNGInfo.size(of: png)
+        return [RuntimeImage(png: png, width: size?.width ?? job.width, height: size?.height ?? job.height, seed: job.seed)]
     }
 
     /// Decodes an SD WebUI generation response into images with their seeds.
@@ -129,14 +221,24 @@ public struct SDWebUIBackend: RuntimeBackend {
             let buffer = try await response.body.collect(upTo: 512 << 20)
             let data = Data(buffer.readableBytesView)
             guard response.status == .ok else {
-                let retryable = response.status.code >= 500 || response.status == .tooManyRequests
-                let detail = String(decoding: data.prefix(500), as: UTF8.self)
-                return .failure(RuntimeError(code: "runtime_error", message: "runtime answered \(response.status.code): \(detail)", retryable: retryable))
+                return .failure(Self.classify(status: Int(response.status.code), body: data))
             }
             return .success(data)
         } catch {
             return .failure(RuntimeError(code: "runtime_unavailable", message: "runtime request failed: \(error)", retryable: true))
         }
+    }
+
+    /// The error of a non-200 answer: the request's fault, out of memory, or transient.
+    static func classify(status: Int, body: Data) -> RuntimeError {
+        let detail = String(decoding: body.prefix(500), as: UTF8.self)
+        if detail.localizedCaseInsensitiveContains("out of memory") {
+            return RuntimeError(code: "out_of_memory", message: "the runtime ran out of GPU memory: \(detail)", retryable: false)
+        }
+        if [400, 404, 422].contains(status) {
+            return RuntimeError(code: "runtime_rejected", message: "runtime refused the request (\(status)): \(detail)", retryable: false)
+        }
+        return RuntimeError(code: "runtime_error", message: "runtime answered \(status): \(detail)", retryable: status >= 500 || status == 429)
     }
 
     private func interrupt() async {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 import SDQMessages
 import SDQPlatform
 
@@ -31,12 +32,25 @@ extension InferenceWorker {
         }
         let reporter = ProgressReporter(store: context.transport.tasks, taskID: task.id, granularity: configuration.progressGranularity)
         timings.runtimeStartedAtMs = EpochClock.nowMillis()
+        let deadline = task.deadlineMs
+        let overdue = StopFlag()
         do {
-            let images = try await runtime.run(Self.job(for: prepared), progress: { await reporter.report($0) })
+            // A task past its deadline is stopped like a cancelled one (the backend interrupts the
+            // runtime), then failed for good.
+            let images = try await runtime.run(Self.job(for: prepared)) { value in
+                if deadline > 0, EpochClock.nowMillis() > deadline {
+                    overdue.set()
+                    return false
+                }
+                return await reporter.report(value)
+            }
             timings.runtimeFinishedAtMs = EpochClock.nowMillis()
             return .completed(prepared, images, timings)
         } catch {
             timings.runtimeFinishedAtMs = EpochClock.nowMillis()
+            if overdue.isSet {
+                return .failed(prepared, RuntimeError(code: "deadline_exceeded", message: "the task's deadline passed while it ran; the runtime was interrupted", retryable: false), timings)
+            }
             if await reporter.wasCancelled { return .dropped(prepared) }
             if Task.isCancelled { return .handBack(prepared) }
             return .failed(prepared, error, timings)
@@ -193,4 +207,11 @@ actor ProgressReporter {
         if case .notFound? = outcome { wasCancelled = true }
         return !wasCancelled
     }
+}
+
+/// A flag set from a progress callback or loop and read after the run.
+final class StopFlag: Sendable {
+    private let state = Mutex(false)
+    func set() { state.withLock { $0 = true } }
+    var isSet: Bool { state.withLock { $0 } }
 }

@@ -37,6 +37,9 @@ public struct InferenceWorker: Service {
     var maxAttempts: Int { max(1, context.pools.queues.maxReceiveCount - 1) }
 
     public func run() async throws {
+        // Take no message before the runtime can run it (a WebUI loads its model for minutes).
+        await cancelWhenGracefulShutdown { await runtime.waitUntilReady() }
+        if Task.isShuttingDownGracefully || Task.isCancelled { return }
         let ledger = InFlightLedger()
         await pipeline(ledger: ledger)
         let unfinished = await ledger.drain()

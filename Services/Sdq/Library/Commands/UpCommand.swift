@@ -62,11 +62,30 @@ struct EmulateRuntimeCommand: AsyncParsableCommand {
     @Option(help: "Models the emulator reports (comma-separated).")
     var models: String = PoolConfiguration.emulatorModel
 
+    @Option(name: .customLong("error-rate"), help: "Share of generations answered 500 (0...1).")
+    var errorRate: Double = 0
+
+    @Option(name: .customLong("latency-ms"), help: "Delay added before every generation, in milliseconds.")
+    var latencyMilliseconds: Int = 0
+
+    @Option(name: .customLong("hang-rate"), help: "Share of generations that hang until interrupted (0...1).")
+    var hangRate: Double = 0
+
+    @Option(name: .customLong("crash-rate"), help: "Share of generations on which the process exits (0...1).")
+    var crashRate: Double = 0
+
+    @Option(name: .customLong("model-switch-ms"), help: "Time a checkpoint switch takes, in milliseconds.")
+    var modelSwitchMilliseconds: Int = 0
+
     func run() async throws {
         let (_, logger) = try prepareEnvironment(defaultLevel: .info)
         let emulator = EmulatorServer(
             host: host, port: port, stepDelay: .milliseconds(max(0, stepMilliseconds)),
-            models: models.split(separator: ",").map(String.init), logger: logger
+            models: models.split(separator: ",").map(String.init),
+            faults: EmulatorFaults(
+                errorRate: errorRate, latency: .milliseconds(max(0, latencyMilliseconds)), hangRate: hangRate, crashRate: crashRate,
+                modelSwitchDelay: .milliseconds(max(0, modelSwitchMilliseconds))),
+            logger: logger
         ) { bound in
             FileHandle.standardOutput.write(Data("listening on http://\(host):\(bound)\n".utf8))
         }

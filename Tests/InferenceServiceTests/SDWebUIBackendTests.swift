@@ -1,0 +1,107 @@
+import AsyncHTTPClient
+import Foundation
+@testable import InferenceService
+import SDQPlatform
+import SDQTestSupport
+import ServiceLifecycle
+import Testing
+
+/// The SD WebUI backend against the emulator's injected faults, extras and model switches.
+@Suite struct SDWebUIBackendTests {
+    /// Runs an emulator server with `faults` while `body` drives a backend pointed at it.
+    static func withEmulator<T: Sendable>(
+        faults: EmulatorFaults = EmulatorFaults(), models: [String] = ["emulator-v1", "other"],
+        _ body: @Sendable (SDWebUIBackend) async throws -> T
+    ) async throws -> T {
+        let port = PortBox()
+        let server = EmulatorServer(port: 0, stepDelay: .milliseconds(10), models: models, faults: faults, logger: testLogger()) {
+            await port.set($0)
+        }
+        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: testLogger()))
+        return try await withThrowingTaskGroup(of: T?.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return nil
+            }
+            let backend = SDWebUIBackend(baseURL: "http://127.0.0.1:\(await port.wait())", progressInterval: .milliseconds(30))
+            do {
+                let value = try await body(backend)
+                await group.triggerGracefulShutdown()
+                return value
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+        }
+    }
+
+    static func runtimeError(_ body: () async throws(RuntimeError) -> [RuntimeImage]) async -> RuntimeError? {
+        do {
+            _ = try await body()
+            return nil
+        } catch { return error }
+    }
+
+    @Test func extrasUpscaleTheInputImage() async throws {
+        let input = try EmulatorImage.png(.init(prompt: "in", model: "m", seed: 1, width: 64, height: 48, steps: 1, cfgScale: 1, sampler: "x"))
+        let images = try await Self.withEmulator { backend in
+            let job = RuntimeJob(
+                kind: "extras", prompt: "", seed: 3, width: 0, height: 0, steps: 1, model: "emulator-v1",
+                runtimeOptions: Data(#"{"upscaling_resize": 2, "upscaler_1": "R-ESRGAN 4x+"}"#.utf8), initImages: [input])
+            return try await backend.run(job) { _ in true }
+        }
+        #expect(images.count == 1)
+        #expect(images.first.map { ($0.width, $0.height) } ?? (0, 0) == (128, 96))
+        #expect(images.first.flatMap { PNGInfo.size(of: $0.png) }.map { [$0.width, $0.height] } == [128, 96])
+    }
+
+    @Test func aTaskForAnotherModelSwitchesTheCheckpointFirst() async throws {
+        let loaded = try await Self.withEmulator(faults: EmulatorFaults(modelSwitchDelay: .milliseconds(50))) { backend in
+            #expect(await backend.loadedModel() == "emulator-v1")
+            let job = RuntimeJob(prompt: "switch", seed: 1, width: 64, height: 64, steps: 1, model: "other")
+            _ = try await backend.run(job) { _ in true }
+            return await backend.loadedModel()
+        }
+        #expect(loaded == "other")
+    }
+
+    @Test func injectedServerErrorsAreRetryableAndBadRequestsAreNot() async throws {
+        let failure = try await Self.withEmulator(faults: EmulatorFaults(errorRate: 1)) { backend in
+            await Self.runtimeError {
+                () async throws(RuntimeError) in
+                try await backend.run(RuntimeJob(prompt: "x", seed: 1, width: 64, height: 64, steps: 1, model: "emulator-v1")) { _ in true }
+            }
+        }
+        #expect(failure?.code == "runtime_error")
+        #expect(failure?.retryable == true)
+        #expect(SDWebUIBackend.classify(status: 422, body: Data(#"{"detail":"bad"}"#.utf8)).retryable == false)
+        let oom = SDWebUIBackend.classify(status: 500, body: Data("torch.cuda.OutOfMemoryError: CUDA out of memory".utf8))
+        #expect(oom.code == "out_of_memory" && !oom.retryable)
+    }
+
+    @Test func aHungRuntimeIsInterruptedWhenTheProgressCallbackSaysStop() async throws {
+        let started = ContinuousClock.now
+        let failure = try await Self.withEmulator(faults: EmulatorFaults(hangRate: 1)) { backend in
+            await Self.runtimeError {
+                () async throws(RuntimeError) in
+                try await backend.run(RuntimeJob(prompt: "x", seed: 1, width: 64, height: 64, steps: 5, model: "emulator-v1")) { _ in
+                    ContinuousClock.now - started < .milliseconds(300)
+                }
+            }
+        }
+        #expect(failure?.code == "cancelled")
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
+
+    @Test func readinessWaitsForTheOptionsEndpoint() async throws {
+        // Nothing listens on this port: the wait goes on until cancelled.
+        let closed = SDWebUIBackend(baseURL: "http://127.0.0.1:1")
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await closed.waitUntilReady() }
+            try? await Task.sleep(for: .milliseconds(300))
+            #expect(await closed.loadedModel() == nil)
+            group.cancelAll()
+        }
+        try await Self.withEmulator { backend in await backend.waitUntilReady() }
+    }
+}
