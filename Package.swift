@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "inference-service", targets: ["InferenceServiceMain"]),
         .executable(name: "result-writer", targets: ["ResultWriterMain"]),
         .executable(name: "bench-api-lambda", targets: ["ApiLambdaBenchmark"]),
+        .executable(name: "bench-gpu-gap", targets: ["GPUGapBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -102,6 +103,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/ApiLambdaBenchmark", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "GPUGapBenchmark",
+            dependencies: ["Sdq", "ApiLambda", "SDQPlatform", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/GPUGapBenchmark", swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "ApiLambdaMain", dependencies: ["ApiLambda", "SDQLambdaRuntime"],

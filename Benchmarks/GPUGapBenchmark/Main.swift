@@ -1,0 +1,104 @@
+import ApiLambda
+import Foundation
+import Logging
+import SDQPlatform
+import Sdq
+
+/// `bench-gpu-gap`: how long the GPU waits between tasks on one worker.
+///
+/// Runs the whole pipeline in-process (the services `sdq up` runs) with one worker on the
+/// emulator at a fixed step time, submits `--tasks` tasks at once, waits for all, and prints from
+/// the task records: the GPU idle gap between one task's `runtime_finished_at` and the next task's
+/// `runtime_started_at` (median, p99, max) and the overhead ratio (wall time per task over runtime
+/// time per task, minus 1). The transport is the embedded one; `--aws ENDPOINT` runs it on an AWS
+/// emulator (moto) instead.
+///
+/// Usage: `swift build -c release --product bench-gpu-gap && .build/release/bench-gpu-gap [--tasks 200] [--steps 20] [--step-ms 10] [--aws http://127.0.0.1:5000]`
+@main
+struct Main {
+    static func main() async throws {
+        var tasks = 200, steps = 20, stepMilliseconds = 10
+        var awsEndpoint: String?
+        var arguments = CommandLine.arguments.dropFirst().makeIterator()
+        while let argument = arguments.next() {
+            switch argument {
+            case "--tasks": tasks = Int(arguments.next() ?? "") ?? tasks
+            case "--steps": steps = Int(arguments.next() ?? "") ?? steps
+            case "--step-ms": stepMilliseconds = Int(arguments.next() ?? "") ?? stepMilliseconds
+            case "--aws": awsEndpoint = arguments.next()
+            default:
+                FileHandle.standardError.write(Data("usage: bench-gpu-gap [--tasks N] [--steps N] [--step-ms N] [--aws ENDPOINT]\n".utf8))
+                exit(2)
+            }
+        }
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sdq-gap-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var configuration = SDQConfiguration()
+        configuration.dataDirectory = directory.path
+        var environment = ProcessInfo.processInfo.environment
+        if let awsEndpoint {
+            configuration.transport = .aws
+            configuration.stack = "gap\(UInt32.random(in: 0...UInt32.max))"
+            environment["AWS_ENDPOINT_URL"] = awsEndpoint
+            environment["AWS_REGION"] = environment["AWS_REGION"] ?? "us-east-1"
+            environment["AWS_ACCESS_KEY_ID"] = environment["AWS_ACCESS_KEY_ID"] ?? "bench"
+            environment["AWS_SECRET_ACCESS_KEY"] = environment["AWS_SECRET_ACCESS_KEY"] ?? "bench"
+        }
+        let stack = try await InProcessStack.open(
+            configuration: configuration, workersPerPool: 1, emulatorStepDelay: .milliseconds(stepMilliseconds),
+            receiveWait: .seconds(1), logger: logger, environment: environment)
+        if awsEndpoint != nil { try await stack.context.transport.provision(stack.context.topology) }
+
+        var ids: [String] = []
+        for index in 0..<tasks {
+            let body = #"{"prompt": "gap \#(index)", "seed": \#(index), "width": 64, "height": 64, "steps": \#(steps)}"#
+            let response = await stack.handler.handle(APIRequest(method: "POST", path: "/v1/tasks", body: Data(body.utf8)))
+            guard response.status == 202, let id = (try? JSONValue.parse(response.body))?["id"]?.stringValue else {
+                throw BenchmarkError("submit answered \(response.status)")
+            }
+            ids.append(id)
+        }
+        let started = ContinuousClock.now
+        let records = try await stack.whileRunning { [ids] in
+            while true {
+                var done: [TaskRecord] = []
+                for id in ids {
+                    guard let record = try await stack.context.transport.tasks.get(id: id), record.status.isTerminal else { break }
+                    done.append(record)
+                }
+                if done.count == ids.count { return done }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        let wall = ContinuousClock.now - started
+        await stack.close()
+        report(records, wall: wall, steps: steps, stepMilliseconds: stepMilliseconds, transport: awsEndpoint == nil ? "embedded" : "aws (\(awsEndpoint!))")
+    }
+
+    static func report(_ records: [TaskRecord], wall: Duration, steps: Int, stepMilliseconds: Int, transport: String) {
+        let succeeded = records.filter { $0.status == .succeeded }
+        let runs = succeeded.compactMap { record -> (start: Int64, end: Int64)? in
+            guard let start = record.timings.runtimeStartedAt, let end = record.timings.runtimeFinishedAt else { return nil }
+            return (start, end)
+        }.sorted { $0.start < $1.start }
+        let gaps = zip(runs, runs.dropFirst()).map { Double($1.start - $0.end) }.sorted()
+        func quantile(_ q: Double) -> Double { gaps.isEmpty ? 0 : gaps[min(gaps.count - 1, Int((Double(gaps.count - 1) * q).rounded()))] }
+        let runtimeTotal = runs.reduce(0.0) { $0 + Double($1.end - $1.start) }
+        let firstStart = runs.first?.start ?? 0, lastEnd = runs.last?.end ?? 0
+        let busySpan = Double(lastEnd - firstStart)
+        let wallMs = Double(wall.components.seconds) * 1000 + Double(wall.components.attoseconds) / 1e15
+        print("GPU gap benchmark: \(records.count) tasks, one worker, emulator \(steps) steps × \(stepMilliseconds) ms, \(transport)")
+        print("  succeeded: \(succeeded.count) of \(records.count)")
+        print(String(format: "  idle gap between tasks (ms): median %.1f  p99 %.1f  max %.1f  (goal: median < 5 on embedded)", quantile(0.5), quantile(0.99), gaps.last ?? 0))
+        print(String(format: "  runtime time per task: %.1f ms; first start → last finish per task: %.1f ms", runtimeTotal / Double(max(1, runs.count)), busySpan / Double(max(1, runs.count))))
+        print(String(format: "  overhead ratio (busy span / runtime time − 1): %.4f  (%.2f%%)", busySpan / max(1, runtimeTotal) - 1, (busySpan / max(1, runtimeTotal) - 1) * 100))
+        print(String(format: "  wall time for all tasks: %.0f ms", wallMs))
+    }
+}
+
+struct BenchmarkError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
