@@ -82,8 +82,34 @@ import Testing
         #expect(stored.contentType == "image/png")
         #expect(try await harness.poolQueue.depth() == QueueDepth(visible: 0, inFlight: 0))
         let record = try await harness.fixture.transport.tasks.get(id: task.id)
-        #expect(record?.status == .running)  // the result-writer finalises, not the worker
-        #expect(record?.progress == 1)
+        #expect(record?.status == .running)  // the result-writer finalises (and sets progress 1), not the worker
+    }
+
+    @Test func progressIsWrittenWhileTheTaskRunsWithoutHoldingTheRuntime() async throws {
+        let harness = try await Harness.make()
+        let task = try await harness.enqueue(steps: 100)
+        try await whileRunning([harness.worker(stepDelay: .milliseconds(20))]) { _ in
+            #expect(await eventually {
+                let record = try await harness.fixture.transport.tasks.get(id: task.id)
+                return record?.status == .running && (record?.progress ?? 0) > 0 && (record?.progress ?? 1) < 1
+            })
+        }
+    }
+
+    @Test func aCancelIsSeenEvenWhenTheRuntimeReportsNoProgress() async throws {
+        let harness = try await Harness.make()
+        let task = try await harness.enqueue(steps: 2)
+        let stuck = StuckRuntime()
+        let worker = InferenceWorker(
+            context: harness.fixture.context, runtime: stuck,
+            configuration: InferenceConfiguration(pool: "default", receiveWait: .milliseconds(200)), logger: testLogger())
+        try await whileRunning([worker]) { _ in
+            #expect(await eventually { try await harness.status(task.id) == .running })
+            _ = try await harness.fixture.transport.tasks.update(id: task.id, ifStatusIn: TaskStatus.nonTerminal) { $0.status = .cancelled }
+            // The watcher reads the record about once a second and stops the runtime.
+            #expect(await eventually(timeout: .seconds(10)) { try await harness.poolQueue.depth() == QueueDepth(visible: 0, inFlight: 0) })
+        }
+        #expect(try await harness.results().isEmpty)
     }
 
     @Test func aGracefulStopHandsTheRunningTaskBackAtOnce() async throws {
@@ -177,5 +203,19 @@ import Testing
         }
         #expect(try await harness.poolQueue.depth() == QueueDepth(visible: 0, inFlight: 0))
         #expect(try await dlq.receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil).first?.body == "not a task")
+    }
+}
+
+/// A runtime that never reports progress: it asks whether to go on every 20 ms without a value
+/// change, the way a stuck GPU looks from the outside.
+struct StuckRuntime: RuntimeBackend {
+    let name = "stuck"
+    func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError) -> [RuntimeImage] {
+        while await progress(0) {
+            do { try await Task.sleep(for: .milliseconds(20)) } catch {
+                throw RuntimeError(code: "cancelled", message: "cancelled", retryable: true)
+            }
+        }
+        throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false)
     }
 }

@@ -5,53 +5,86 @@ import SDQMessages
 import SDQPlatform
 
 extension InferenceWorker {
-    /// Runs one task on the runtime (the GPU's critical path: nothing else happens here).
+    /// Runs one task on the runtime: the GPU's critical path. The runtime starts at once; marking
+    /// the task `running` and writing its progress happen beside it, so no store round trip sits
+    /// between two tasks or between two sampling steps. If the mark finds the task finished or
+    /// cancelled, the runtime is stopped and the task dropped; if the store cannot be reached, the
+    /// runtime is stopped and the message handed back.
     func execute(_ prepared: PreparedTask) async -> FinishedTask {
         let task = prepared.task
         let startedAt = EpochClock.nowMillis()
-        let workerID = configuration.workerID
-        let started: UpdateOutcome
-        do {
-            started = try await context.transport.tasks.update(id: task.id, ifStatusIn: TaskStatus.nonTerminal) { record in
-                record.status = .running
-                record.worker = workerID
-                record.progress = 0
-                record.timings.startedAt = startedAt
-            }
-        } catch {
-            logger.warning("cannot mark task running; handing it back", metadata: ["task": "\(task.id)", "error": "\(error)"])
-            return .handBack(prepared)
-        }
-        guard case .applied = started else { return .dropped(prepared) }
-
         var timings = Sdq_V1_StageTimings()
         timings.submittedAtMs = task.submittedAtMs
         timings.startedAtMs = startedAt
         if task.deadlineMs > 0, startedAt > task.deadlineMs {
+            _ = try? await context.transport.tasks.update(id: task.id, ifStatusIn: TaskStatus.nonTerminal) { record in
+                record.status = .running
+                record.worker = configuration.workerID
+                record.timings.startedAt = startedAt
+            }
             return .failed(prepared, RuntimeError(code: "deadline_exceeded", message: "the task's deadline passed before it started", retryable: false), timings)
         }
         let reporter = ProgressReporter(store: context.transport.tasks, taskID: task.id, granularity: configuration.progressGranularity)
-        timings.runtimeStartedAtMs = EpochClock.nowMillis()
+        let workerID = configuration.workerID
+        let store = context.transport.tasks
+        async let marked: MarkOutcome = {
+            do {
+                let outcome = try await store.update(id: task.id, ifStatusIn: TaskStatus.nonTerminal) { record in
+                    record.status = .running
+                    record.worker = workerID
+                    record.progress = 0
+                    record.timings.startedAt = startedAt
+                }
+                guard case .applied = outcome else {
+                    reporter.stop(.cancelled)
+                    return .notRunnable
+                }
+                return .running
+            } catch {
+                reporter.stop(.storeFailed)
+                return .storeFailed("\(error)")
+            }
+        }()
         let deadline = task.deadlineMs
         let overdue = StopFlag()
-        do {
-            // A task past its deadline is stopped like a cancelled one (the backend interrupts the
-            // runtime), then failed for good.
-            let images = try await runtime.run(Self.job(for: prepared)) { value in
-                if deadline > 0, EpochClock.nowMillis() > deadline {
-                    overdue.set()
-                    return false
-                }
-                return await reporter.report(value)
+        let job = Self.job(for: prepared)
+        timings.runtimeStartedAtMs = EpochClock.nowMillis()
+        let result: Result<[RuntimeImage], RuntimeError> = await withTaskGroup(of: Void.self) { group in
+            group.addTask { await reporter.watch() }
+            defer { group.cancelAll() }
+            do throws(RuntimeError) {
+                // A task past its deadline is stopped like a cancelled one (the backend interrupts
+                // the runtime), then failed for good.
+                return .success(try await runtime.run(job) { value in
+                    if deadline > 0, EpochClock.nowMillis() > deadline {
+                        overdue.set()
+                        return false
+                    }
+                    return reporter.offer(value)
+                })
+            } catch {
+                return .failure(error)
             }
-            timings.runtimeFinishedAtMs = EpochClock.nowMillis()
+        }
+        timings.runtimeFinishedAtMs = EpochClock.nowMillis()
+        switch await marked {
+        case .storeFailed(let detail):
+            logger.warning("cannot mark task running; handing it back", metadata: ["task": "\(task.id)", "error": "\(detail)"])
+            return .handBack(prepared)
+        case .notRunnable:
+            return .dropped(prepared)
+        case .running:
+            break
+        }
+        switch result {
+        case .success(let images):
+            if reporter.stopReason == .cancelled { return .dropped(prepared) }
             return .completed(prepared, images, timings)
-        } catch {
-            timings.runtimeFinishedAtMs = EpochClock.nowMillis()
+        case .failure(let error):
             if overdue.isSet {
                 return .failed(prepared, RuntimeError(code: "deadline_exceeded", message: "the task's deadline passed while it ran; the runtime was interrupted", retryable: false), timings)
             }
-            if await reporter.wasCancelled { return .dropped(prepared) }
+            if reporter.stopReason == .cancelled { return .dropped(prepared) }
             if Task.isCancelled { return .handBack(prepared) }
             return .failed(prepared, error, timings)
         }
@@ -182,13 +215,29 @@ extension InferenceWorker {
     }
 }
 
-/// Writes progress to the task record (at most every `granularity`) and notices cancellation.
-actor ProgressReporter {
+/// How marking a task `running` went.
+enum MarkOutcome: Sendable {
+    case running
+    /// Finished or cancelled meanwhile.
+    case notRunnable
+    case storeFailed(String)
+}
+
+/// Progress of the running task, off the GPU's path: the runtime's callback only records the
+/// value (``offer(_:)``); ``watch()`` writes it to the task record as it changes (by at least
+/// `granularity`) and, while nothing changes, reads the record each second, so a cancel is seen
+/// even when the runtime is stuck.
+final class ProgressReporter: Sendable {
+    enum Stop: Sendable, Equatable { case cancelled, storeFailed }
+    private struct State {
+        var latest = 0.0
+        var written = 0.0
+        var stop: Stop?
+    }
     let store: any TaskStore
     let taskID: String
     let granularity: Double
-    private var lastWritten = 0.0
-    private(set) var wasCancelled = false
+    private let state = Mutex(State())
 
     init(store: any TaskStore, taskID: String, granularity: Double) {
         self.store = store
@@ -196,16 +245,44 @@ actor ProgressReporter {
         self.granularity = granularity
     }
 
-    /// Records `value`; false once the task is no longer running (cancelled).
-    func report(_ value: Double) async -> Bool {
-        if wasCancelled { return false }
-        guard value - lastWritten >= granularity || value >= 1 else { return true }
-        lastWritten = value
-        let progress = min(1, max(0, value))
-        let outcome = try? await store.update(id: taskID, ifStatusIn: [.running]) { $0.progress = progress }
-        if case .conflict? = outcome { wasCancelled = true }
-        if case .notFound? = outcome { wasCancelled = true }
-        return !wasCancelled
+    /// Records `value` without waiting; false once the task must stop.
+    func offer(_ value: Double) -> Bool {
+        state.withLock { state in
+            state.latest = min(1, max(0, value))
+            return state.stop == nil
+        }
+    }
+
+    func stop(_ reason: Stop) { state.withLock { if $0.stop == nil { $0.stop = reason } } }
+
+    var stopReason: Stop? { state.withLock { $0.stop } }
+
+    /// Writes progress and watches for a cancel until the calling task is cancelled.
+    func watch(interval: Duration = .milliseconds(50), checkEvery: Int = 20) async {
+        var idle = 0
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            let due: Double? = state.withLock { state in
+                guard state.stop == nil, state.latest - state.written >= granularity || (state.latest >= 1 && state.written < 1) else {
+                    return nil
+                }
+                state.written = state.latest
+                return state.latest
+            }
+            if let progress = due {
+                idle = 0
+                // Not yet `running` is fine: the mark may still be in flight. Terminal means stop.
+                let outcome = try? await store.update(id: taskID, ifStatusIn: TaskStatus.nonTerminal) { $0.progress = progress }
+                if case .conflict? = outcome { stop(.cancelled) }
+                if case .notFound? = outcome { stop(.cancelled) }
+                continue
+            }
+            idle += 1
+            if idle >= checkEvery {
+                idle = 0
+                if let record = try? await store.get(id: taskID), record.status.isTerminal || record.cancelRequested { stop(.cancelled) }
+            }
+        }
     }
 }
 
