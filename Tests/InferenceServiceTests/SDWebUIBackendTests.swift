@@ -13,25 +13,8 @@ import Testing
         faults: EmulatorFaults = EmulatorFaults(), models: [String] = ["emulator-v1", "other"],
         _ body: @Sendable (SDWebUIBackend) async throws -> T
     ) async throws -> T {
-        let port = PortBox()
-        let server = EmulatorServer(port: 0, stepDelay: .milliseconds(10), models: models, faults: faults, logger: testLogger()) {
-            await port.set($0)
-        }
-        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: testLogger()))
-        return try await withThrowingTaskGroup(of: T?.self) { tasks in
-            tasks.addTask {
-                try await group.run()
-                return nil
-            }
-            let backend = SDWebUIBackend(baseURL: "http://127.0.0.1:\(await port.wait())", progressInterval: .milliseconds(30))
-            do {
-                let value = try await body(backend)
-                await group.triggerGracefulShutdown()
-                return value
-            } catch {
-                await group.triggerGracefulShutdown()
-                throw error
-            }
+        try await withEmulatorServer(models: models, faults: faults) { base in
+            try await body(SDWebUIBackend(baseURL: base, progressInterval: .milliseconds(30)))
         }
     }
 

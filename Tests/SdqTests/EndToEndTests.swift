@@ -135,6 +135,24 @@ import Testing
         await stack.close()
     }
 
+    /// The reference guidance's ComfyUI sample (`tasktype: pipeline`) runs to an image on the emulator.
+    @Test func aReferencePipelineTaskRunsItsWorkflow() async throws {
+        let directory = TemporaryDirectory()
+        let stack = try await Self.stack(directory)
+        let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/testdata/anchor-v1alpha2/pipeline.json")
+        let response = await stack.handler.handle(APIRequest(method: "POST", path: "/v1alpha2", body: try Data(contentsOf: sample)))
+        #expect(response.status == 200)
+        let id = try #require(try JSONValue.parse(response.body)["task_id"]?.stringValue)
+        try await whileRunning(try stack.services()) { _ in
+            #expect(await eventually(timeout: .seconds(30)) { try await Self.record(stack, id)?.status.isTerminal == true })
+        }
+        let record = try #require(try await Self.record(stack, id))
+        #expect(record.status == .succeeded, "\(String(describing: record.error))")
+        #expect(record.images.count == 1)
+        await stack.close()
+    }
+
     /// The reference guidance's text-to-image sample (`POST /v1alpha2`) runs to an image.
     @Test(arguments: TransportKind.available)
     func aReferenceFormatTaskFlowsThroughThePipeline(_ kind: TransportKind) async throws {

@@ -16,6 +16,8 @@ struct Entry {
                 runtime = EmulatorRuntime(stepDelay: .milliseconds(max(0, stepMilliseconds)))
             case "sdwebui":
                 runtime = SDWebUIBackend(baseURL: configuration.runtimeURL ?? "http://127.0.0.1:7860")
+            case "comfyui":
+                runtime = ComfyUIBackend(baseURL: configuration.runtimeURL ?? "http://127.0.0.1:8188")
             default:
                 throw ConfigurationError(message: "runtime \(configuration.runtime) is not supported yet", field: "SDQ_RUNTIME")
             }

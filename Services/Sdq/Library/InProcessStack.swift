@@ -70,6 +70,11 @@ public struct InProcessStack: Sendable {
                 throw ConfigurationError(message: "pool \(pool.name) runs sdwebui: set SDQ_RUNTIME_URL", field: "SDQ_RUNTIME_URL")
             }
             return SDWebUIBackend(baseURL: url)
+        case "comfyui":
+            guard let url = configuration.runtimeURL else {
+                throw ConfigurationError(message: "pool \(pool.name) runs comfyui: set SDQ_RUNTIME_URL", field: "SDQ_RUNTIME_URL")
+            }
+            return ComfyUIBackend(baseURL: url)
         default:
             throw ConfigurationError(message: "runtime \(pool.runtime) is not supported in this build", field: "runtime")
         }

@@ -5,8 +5,8 @@ import NIOCore
 import SDQPlatform
 import ServiceLifecycle
 
-/// An HTTP server that speaks the subset of the AUTOMATIC1111 SD WebUI API the inference service
-/// uses, backed by ``EmulatorRuntime`` (`sdq emulate-runtime`). Like the real WebUI it runs one
+/// An HTTP server that speaks the subset of the AUTOMATIC1111 SD WebUI API and of the ComfyUI API
+/// the inference service uses, backed by ``EmulatorRuntime`` (`sdq emulate-runtime`). Like the real WebUI it runs one
 /// generation at a time; others queue behind it.
 ///
 /// Routes: `POST /sdapi/v1/txt2img`, `POST /sdapi/v1/img2img`, `POST /sdapi/v1/extra-single-image`,
@@ -144,13 +144,26 @@ public struct EmulatorServer: Service {
             return answer
         }
 
+        let comfy = ComfyState()
+        Self.addComfyRoutes(to: router, state: comfy, faults: faults, models: models)
+
         let onListening = self.onListening
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "sdq-emulator"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        try await app.runService()
+        let defaultModel = models[0]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.runService() }
+            group.addTask {
+                await cancelWhenGracefulShutdown {
+                    await Self.executeComfyPrompts(comfy, runtime: runtime, gpu: gpu, defaultModel: defaultModel)
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
     }
 
     /// Applies the injected faults to one generation request; a response when one fires.

@@ -16,6 +16,16 @@ public struct EmulatorRuntime: RuntimeBackend {
         -> [RuntimeImage]
     {
         if job.kind == "extras" { return try await extras(job, progress: progress) }
+        if job.kind == "comfyui_workflow" {
+            // The workflow's own size, seed, steps and prompts, rendered like txt2img.
+            guard let data = job.runtimeOptions, case .object(let nodes)? = try? JSONValue.parse(data) else {
+                throw RuntimeError(code: "workflow_invalid", message: "the workflow is not a JSON object", retryable: false)
+            }
+            switch ComfyWorkflow.parse(nodes) {
+            case .success(let workflow): return try await run(workflow.job(model: job.model), progress: progress)
+            case .failure(let error): throw RuntimeError(code: "workflow_invalid", message: error.message, retryable: false)
+            }
+        }
         guard job.kind == "txt2img" || job.kind == "img2img" else {
             throw RuntimeError(code: "unsupported_kind", message: "the emulator runs txt2img, img2img and extras, not \(job.kind)", retryable: false)
         }

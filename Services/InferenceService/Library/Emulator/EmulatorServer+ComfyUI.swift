@@ -1,0 +1,140 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import SDQPlatform
+
+/// The ComfyUI side of the emulator: `POST /prompt` (validated like ComfyUI: unknown node classes
+/// and dangling links come back as `node_errors`), `GET /history/{prompt_id}`, `GET /view`,
+/// `POST /interrupt`, `GET /system_stats`. Prompts run one at a time on the same emulated GPU as
+/// the A1111 routes, in the order queued.
+actor ComfyState {
+    struct Prompt: Sendable {
+        var id: String
+        var workflow: ComfyWorkflow
+        var outputNode: String
+    }
+
+    private var history: [String: JSONValue] = [:]
+    private var files: [String: Data] = [:]
+    private var running: String?
+    private var interrupted = false
+    private var number = 0
+    let queue: AsyncStream<Prompt>
+    private let input: AsyncStream<Prompt>.Continuation
+
+    init() { (queue, input) = AsyncStream.makeStream(of: Prompt.self) }
+
+    func enqueue(_ prompt: Prompt) -> Int {
+        number += 1
+        input.yield(prompt)
+        return number
+    }
+
+    func entry(_ id: String) -> JSONValue? { history[id] }
+    func file(_ name: String) -> Data? { files[name] }
+    func interrupt() { if running != nil { interrupted = true } }
+
+    func begin(_ id: String) {
+        running = id
+        interrupted = false
+    }
+
+    /// False once the running prompt was interrupted.
+    func shouldContinue() -> Bool { !interrupted }
+
+    func finish(_ prompt: Prompt, images: [RuntimeImage]?, error: RuntimeError?) {
+        running = nil
+        var outputs: [String: JSONValue] = [:]
+        var messages: [JSONValue] = [.array([.string("execution_start"), .object(["prompt_id": .string(prompt.id)])])]
+        let status: String
+        if let images {
+            var refs: [JSONValue] = []
+            for (index, image) in images.enumerated() {
+                let name = "ComfyUI_\(prompt.id.prefix(8))_\(index).png"
+                files[name] = image.png
+                refs.append(.object(["filename": .string(name), "subfolder": .string(""), "type": .string("output")]))
+            }
+            outputs[prompt.outputNode] = .object(["images": .array(refs)])
+            messages.append(.array([.string("execution_success"), .object(["prompt_id": .string(prompt.id)])]))
+            status = "success"
+        } else if error?.code == "cancelled" {
+            messages.append(.array([.string("execution_interrupted"), .object(["prompt_id": .string(prompt.id)])]))
+            status = "error"
+        } else {
+            messages.append(.array([.string("execution_error"), .object([
+                "prompt_id": .string(prompt.id), "node_id": .string(prompt.outputNode),
+                "exception_message": .string(error?.message ?? "failed"),
+            ])]))
+            status = "error"
+        }
+        history[prompt.id] = .object([
+            "outputs": .object(outputs),
+            "status": .object(["status_str": .string(status), "completed": .bool(status == "success"), "messages": .array(messages)]),
+        ])
+    }
+}
+
+extension EmulatorServer {
+    static func addComfyRoutes(to router: Router<BasicRequestContext>, state: ComfyState, faults: EmulatorFaults, models: [String]) {
+        router.get("/system_stats") { _, _ in
+            json(.object(["system": .object(["os": .string("emulator")]), "devices": .array([.object(["name": .string("emulated")])])]))
+        }
+        router.post("/prompt") { request, _ in
+            var request = request
+            let buffer = try await request.collectBody(upTo: 16 << 20)
+            guard let body = try? JSONValue.parse(Data(buffer.readableBytesView)), case .object(let nodes)? = body["prompt"] else {
+                return json(.object(["error": .object(["type": .string("invalid_prompt"), "message": .string("prompt must be an object")]),
+                                     "node_errors": .object([:])]), status: .badRequest)
+            }
+            switch ComfyWorkflow.parse(nodes) {
+            case .failure(let error):
+                var nodeErrors: [String: JSONValue] = [:]
+                if !error.node.isEmpty {
+                    nodeErrors[error.node] = .object([
+                        "errors": .array([.object(["type": .string("invalid_node"), "message": .string(error.message), "details": .string("")])]),
+                        "dependent_outputs": .array([]), "class_type": .string(error.classType),
+                    ])
+                }
+                return json(.object([
+                    "error": .object(["type": .string("prompt_outputs_failed_validation"), "message": .string(error.message)]),
+                    "node_errors": .object(nodeErrors),
+                ]), status: .badRequest)
+            case .success(let workflow):
+                let output = nodes.sorted { $0.key < $1.key }.first { $0.value["class_type"]?.stringValue == "SaveImage" }?.key ?? "9"
+                let id = UUID().uuidString.lowercased()
+                let number = await state.enqueue(.init(id: id, workflow: workflow, outputNode: output))
+                return json(.object(["prompt_id": .string(id), "number": .number(Double(number)), "node_errors": .object([:])]))
+            }
+        }
+        router.get("/history/{id}") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard let entry = await state.entry(id) else { return json(.object([:])) }
+            return json(.object([id: entry]))
+        }
+        router.get("/view") { request, _ in
+            guard let name = request.uri.queryParameters.get("filename"), let data = await state.file(name) else {
+                return Response(status: .notFound)
+            }
+            return Response(status: .ok, headers: [.contentType: "image/png"], body: ResponseBody(byteBuffer: ByteBuffer(data: data)))
+        }
+        router.post("/interrupt") { _, _ in
+            await state.interrupt()
+            return json(.object([:]))
+        }
+    }
+
+    /// Runs queued prompts one at a time on the emulated GPU until cancelled.
+    static func executeComfyPrompts(_ state: ComfyState, runtime: EmulatorRuntime, gpu: AsyncSemaphore, defaultModel: String) async {
+        for await prompt in state.queue {
+            guard await gpu.wait() else { return }
+            await state.begin(prompt.id)
+            do throws(RuntimeError) {
+                let images = try await runtime.run(prompt.workflow.job(model: defaultModel)) { _ in await state.shouldContinue() }
+                await state.finish(prompt, images: images, error: nil)
+            } catch {
+                await state.finish(prompt, images: nil, error: error)
+            }
+            gpu.signal()
+        }
+    }
+}

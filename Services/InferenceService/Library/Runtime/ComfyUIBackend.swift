@@ -1,0 +1,151 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SDQPlatform
+
+/// Drives a ComfyUI server over HTTP on localhost: `POST /prompt` (the task's API-format
+/// workflow, with a client id), then `GET /history/{prompt_id}` until the prompt completes, then
+/// `GET /view` for each output image. `node_errors` in the answer to `/prompt` fail the task for
+/// good, naming the node; a cancel or a passed deadline posts `/interrupt`.
+///
+/// Progress is reported as 0 until the prompt completes: ComfyUI streams step progress only over
+/// its `/ws` websocket, which this backend does not read yet.
+public struct ComfyUIBackend: RuntimeBackend {
+    public let name = "comfyui"
+    public let baseURL: String
+    public let client: HTTPClient
+    /// How often `/history` is polled while a prompt runs.
+    public var pollInterval: Duration
+    /// Identifies this worker's prompts to ComfyUI (`client_id`).
+    public let clientID: String
+
+    public init(baseURL: String, client: HTTPClient = .shared, pollInterval: Duration = .milliseconds(100), clientID: String = UUID().uuidString) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.client = client
+        self.pollInterval = pollInterval
+        self.clientID = clientID
+    }
+
+    /// Polls `GET /system_stats` until it answers 200 (or the task is cancelled).
+    public func waitUntilReady() async {
+        while !Task.isCancelled {
+            if case .success = await request(.GET, "/system_stats", timeout: .seconds(3)) { return }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError) -> [RuntimeImage] {
+        guard job.kind == "comfyui_workflow" else {
+            throw RuntimeError(code: "unsupported_kind", message: "comfyui runs comfyui_workflow, not \(job.kind)", retryable: false)
+        }
+        guard let data = job.runtimeOptions, let workflow = try? JSONValue.parse(data), workflow.objectValue != nil else {
+            throw RuntimeError(code: "workflow_invalid", message: "the workflow is not a JSON object", retryable: false)
+        }
+        let body = JSONValue.object(["prompt": workflow, "client_id": .string(clientID)]).serialized()
+        let answer = try await request(.POST, "/prompt", body: body).get()
+        guard let promptID = (try? JSONValue.parse(answer))?["prompt_id"]?.stringValue else {
+            throw RuntimeError(code: "runtime_error", message: "ComfyUI answered /prompt without a prompt_id", retryable: true)
+        }
+        var entry: JSONValue?
+        while entry == nil {
+            do { try await Task.sleep(for: pollInterval) } catch {
+                await interrupt()
+                throw RuntimeError(code: "cancelled", message: "the job was cancelled", retryable: true)
+            }
+            guard await progress(0) else {
+                await interrupt()
+                throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false)
+            }
+            if case .success(let history) = await request(.GET, "/history/\(promptID)", timeout: .seconds(10)),
+                let found = (try? JSONValue.parse(history))?[promptID], found["status"]?["completed"] == .bool(true)
+                    || found["status"]?["status_str"]?.stringValue == "error"
+            {
+                entry = found
+            }
+        }
+        guard let entry else { throw RuntimeError(code: "runtime_error", message: "no history", retryable: true) }
+        if entry["status"]?["status_str"]?.stringValue == "error" { throw Self.executionError(entry) }
+        var images: [RuntimeImage] = []
+        guard case .object(let outputs)? = entry["outputs"] else { return [] }
+        for (_, output) in outputs.sorted(by: { $0.key < $1.key }) {
+            guard case .array(let files)? = output["images"] else { continue }
+            for file in files where file["type"]?.stringValue ?? "output" == "output" {
+                let name = file["filename"]?.stringValue ?? ""
+                let query = "filename=\(Self.encode(name))&subfolder=\(Self.encode(file["subfolder"]?.stringValue ?? ""))&type=output"
+                let png = try await request(.GET, "/view?\(query)").get()
+                let size = PNGInfo.size(of: png)
+                images.append(RuntimeImage(png: png, width: size?.width ?? job.width, height: size?.height ?? job.height, seed: job.seed))
+            }
+        }
+        guard !images.isEmpty else {
+            throw RuntimeError(code: "workflow_invalid", message: "the workflow produced no output images (no SaveImage node?)", retryable: false)
+        }
+        return images
+    }
+
+    /// The error of a `/prompt` refusal: `node_errors` name the node and are final.
+    static func promptError(status: Int, body: Data) -> RuntimeError {
+        let answer = try? JSONValue.parse(body)
+        if case .object(let nodes)? = answer?["node_errors"], let (id, node) = nodes.sorted(by: { $0.key < $1.key }).first {
+            let type = node["class_type"]?.stringValue ?? "?"
+            var first: JSONValue?
+            if case .array(let errors)? = node["errors"] { first = errors.first }
+            let message = first?["message"]?.stringValue ?? "invalid"
+            let details = first?["details"]?.stringValue ?? ""
+            return RuntimeError(
+                code: "workflow_invalid", message: "node \(id) (\(type)): \(message)\(details.isEmpty ? "" : ": \(details)")", retryable: false)
+        }
+        if status == 400 {
+            let message = answer?["error"]?["message"]?.stringValue ?? String(decoding: body.prefix(300), as: UTF8.self)
+            return RuntimeError(code: "workflow_invalid", message: message, retryable: false)
+        }
+        return SDWebUIBackend.classify(status: status, body: body)
+    }
+
+    /// The error of a prompt whose execution failed.
+    static func executionError(_ entry: JSONValue) -> RuntimeError {
+        if case .array(let messages)? = entry["status"]?["messages"] {
+            for message in messages {
+                guard case .array(let pair) = message, pair.count == 2, let kind = pair[0].stringValue else { continue }
+                if kind == "execution_interrupted" {
+                    return RuntimeError(code: "runtime_error", message: "ComfyUI interrupted the prompt", retryable: true)
+                }
+                if kind == "execution_error" {
+                    let text = pair[1]["exception_message"]?.stringValue ?? "execution failed"
+                    let node = pair[1]["node_id"]?.stringValue.map { "node \($0): " } ?? ""
+                    if text.localizedCaseInsensitiveContains("out of memory") {
+                        return RuntimeError(code: "out_of_memory", message: node + text, retryable: false)
+                    }
+                    return RuntimeError(code: "workflow_failed", message: node + text, retryable: false)
+                }
+            }
+        }
+        return RuntimeError(code: "workflow_failed", message: "ComfyUI reported an error", retryable: false)
+    }
+
+    private static func encode(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? text
+    }
+
+    private func interrupt() async { _ = await request(.POST, "/interrupt", body: Data("{}".utf8), timeout: .seconds(5)) }
+
+    private func request(_ method: HTTPMethod, _ path: String, body: Data? = nil, timeout: TimeAmount = .minutes(5)) async
+        -> Result<Data, RuntimeError>
+    {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: body))
+        }
+        do {
+            let response = try await client.execute(request, timeout: timeout)
+            let data = Data(try await response.body.collect(upTo: 512 << 20).readableBytesView)
+            guard response.status == .ok else { return .failure(Self.promptError(status: Int(response.status.code), body: data)) }
+            return .success(data)
+        } catch {
+            return .failure(RuntimeError(code: "runtime_unavailable", message: "ComfyUI request failed: \(error)", retryable: true))
+        }
+    }
+}
