@@ -44,6 +44,19 @@ import Testing
         #expect(images.map(\.png) == local.map(\.png))
     }
 
+    @Test func progressArrivesOverTheWebSocket() async throws {
+        let workflow = try Self.sampleWorkflow()
+        let seen = Accumulator<Double>()
+        _ = try await Self.withEmulator(stepDelay: .milliseconds(25)) { backend in
+            try await backend.run(Self.job(workflow)) { value in
+                await seen.append([value])
+                return true
+            }
+        }
+        let values = await seen.items
+        #expect(values.contains { $0 > 0 && $0 < 1 }, "progress seen: \(values)")
+    }
+
     @Test func nodeErrorsFailForGoodNamingTheNode() async throws {
         var workflow = try #require(try Self.sampleWorkflow().objectValue)
         workflow["3"] = .object(["class_type": .string("NoSuchSampler"), "inputs": .object([:])])

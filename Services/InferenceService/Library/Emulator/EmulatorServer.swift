@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import SDQPlatform
@@ -150,6 +151,7 @@ public struct EmulatorServer: Service {
         let onListening = self.onListening
         let app = Application(
             router: router,
+            server: .http1WebSocketUpgrade(webSocketRouter: Self.comfyWebSocketRouter(state: comfy)),
             configuration: .init(address: .hostname(host, port: port), serverName: "sdq-emulator"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)

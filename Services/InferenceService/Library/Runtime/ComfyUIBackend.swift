@@ -1,16 +1,19 @@
 import AsyncHTTPClient
 import Foundation
+import HummingbirdWSClient
+import Logging
 import NIOCore
 import NIOHTTP1
 import SDQPlatform
+import Synchronization
 
 /// Drives a ComfyUI server over HTTP on localhost: `POST /prompt` (the task's API-format
 /// workflow, with a client id), then `GET /history/{prompt_id}` until the prompt completes, then
 /// `GET /view` for each output image. `node_errors` in the answer to `/prompt` fail the task for
 /// good, naming the node; a cancel or a passed deadline posts `/interrupt`.
 ///
-/// Progress is reported as 0 until the prompt completes: ComfyUI streams step progress only over
-/// its `/ws` websocket, which this backend does not read yet.
+/// Progress comes from ComfyUI's `/ws?clientId=` websocket (`progress` messages for this prompt,
+/// `value / max`); completion is decided by `/history`, so a lost websocket only costs progress.
 public struct ComfyUIBackend: RuntimeBackend {
     public let name = "comfyui"
     public let baseURL: String
@@ -47,13 +50,47 @@ public struct ComfyUIBackend: RuntimeBackend {
         guard let promptID = (try? JSONValue.parse(answer))?["prompt_id"]?.stringValue else {
             throw RuntimeError(code: "runtime_error", message: "ComfyUI answered /prompt without a prompt_id", retryable: true)
         }
+        let latest = LatestProgress()
+        let wsURL = "ws" + baseURL.dropFirst(4) + "/ws?clientId=\(clientID)"
+        let polled: Result<JSONValue, RuntimeError> = await withTaskGroup(of: Void.self) { group in
+            group.addTask { await Self.listen(wsURL, promptID: promptID, into: latest) }
+            defer { group.cancelAll() }
+            do throws(RuntimeError) {
+                return .success(try await poll(promptID) { await progress(latest.value) })
+            } catch {
+                return .failure(error)
+            }
+        }
+        let entry = try polled.get()
+        if entry["status"]?["status_str"]?.stringValue == "error" { throw Self.executionError(entry) }
+        return try await fetchOutputs(entry, job: job)
+    }
+
+    /// Reads `progress` messages of `promptID` into `latest` until cancelled or disconnected.
+    static func listen(_ url: String, promptID: String, into latest: LatestProgress) async {
+        var logger = Logger(label: "sdq.comfyui.ws")
+        logger.logLevel = .critical
+        _ = try? await WebSocketClient.connect(url: url, logger: logger) { inbound, _, _ in
+            for try await message in inbound.messages(maxSize: 1 << 20) {
+                guard case .text(let text) = message, let event = try? JSONValue.parse(Data(text.utf8)),
+                    event["type"]?.stringValue == "progress", event["data"]?["prompt_id"]?.stringValue == promptID,
+                    let value = event["data"]?["value"]?.numberValue, let maximum = event["data"]?["max"]?.numberValue, maximum > 0
+                else { continue }
+                latest.value = min(1, max(0, value / maximum))
+            }
+        }
+    }
+
+    /// Polls `/history/{promptID}` until the prompt completes or fails; interrupts it when
+    /// `shouldContinue` says stop.
+    private func poll(_ promptID: String, shouldContinue: @Sendable () async -> Bool) async throws(RuntimeError) -> JSONValue {
         var entry: JSONValue?
         while entry == nil {
             do { try await Task.sleep(for: pollInterval) } catch {
                 await interrupt()
                 throw RuntimeError(code: "cancelled", message: "the job was cancelled", retryable: true)
             }
-            guard await progress(0) else {
+            guard await shouldContinue() else {
                 await interrupt()
                 throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false)
             }
@@ -65,7 +102,11 @@ public struct ComfyUIBackend: RuntimeBackend {
             }
         }
         guard let entry else { throw RuntimeError(code: "runtime_error", message: "no history", retryable: true) }
-        if entry["status"]?["status_str"]?.stringValue == "error" { throw Self.executionError(entry) }
+        return entry
+    }
+
+    /// Downloads the output images a completed prompt lists.
+    private func fetchOutputs(_ entry: JSONValue, job: RuntimeJob) async throws(RuntimeError) -> [RuntimeImage] {
         var images: [RuntimeImage] = []
         guard case .object(let outputs)? = entry["outputs"] else { return [] }
         for (_, output) in outputs.sorted(by: { $0.key < $1.key }) {
@@ -147,5 +188,14 @@ public struct ComfyUIBackend: RuntimeBackend {
         } catch {
             return .failure(RuntimeError(code: "runtime_unavailable", message: "ComfyUI request failed: \(error)", retryable: true))
         }
+    }
+}
+
+/// The latest progress a websocket reported, read by the poll loop.
+final class LatestProgress: Sendable {
+    private let state = Mutex(0.0)
+    var value: Double {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
     }
 }
