@@ -126,6 +126,29 @@ import Testing
         #expect(try await harness.results().isEmpty)
     }
 
+    @Test func aGracefulStopHandsBackTheRunningAndThePrefetchedTaskAndExitsPromptly() async throws {
+        let harness = try await Harness.make()
+        let running = try await harness.enqueue(steps: 200)
+        let prefetched = try await harness.enqueue(steps: 200)
+        let stopped = try await whileRunning([harness.worker(stepDelay: .milliseconds(50), visibility: .seconds(60))]) { services in
+            #expect(await eventually { try await harness.status(running.id) == .running })
+            // The second task is received (prefetched) while the first runs.
+            #expect(await eventually { try await harness.poolQueue.depth() == QueueDepth(visible: 0, inFlight: 2) })
+            let started = ContinuousClock.now
+            await services.stop()
+            return started
+        }
+        // Exit within the grace period: far less than the 10 s the running task had left, and than
+        // the receiver's 200 ms long poll plus the hand-backs would need with any margin.
+        #expect(ContinuousClock.now - stopped < .seconds(5))
+        // Both messages were handed back at once (visibility was 60 s); neither ran to a result.
+        #expect(try await harness.poolQueue.depth() == QueueDepth(visible: 2, inFlight: 0))
+        let again = try await harness.poolQueue.receive(maxMessages: 10, wait: .zero, visibilityTimeout: nil)
+        #expect(Set(again.compactMap { $0.attributes[MessageAttribute.taskID] }) == [running.id, prefetched.id])
+        #expect(try await harness.results().isEmpty)
+        #expect(try await harness.status(prefetched.id) == .dispatched)
+    }
+
     @Test func visibilityIsExtendedWhileATaskRunsLongerThanTheTimeout() async throws {
         let harness = try await Harness.make()
         let task = try await harness.enqueue(steps: 25)
