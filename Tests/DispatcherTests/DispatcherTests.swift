@@ -70,6 +70,31 @@ import Testing
         #expect(try await harness.drain(harness.names.poolQueue("default")).count == 1)
     }
 
+    @Test func amongPoolsServingAModelTheOneWithItLoadedWins() async throws {
+        let pools = try PoolConfiguration(pools: [
+            PoolSpec(name: "default", runtime: "emulator", models: ["emulator-v1"]),
+            PoolSpec(name: "l4", runtime: "sdwebui", models: ["sdxl-base"]),
+            PoolSpec(name: "h100", runtime: "sdwebui", models: ["sdxl-base"]),
+        ])
+        let fixture = try await EmbeddedFixture.make(pools: pools)
+        let harness = Harness(fixture: fixture, dispatcher: Dispatcher(context: fixture.context, logger: testLogger()))
+        func routed(to pool: String) async throws -> Bool {
+            #expect(await harness.dispatcher.route(try await harness.message(for: Self.task(model: "sdxl-base"))) == .delete)
+            return try await harness.drain(harness.names.poolQueue(pool)).count == 1
+        }
+        // Nobody has it loaded: the first pool serving it.
+        #expect(try await routed(to: "l4"))
+        // A worker of h100 reported it loaded just now.
+        let now = EpochClock.nowMillis()
+        await LoadedModels.mark(pool: "h100", model: "sdxl-base", in: fixture.transport.objects, now: now)
+        #expect(try await routed(to: "h100"))
+        // A fresher report from l4 wins; a stale one does not count.
+        await LoadedModels.mark(pool: "l4", model: "sdxl-base", in: fixture.transport.objects, now: now + 1)
+        #expect(try await routed(to: "l4"))
+        await LoadedModels.mark(pool: "l4", model: "sdxl-base", in: fixture.transport.objects, now: now - LoadedModels.freshness - 1)
+        #expect(try await routed(to: "h100"))
+    }
+
     @Test(arguments: [("gpu-h100", "", "unknown_pool"), ("", "sd-1.5", "unknown_model"), ("default", "sdxl-base", "unknown_model")])
     func unroutableTasksFailWithAClearErrorInsteadOfQueueing(pool: String, model: String, code: String) async throws {
         let harness = try await Harness.make()

@@ -9,8 +9,9 @@ import ServiceLifecycle
 /// For each `GenerationTask` on the dispatch queue it:
 /// 1. drops it if the task already ended (cancelled before a GPU was spent);
 /// 2. fails it if its deadline passed;
-/// 3. picks the pool: the named one, else the first pool serving the requested model (model
-///    affinity), else the default pool; an unknown pool or a model the pool does not serve fails
+/// 3. picks the pool: the named one, else a pool serving the requested model (model affinity:
+///    among several, the one whose workers have the model loaded now, see ``LoadedModels``, else
+///    the first), else the default pool; an unknown pool or a model the pool does not serve fails
 ///    the task with a clear error instead of queueing it;
 /// 4. sends it to the pool's queue and marks the record `dispatched`.
 ///
@@ -74,7 +75,14 @@ public struct Dispatcher: Service {
             return await fail(task, code: "deadline_exceeded", message: "the task's deadline passed before it was dispatched")
         }
         let pool: PoolSpec
-        switch Self.resolvePool(for: task, in: context.pools) {
+        var resolved = Self.resolvePool(for: task, in: context.pools)
+        if task.pool.isEmpty, !task.model.isEmpty, case .success = resolved,
+            let warm = await LoadedModels.preferred(
+                context.pools.pools(servingModel: task.model), model: task.model, in: context.transport.objects, now: now)
+        {
+            resolved = .success(warm)
+        }
+        switch resolved {
         case .success(let resolved): pool = resolved
         case .failure(let error): return await fail(task, code: error.code, message: error.message)
         }

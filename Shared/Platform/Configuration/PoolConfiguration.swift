@@ -161,6 +161,9 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
     /// The first pool serving `model` (model affinity).
     public func pool(servingModel model: String) -> PoolSpec? { pools.first { $0.models.contains(model) } }
 
+    /// Every pool serving `model`, in configuration order.
+    public func pools(servingModel model: String) -> [PoolSpec] { pools.filter { $0.models.contains(model) } }
+
     /// The pool used when a request names neither pool nor model.
     public var defaultPool: PoolSpec { pool(named: "default") ?? pools[0] }
 

@@ -90,6 +90,14 @@ extension InferenceWorker {
         }
     }
 
+    /// Tells the dispatcher this pool has `model` loaded (``LoadedModels``), at most once a minute.
+    func reportLoaded(model: String) async {
+        guard !model.isEmpty else { return }
+        let now = EpochClock.nowMillis()
+        guard loadedReports.due(model: model, now: now) else { return }
+        await LoadedModels.mark(pool: configuration.pool, model: model, in: context.transport.objects, now: now)
+    }
+
     static func job(for prepared: PreparedTask) -> RuntimeJob {
         let task = prepared.task
         let p = task.parameters
@@ -111,6 +119,7 @@ extension InferenceWorker {
 
     /// Stores what the GPU produced and settles the message (off the GPU's critical path).
     func settle(_ finished: FinishedTask, ledger: InFlightLedger) async {
+        if case .completed(let prepared, _, _) = finished { await reportLoaded(model: prepared.task.model) }
         switch finished {
         case .dropped(let prepared):
             await forget(prepared.message, ledger: ledger)
@@ -291,4 +300,17 @@ final class StopFlag: Sendable {
     private let state = Mutex(false)
     func set() { state.withLock { $0 = true } }
     var isSet: Bool { state.withLock { $0 } }
+}
+
+/// When this worker last reported each loaded model.
+final class LoadedModelReports: Sendable {
+    private let state = Mutex([String: Int64]())
+    /// True (and recorded) when `model` was not reported in the last ``LoadedModels/refresh``.
+    func due(model: String, now: Int64) -> Bool {
+        state.withLock { last in
+            if let previous = last[model], now - previous < LoadedModels.refresh { return false }
+            last[model] = now
+            return true
+        }
+    }
 }

@@ -20,6 +20,7 @@ public struct InferenceWorker: Service {
     public let runtime: any RuntimeBackend
     public let configuration: InferenceConfiguration
     public let logger: Logger
+    let loadedReports = LoadedModelReports()
 
     public init(context: StackContext, runtime: any RuntimeBackend, configuration: InferenceConfiguration, logger: Logger) {
         self.context = context
