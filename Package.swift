@@ -140,7 +140,7 @@ let package = Package(
             path: "Services/InferenceService/Executable", swiftSettings: swiftSettings
         ),
         .target(
-            name: "ResultWriter", dependencies: ["SDQPlatform"],
+            name: "ResultWriter", dependencies: ["SDQPlatform", .product(name: "Crypto", package: "swift-crypto")],
             path: "Services/ResultWriter/Library", swiftSettings: swiftSettings
         ),
         .executableTarget(
