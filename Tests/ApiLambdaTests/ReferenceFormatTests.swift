@@ -9,13 +9,7 @@ import Testing
 @Suite struct ReferenceFormatTests {
     typealias Harness = APIHandlerTests.Harness
 
-    /// `../shared/testdata/anchor-v1alpha2` beside the checkout (where CI puts shared/).
-    static var folder: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("shared/testdata/anchor-v1alpha2")
-    }
-
-    static func sample(_ name: String) throws -> Data { try Data(contentsOf: folder.appendingPathComponent(name)) }
+    static func sample(_ name: String) throws -> Data { try referenceSample(name) }
 
     static func post(_ harness: Harness, _ body: Data, path: String = "/v1alpha2", headers: [String: String] = [:]) async -> APIResponse {
         await harness.handler.handle(

@@ -9,9 +9,7 @@ import Testing
 @Suite struct ComfyUIBackendTests {
     /// The reference guidance's ComfyUI sample workflow (`task.content` of pipeline.json).
     static func sampleWorkflow() throws -> JSONValue {
-        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("shared/testdata/anchor-v1alpha2/pipeline.json")
-        return try #require(try JSONValue.parse(Data(contentsOf: file))["task"]?["content"])
+        try #require(try JSONValue.parse(referenceSample("pipeline.json"))["task"]?["content"])
     }
 
     static func withEmulator<T: Sendable>(stepDelay: Duration = .milliseconds(5), _ body: @Sendable (ComfyUIBackend) async throws -> T) async throws -> T {

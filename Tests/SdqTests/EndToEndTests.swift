@@ -139,9 +139,7 @@ import Testing
     @Test func aReferencePipelineTaskRunsItsWorkflow() async throws {
         let directory = TemporaryDirectory()
         let stack = try await Self.stack(directory)
-        let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/testdata/anchor-v1alpha2/pipeline.json")
-        let response = await stack.handler.handle(APIRequest(method: "POST", path: "/v1alpha2", body: try Data(contentsOf: sample)))
+        let response = await stack.handler.handle(APIRequest(method: "POST", path: "/v1alpha2", body: try referenceSample("pipeline.json")))
         #expect(response.status == 200)
         let id = try #require(try JSONValue.parse(response.body)["task_id"]?.stringValue)
         try await whileRunning(try stack.services()) { _ in
@@ -158,9 +156,7 @@ import Testing
     func aReferenceFormatTaskFlowsThroughThePipeline(_ kind: TransportKind) async throws {
         let directory = TemporaryDirectory()
         let stack = try await Self.stack(directory, kind)
-        let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/testdata/anchor-v1alpha2/t2i.json")
-        let body = String(decoding: try Data(contentsOf: sample), as: UTF8.self)
+        let body = String(decoding: try referenceSample("t2i.json"), as: UTF8.self)
             .replacingOccurrences(of: "\"steps\": 16", with: "\"steps\": 2")
         let response = await stack.handler.handle(APIRequest(method: "POST", path: "/v1alpha2", body: Data(body.utf8)))
         #expect(response.status == 200)

@@ -130,3 +130,10 @@ public actor Accumulator<Element: Sendable> {
     public func append(_ new: [Element]) { items += new }
     public var count: Int { items.count }
 }
+
+/// A file of the reference guidance's sample requests, `../shared/testdata/anchor-v1alpha2/NAME`
+/// beside the checkout (where CI puts shared/).
+public func referenceSample(_ name: String) throws -> Data {
+    let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    return try Data(contentsOf: checkout.deletingLastPathComponent().appendingPathComponent("shared/testdata/anchor-v1alpha2/\(name)"))
+}

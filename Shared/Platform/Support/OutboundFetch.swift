@@ -157,8 +157,7 @@ public struct URLFetcher: Sendable {
             do {
                 let body = try await response.body.collect(upTo: maxBytes)
                 return (Data(body.readableBytesView), response.headers.first(name: "content-type"))
-            } catch let error as NIOTooManyBytesError {
-                _ = error
+            } catch is NIOTooManyBytesError {
                 throw FetchError(code: "too_large", message: "the object is larger than \(maxBytes) bytes", retryable: false)
             } catch {
                 throw FetchError(code: "fetch_failed", message: "reading \(parsed.host ?? current) failed: \(error)", retryable: true)
