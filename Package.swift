@@ -140,7 +140,11 @@ let package = Package(
             path: "Services/InferenceService/Executable", swiftSettings: swiftSettings
         ),
         .target(
-            name: "ResultWriter", dependencies: ["SDQPlatform", .product(name: "Crypto", package: "swift-crypto")],
+            name: "ResultWriter",
+            dependencies: [
+                "SDQPlatform", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             path: "Services/ResultWriter/Library", swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -13,7 +13,9 @@ import ServiceLifecycle
 ///    among several, the one whose workers have the model loaded now, see ``LoadedModels``, else
 ///    the first), else the default pool; an unknown pool or a model the pool does not serve fails
 ///    the task with a clear error instead of queueing it;
-/// 4. sends it to the pool's queue and marks the record `dispatched`.
+/// 4. sends it to the pool's queue — the high-priority lane for `priority: high`, which workers
+///    drain first (``PriorityLanes``) — and marks the record `dispatched`, noting its place in
+///    line (``positionAtDispatch(pool:high:)``) for the status's `queue_position`.
 ///
 /// Failures go to the results queue as a `TaskResult`, so the result-writer remains the one place
 /// that finalises tasks. The dead-letter queues of the dispatch queue and of every pool queue are
@@ -37,7 +39,7 @@ public struct Dispatcher: Service {
             let dispatch = QueueConsumer(
                 queue: context.transport.queue(named: names.dispatchQueue), logger: logger, wait: receiveWait)
             group.addTask { await dispatch.run { await self.route($0) } }
-            let watched = [names.dispatchQueue] + context.pools.pools.map { names.poolQueue($0.name) }
+            let watched = [names.dispatchQueue] + context.pools.pools.flatMap { names.workerQueues($0.name) }
             for source in watched {
                 let dlq = QueueConsumer(
                     queue: context.transport.queue(named: names.deadLetterQueue(of: source)), logger: logger,
@@ -97,9 +99,11 @@ public struct Dispatcher: Service {
         ]
         if !task.trace.traceparent.isEmpty { attributes[MessageAttribute.traceparent] = task.trace.traceparent }
         let encoded = MessageCodec.encode(task, attributes: attributes)
+        let high = task.priority == .high
+        let lane = high ? context.names.highPriorityQueue(pool.name) : context.names.poolQueue(pool.name)
         do {
-            try await context.transport.queue(named: context.names.poolQueue(pool.name))
-                .send(body: encoded.body, attributes: encoded.attributes)
+            let position = await positionAtDispatch(pool: pool.name, high: high)
+            try await context.transport.queue(named: lane).send(body: encoded.body, attributes: encoded.attributes)
             let model = task.model
             // A fast worker may already have marked the task running: record the dispatch time
             // anyway, but never move a running task back to `dispatched`.
@@ -108,6 +112,7 @@ public struct Dispatcher: Service {
                 record.pool = pool.name
                 record.model = model
                 if record.timings.dispatchedAt == nil { record.timings.dispatchedAt = now }
+                if record.queuePositionAtDispatch == nil { record.queuePositionAtDispatch = position }
             }
         } catch {
             logger.warning("dispatch failed; retrying", metadata: ["task": "\(task.id)", "error": "\(error)"])
@@ -115,6 +120,17 @@ public struct Dispatcher: Service {
         }
         logger.debug("dispatched", metadata: ["task": "\(task.id)", "pool": "\(pool.name)"])
         return .delete
+    }
+
+    /// The task's place in line when it joins its pool's lane: the visible messages ahead of it
+    /// (the high lane's, plus the normal lane's for a normal task), plus one. Nil when the depth
+    /// cannot be read (the position is informative only, never a reason to hold a task back).
+    func positionAtDispatch(pool: String, high: Bool) async -> Int? {
+        let lanes = context.workerQueue(pool: pool)
+        guard let urgent = try? await lanes.high.depth() else { return nil }
+        if high { return urgent.visible + 1 }
+        guard let normal = try? await lanes.normal.depth() else { return nil }
+        return urgent.visible + normal.visible + 1
     }
 
     /// A routing failure.
@@ -166,9 +182,11 @@ public struct Dispatcher: Service {
         var result = Sdq_V1_TaskResult()
         result.id = taskID
         result.outcome = .failed
+        let attempts = context.pools.queues.maxReceiveCount
         result.error.code = "dead_lettered"
-        result.error.message =
-            "the task's message on \(source) could not be processed after \(context.pools.queues.maxReceiveCount) receives"
+        result.error.message = "the task's message on \(source) could not be processed after \(attempts) attempts"
+        result.attempt = UInt32(attempts)
+        result.pool = message.attributes[MessageAttribute.pool] ?? ""
         return await send(result)
     }
 

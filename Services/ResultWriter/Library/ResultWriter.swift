@@ -4,37 +4,73 @@ import SDQMessages
 import SDQPlatform
 import ServiceLifecycle
 
-/// Finalises tasks: moves each record to its terminal state exactly once and writes the result
-/// manifest (`results/{id}/manifest.json`, the status document with `s3://` image URLs).
+/// Finalises tasks and tells the people who asked.
+///
+/// For each `TaskResult` it moves the record to its terminal state exactly once, writes the result
+/// manifest (`results/{id}/manifest.json`: the status document with `s3://` image URLs, the
+/// request parameters and the seeds), then announces the task once: an SNS notification on the
+/// notifications topic and, when the task has a callback, its `completed` webhook event (see
+/// ``announce(_:)``). It also delivers webhooks (``WebhookDeliverer``) from the webhooks queue and,
+/// on the embedded transport, sweeps expired objects hourly (S3 lifecycle rules do it on AWS).
 ///
 /// Idempotent by construction: the terminal transition is conditional on a non-terminal status,
-/// and the manifest is derived from the stored terminal record under a fixed key, so a result
-/// delivered twice, or a result racing a cancel, leaves one terminal state and one manifest.
-/// Results that land in the results dead-letter queue fail their task (`dead_lettered`).
+/// the manifest is derived from the stored terminal record under a fixed key, and the
+/// announcement is claimed on the record before it is sent, so a result delivered twice, results
+/// racing each other or a cancel, and concurrent result-writers leave one terminal state, one
+/// manifest and one notification per task. Results that land in the results dead-letter queue
+/// fail their task (`dead_lettered`).
 public struct ResultWriter: Service {
     public let context: StackContext
     public let logger: Logger
     public var receiveWait: Duration
+    /// Which webhook destinations may be called (`SDQ_WEBHOOK_ALLOW_PRIVATE`).
+    public var webhookPolicy: OutboundURLPolicy
+    /// `SDQ_PUBLIC_URL`: makes `status_url` in webhooks absolute.
+    public var publicBaseURL: String?
+    /// How often expired objects are swept (embedded transport).
+    public var sweepInterval: Duration = .seconds(3600)
+    /// Concurrent webhook consumers (a slow receiver holds only its own).
+    public var webhookConsumers: Int = 4
 
-    public init(context: StackContext, logger: Logger, receiveWait: Duration = .seconds(20)) {
+    public init(
+        context: StackContext, logger: Logger, receiveWait: Duration = .seconds(20),
+        webhookPolicy: OutboundURLPolicy = OutboundURLPolicy(), publicBaseURL: String? = nil
+    ) {
         self.context = context
         self.logger = logger
         self.receiveWait = receiveWait
+        self.webhookPolicy = webhookPolicy
+        self.publicBaseURL = publicBaseURL
     }
 
     /// The object key of a task's manifest.
     public static func manifestKey(for taskID: String) -> String { "results/\(taskID)/manifest.json" }
 
+    /// The webhook deliverer this writer runs.
+    public var deliverer: WebhookDeliverer {
+        WebhookDeliverer(context: context, policy: webhookPolicy, logger: logger)
+    }
+
     public func run() async throws {
         let names = context.names
+        let transport = context.transport
         // Each consumer stops receiving on graceful shutdown and finishes what it holds.
         await withTaskGroup(of: Void.self) { group in
-            let results = QueueConsumer(queue: context.transport.queue(named: names.resultsQueue), logger: logger, wait: receiveWait)
+            let results = QueueConsumer(queue: transport.queue(named: names.resultsQueue), logger: logger, wait: receiveWait)
             group.addTask { await results.run { await self.handle($0) } }
             let dead = QueueConsumer(
-                queue: context.transport.queue(named: names.deadLetterQueue(of: names.resultsQueue)), logger: logger,
-                wait: receiveWait)
+                queue: transport.queue(named: names.deadLetterQueue(of: names.resultsQueue)), logger: logger, wait: receiveWait)
             group.addTask { await dead.run { await self.deadLettered($0) } }
+            let deliverer = self.deliverer
+            for _ in 0..<max(1, webhookConsumers) {
+                let webhooks = QueueConsumer(
+                    queue: transport.queue(named: names.webhooksQueue), logger: logger, batchSize: 1, wait: receiveWait)
+                group.addTask { await webhooks.run { await deliverer.deliver($0) } }
+            }
+            let deadWebhooks = QueueConsumer(
+                queue: transport.queue(named: names.deadLetterQueue(of: names.webhooksQueue)), logger: logger, wait: receiveWait)
+            group.addTask { await deadWebhooks.run { await deliverer.deadLettered($0) } }
+            group.addTask { await cancelWhenGracefulShutdown { await self.sweepLoop() } }
         }
     }
 
@@ -68,6 +104,8 @@ public struct ResultWriter: Service {
                 record.error = TaskFailure(code: code, message: result.error.message)
             }
             if !result.worker.workerID.isEmpty { record.worker = result.worker.workerID }
+            if result.attempt > 0 { record.attempts = Int(result.attempt) }
+            if !result.pool.isEmpty, record.pool.isEmpty { record.pool = result.pool }
             let t = result.timings
             func keep(_ current: Int64?, _ reported: Int64) -> Int64? { reported > 0 ? reported : current }
             record.timings.startedAt = keep(record.timings.startedAt, t.startedAtMs)
@@ -99,7 +137,7 @@ public struct ResultWriter: Service {
         let store = context.transport.tasks
         do {
             let outcome = try await store.update(id: taskID, ifStatusIn: TaskStatus.nonTerminal, mutate)
-            let record: TaskRecord
+            var record: TaskRecord
             switch outcome {
             case .applied(let updated):
                 record = updated
@@ -111,7 +149,8 @@ public struct ResultWriter: Service {
                 logger.warning("result for an unknown or expired task; dropping it", metadata: ["task": "\(taskID)"])
                 return .delete
             }
-            try await writeManifest(for: record)
+            record = try await writeManifest(for: record)
+            guard try await announce(record) else { return .retry(after: .seconds(5)) }
             return .delete
         } catch {
             logger.warning("finalising failed; retrying", metadata: ["task": "\(taskID)", "error": "\(error)"])
@@ -119,17 +158,33 @@ public struct ResultWriter: Service {
         }
     }
 
-    private func writeManifest(for record: TaskRecord) async throws(TransportError) {
+    private func writeManifest(for record: TaskRecord) async throws(TransportError) -> TaskRecord {
         let key = Self.manifestKey(for: record.id)
         let objects = context.transport.objects
         let present = record.manifestKey != nil ? try await objects.exists(key: key) : false
         if !present {
             let bucket = objects.bucket
-            let document = TaskDocument(record: record) { "s3://\(bucket)/\($0.key)" }
+            let document = TaskDocument(record: record, manifest: true) { "s3://\(bucket)/\($0.key)" }
             try await objects.put(key: key, data: document.jsonData(pretty: true), contentType: "application/json")
         }
-        if record.manifestKey == nil {
-            _ = try await context.transport.tasks.update(id: record.id, ifStatusIn: [record.status]) { $0.manifestKey = key }
+        guard record.manifestKey == nil else { return record }
+        let outcome = try await context.transport.tasks.update(id: record.id, ifStatusIn: [record.status]) { $0.manifestKey = key }
+        if case .applied(let updated) = outcome { return updated }
+        return record
+    }
+
+    /// Deletes expired objects now and every ``sweepInterval`` (embedded; a no-op on AWS).
+    private func sweepLoop() async {
+        let ttl = Duration.seconds(context.pools.limits.taskTTLSeconds)
+        let prefixes = context.topology.storage?.expiringPrefixes ?? []
+        while !Task.isCancelled {
+            do {
+                let deleted = try await context.transport.sweepExpired(objectTTL: ttl, prefixes: prefixes)
+                if deleted > 0 { logger.info("expired objects deleted", metadata: ["count": "\(deleted)"]) }
+            } catch {
+                logger.warning("sweeping expired objects failed", metadata: ["error": "\(error)"])
+            }
+            do { try await Task.sleep(for: sweepInterval) } catch { return }
         }
     }
 }

@@ -41,7 +41,10 @@ public struct InProcessStack: Sendable {
     public func services() throws -> [any Service] {
         var services: [any Service] = [
             Dispatcher(context: context, logger: logger.with(label: "dispatcher"), receiveWait: receiveWait),
-            ResultWriter(context: context, logger: logger.with(label: "result-writer"), receiveWait: receiveWait),
+            ResultWriter(
+                context: context, logger: logger.with(label: "result-writer"), receiveWait: receiveWait,
+                webhookPolicy: OutboundURLPolicy(allowPrivate: configuration.webhookAllowPrivate),
+                publicBaseURL: handler.publicBaseURL),
         ]
         for pool in context.pools.pools {
             let runtime = try runtime(for: pool)

@@ -45,10 +45,11 @@ public struct SQSClient: Sendable {
 
     /// Sends one message with string attributes (and `AWSTraceHeader` as a system attribute).
     @discardableResult
-    public func sendMessage(url: String, body: String, attributes: [String: String], traceHeader: String? = nil)
-        async throws(AWSError) -> String
-    {
+    public func sendMessage(
+        url: String, body: String, attributes: [String: String], traceHeader: String? = nil, delaySeconds: Int = 0
+    ) async throws(AWSError) -> String {
         var payload: [String: Any] = ["QueueUrl": url, "MessageBody": body]
+        if delaySeconds > 0 { payload["DelaySeconds"] = delaySeconds }
         if !attributes.isEmpty { payload["MessageAttributes"] = Self.encode(attributes) }
         if let traceHeader {
             payload["MessageSystemAttributes"] = ["AWSTraceHeader": ["DataType": "String", "StringValue": traceHeader]]

@@ -590,6 +590,51 @@ public nonisolated struct Sdq_V1_TaskResult: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// One webhook event to deliver, on the webhooks queue (sent by the result-writer when a task
+/// ends and by workers for `running`/`progress`). A failed attempt is sent again, delayed, with
+/// `attempt` + 1 and the same `webhook_id` and `payload`.
+public nonisolated struct Sdq_V1_WebhookEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: String = String()
+
+  /// "completed", "running" or "progress".
+  public var event: String = String()
+
+  /// The Standard Webhooks `webhook-id`: the same for every attempt of this event.
+  public var webhookID: String = String()
+
+  /// Attempt number, from 1.
+  public var attempt: UInt32 = 0
+
+  /// The JSON body to send, fixed when the event happened.
+  public var payload: Data = Data()
+
+  /// Epoch milliseconds before which the attempt must not run (waits beyond the queue's
+  /// 15-minute delay hop through the queue again).
+  public var notBeforeMs: Int64 = 0
+
+  /// Epoch milliseconds when the event happened.
+  public var createdAtMs: Int64 = 0
+
+  public var trace: Sdq_V1_TraceContext {
+    get {_trace ?? Sdq_V1_TraceContext()}
+    set {_trace = newValue}
+  }
+  /// Returns true if `trace` has been explicitly set.
+  public var hasTrace: Bool {self._trace != nil}
+  /// Clears the value of `trace`. Subsequent reads from it will return its default value.
+  public mutating func clearTrace() {self._trace = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _trace: Sdq_V1_TraceContext? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "sdq.v1"
@@ -1356,6 +1401,75 @@ nonisolated extension Sdq_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._M
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Sdq_V1_WebhookEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WebhookEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}event\0\u{3}webhook_id\0\u{1}attempt\0\u{1}payload\0\u{3}not_before_ms\0\u{3}created_at_ms\0\u{1}trace\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.event) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.webhookID) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.payload) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.notBeforeMs) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.createdAtMs) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._trace) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskID, fieldNumber: 1)
+    }
+    if !self.event.isEmpty {
+      try visitor.visitSingularStringField(value: self.event, fieldNumber: 2)
+    }
+    if !self.webhookID.isEmpty {
+      try visitor.visitSingularStringField(value: self.webhookID, fieldNumber: 3)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 4)
+    }
+    if !self.payload.isEmpty {
+      try visitor.visitSingularBytesField(value: self.payload, fieldNumber: 5)
+    }
+    if self.notBeforeMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.notBeforeMs, fieldNumber: 6)
+    }
+    if self.createdAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdAtMs, fieldNumber: 7)
+    }
+    try { if let v = self._trace {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sdq_V1_WebhookEvent, rhs: Sdq_V1_WebhookEvent) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.event != rhs.event {return false}
+    if lhs.webhookID != rhs.webhookID {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.payload != rhs.payload {return false}
+    if lhs.notBeforeMs != rhs.notBeforeMs {return false}
+    if lhs.createdAtMs != rhs.createdAtMs {return false}
+    if lhs._trace != rhs._trace {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -17,9 +17,12 @@ struct AWSQueue: MessageQueue {
         }
     }
 
-    func send(body: String, attributes: [String: String]) async throws(TransportError) {
+    func send(body: String, attributes: [String: String], delay: Duration) async throws(TransportError) {
         let url = try await url()
-        do { try await sqs.sendMessage(url: url, body: body, attributes: attributes) } catch { throw TransportError(aws: error) }
+        let delaySeconds = delay <= .zero ? 0 : min(900, AWSTransport.seconds(delay))
+        do { try await sqs.sendMessage(url: url, body: body, attributes: attributes, delaySeconds: delaySeconds) } catch {
+            throw TransportError(aws: error)
+        }
     }
 
     func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws(TransportError) -> [QueueMessage] {

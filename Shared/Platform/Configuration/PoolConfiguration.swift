@@ -80,6 +80,44 @@ public struct QueueSettings: Sendable, Equatable, Codable {
     }
 }
 
+/// How webhooks are delivered.
+public struct WebhookSettings: Sendable, Equatable, Codable {
+    /// Waits before the 2nd, 3rd, … attempt of an event, in seconds: attempts = count + 1.
+    /// The default retries for about 16 hours (5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h).
+    public var retryDelaysSeconds: [Int] = [5, 30, 120, 600, 1800, 3600, 7200, 14_400, 28_800]
+    /// Time allowed for one attempt (connect, send, answer).
+    public var timeoutSeconds: Double = 10
+    /// Least time between two `progress` events of one task.
+    public var progressIntervalSeconds: Double = 5
+    /// Attempts of a `running` or `progress` event (stale soon: retried briefly).
+    public var transientEventAttempts: Int = 3
+
+    public init() {}
+
+    /// The most attempts a `completed` event gets.
+    public var maxAttempts: Int { retryDelaysSeconds.count + 1 }
+
+    /// The wait after failed attempt `attempt` (from 1).
+    public func delay(after attempt: Int) -> Duration {
+        let index = min(max(0, attempt - 1), max(0, retryDelaysSeconds.count - 1))
+        return retryDelaysSeconds.isEmpty ? .zero : .seconds(retryDelaysSeconds[index])
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case retryDelaysSeconds = "retry_delays_seconds", timeoutSeconds = "timeout_seconds"
+        case progressIntervalSeconds = "progress_interval_seconds", transientEventAttempts = "transient_event_attempts"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = WebhookSettings()
+        retryDelaysSeconds = try c.decodeIfPresent([Int].self, forKey: .retryDelaysSeconds) ?? d.retryDelaysSeconds
+        timeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .timeoutSeconds) ?? d.timeoutSeconds
+        progressIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: .progressIntervalSeconds) ?? d.progressIntervalSeconds
+        transientEventAttempts = try c.decodeIfPresent(Int.self, forKey: .transientEventAttempts) ?? d.transientEventAttempts
+    }
+}
+
 /// An invalid pool configuration file.
 public struct ConfigurationError: CodedError {
     public let code = "invalid_configuration"
@@ -100,11 +138,13 @@ public struct ConfigurationError: CodedError {
 ///     models: [emulator-v1]
 /// limits: { max_width: 2048, max_height: 2048, max_steps: 150 }
 /// queues: { max_receive_count: 5, worker_visibility_timeout_seconds: 60 }
+/// webhooks: { retry_delays_seconds: [5, 30, 120], timeout_seconds: 10 }
 /// ```
 public struct PoolConfiguration: Sendable, Equatable, Codable {
     public var pools: [PoolSpec]
     public var limits: RequestLimits
     public var queues: QueueSettings
+    public var webhooks: WebhookSettings = WebhookSettings()
 
     /// The runtimes a pool may name.
     public static let knownRuntimes: Set<String> = ["emulator", "sdwebui", "comfyui"]
@@ -126,13 +166,14 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
         try! PoolConfiguration(pools: [PoolSpec(name: "default", runtime: "emulator", models: [emulatorModel])])
     }
 
-    enum CodingKeys: String, CodingKey { case pools, limits, queues }
+    enum CodingKeys: String, CodingKey { case pools, limits, queues, webhooks }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         pools = try c.decode([PoolSpec].self, forKey: .pools)
         limits = try c.decodeIfPresent(RequestLimits.self, forKey: .limits) ?? RequestLimits()
         queues = try c.decodeIfPresent(QueueSettings.self, forKey: .queues) ?? QueueSettings()
+        webhooks = try c.decodeIfPresent(WebhookSettings.self, forKey: .webhooks) ?? WebhookSettings()
     }
 
     /// Parses YAML text.
@@ -185,6 +226,12 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
             guard !pool.models.isEmpty else {
                 throw ConfigurationError(message: "a pool serves at least one model", field: "\(field).models")
             }
+        }
+        guard webhooks.retryDelaysSeconds.allSatisfy({ $0 >= 0 }), webhooks.retryDelaysSeconds.count <= 30 else {
+            throw ConfigurationError(message: "retry delays are 0 to 30 non-negative seconds", field: "webhooks.retry_delays_seconds")
+        }
+        guard webhooks.timeoutSeconds > 0, webhooks.timeoutSeconds <= 60 else {
+            throw ConfigurationError(message: "timeout_seconds must be in (0, 60]", field: "webhooks.timeout_seconds")
         }
     }
 }

@@ -15,14 +15,14 @@ struct EmbeddedQueue: MessageQueue {
     /// How often a long poll re-checks for messages sent by other processes.
     let crossProcessPollInterval: Duration
 
-    func send(body: String, attributes: [String: String]) async throws(TransportError) {
+    func send(body: String, attributes: [String: String], delay: Duration) async throws(TransportError) {
         try await Self.insert(
-            into: name, body: body, attributes: attributes, database: database, signal: signal)
+            into: name, body: body, attributes: attributes, database: database, signal: signal, delay: delay)
     }
 
     static func insert(
         into queue: String, body: String, attributes: [String: String], database: EmbeddedDatabase,
-        signal: ArrivalSignal
+        signal: ArrivalSignal, delay: Duration = .zero
     ) async throws(TransportError) {
         let exists = try await database.query("SELECT 1 FROM queues WHERE name = ?", [.text(queue)])
         guard !exists.isEmpty else { throw .notFound("queue \(queue)") }
@@ -30,9 +30,10 @@ struct EmbeddedQueue: MessageQueue {
         let encoded = (try? JSONEncoder().encode(attributes)).flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
         try await database.query(
             "INSERT INTO messages (id, queue, body, attributes, sent_at, visible_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [.text(UUID().uuidString.lowercased()), .text(queue), .text(body), .text(encoded), .int(now), .int(now)]
+            [.text(UUID().uuidString.lowercased()), .text(queue), .text(body), .text(encoded), .int(now),
+             .int(now + max(0, delay.milliseconds))]
         )
-        await signal.signal(queue: queue)
+        if delay <= .zero { await signal.signal(queue: queue) }
     }
 
     func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws(TransportError)

@@ -91,6 +91,26 @@ public final class EmbeddedTransport: Transport {
         try await database.query("DELETE FROM messages WHERE sent_at <= ?", [.int(now - messageRetention.milliseconds)])
     }
 
+    /// The embedded lifecycle rule: removes expired records and old messages, and deletes objects
+    /// under `prefixes` written more than `objectTTL` ago (files and metadata). Returns how many
+    /// objects were deleted.
+    @discardableResult
+    public func sweepExpired(objectTTL: Duration, prefixes: [String]) async throws(TransportError) -> Int {
+        try await purgeExpired()
+        let cutoff = EpochClock.nowMillis() - objectTTL.milliseconds
+        let rows = try await database.query(
+            "SELECT key FROM objects WHERE created_at <= ? AND key LIKE ?", [.int(cutoff), .text("\(objects.bucket)/%")])
+        var deleted = 0
+        for row in rows {
+            guard let stored = row.text("key") else { continue }
+            let key = String(stored.dropFirst(objects.bucket.count + 1))
+            guard prefixes.contains(where: { key.hasPrefix($0) }) else { continue }
+            try await objects.delete(key: key)
+            deleted += 1
+        }
+        return deleted
+    }
+
     /// Closes the database; the transport is unusable afterwards.
     public func close() async {
         await database.close()

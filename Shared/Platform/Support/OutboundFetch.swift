@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// Which URLs a service may fetch or call on a client's behalf (init images named by URL,
 /// webhooks). A client-supplied URL is refused when its host resolves to an address that is not
@@ -19,13 +20,52 @@ public struct OutboundURLPolicy: Sendable {
 
     /// Why `url` may not be fetched, or nil when it may.
     public func refusal(for url: URL) -> String? {
+        if case .refused(let reason) = vet(url) { return reason }
+        return nil
+    }
+
+    /// What the policy says about one URL, resolved now.
+    public enum Verdict: Sendable, Equatable {
+        /// Allowed; `address` is a checked public address of the host (nil when private
+        /// addresses are allowed), which a caller may connect to instead of resolving again.
+        case allowed(address: String?)
+        case refused(String)
+    }
+
+    /// Resolves `url`'s host and checks every address it has.
+    public func vet(_ url: URL) -> Verdict {
         guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
-            return "only http and https URLs are fetched"
+            return .refused("only http and https URLs are allowed")
+        }
+        guard let host = url.host, !host.isEmpty else { return .refused("the URL has no host") }
+        if allowPrivate { return .allowed(address: nil) }
+        let addresses = Self.resolve(host)
+        guard let first = addresses.first else { return .refused("\(host) does not resolve") }
+        if let blocked = addresses.first(where: { !Self.isPublicAddress($0) }) {
+            return .refused("\(host) resolves to the non-public address \(blocked)")
+        }
+        return .allowed(address: first)
+    }
+
+    /// The check made when a client names a URL (a webhook at submission): a URL that is not
+    /// http(s), or whose host is or resolves to a non-public address, is refused. A name that does
+    /// not resolve now, or not within `timeout`, passes: every delivery checks again.
+    public func submissionRefusal(for url: URL, timeout: Duration = .seconds(2)) async -> String? {
+        guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https" else {
+            return "only http and https URLs are allowed"
         }
         guard let host = url.host, !host.isEmpty else { return "the URL has no host" }
         if allowPrivate { return nil }
-        let addresses = Self.resolve(host)
-        guard !addresses.isEmpty else { return "\(host) does not resolve" }
+        let addresses: [String] = await withTaskGroup(of: [String]?.self) { group in
+            group.addTask { try? await NIOThreadPool.singleton.runIfActive { Self.resolve(host) } }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? []
+        }
         if let blocked = addresses.first(where: { !Self.isPublicAddress($0) }) {
             return "\(host) resolves to the non-public address \(blocked)"
         }

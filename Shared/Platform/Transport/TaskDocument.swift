@@ -37,6 +37,26 @@ public struct TaskDocument: Sendable, Codable, Equatable {
         }
     }
 
+    /// Webhook delivery as a client sees it (the secret is never shown).
+    public struct Webhook: Sendable, Codable, Equatable {
+        public struct Attempt: Sendable, Codable, Equatable {
+            public var event: String
+            public var attempt: Int
+            public var at: Int64
+            public var statusCode: Int?
+            public var error: String?
+            public var durationMs: Int64
+
+            enum CodingKeys: String, CodingKey {
+                case event, attempt, at, error
+                case statusCode = "status_code", durationMs = "duration_ms"
+            }
+        }
+        public var url: String
+        public var status: String
+        public var attempts: [Attempt]
+    }
+
     public var id: String
     public var status: TaskStatus
     public var pool: String
@@ -47,9 +67,21 @@ public struct TaskDocument: Sendable, Codable, Equatable {
     public var worker: String?
     public var timings: Timings
     public var context: JSONValue?
+    /// Approximate place in line while the task waits (`queued` or `dispatched`), else nil; see
+    /// the API's status handler for how it is estimated.
+    public var queuePosition: Int?
+    /// The webhook's delivery, when the task has one.
+    public var webhook: Webhook?
+    /// Dispatch attempts so far, when known (a task that ran or was dead-lettered).
+    public var attempts: Int?
+    /// The request's generation parameters (manifest only).
+    public var parameters: JSONValue?
+    /// The seed of each image (manifest only).
+    public var seeds: [Int64]?
 
     /// Builds the document; `url` turns an image's object key into the URL a client receives.
-    public init(record: TaskRecord, url: (ImageRecord) -> String) {
+    /// `manifest` adds the request parameters and seeds (the result manifest in the object store).
+    public init(record: TaskRecord, manifest: Bool = false, url: (ImageRecord) -> String) {
         id = record.id
         status = record.status
         pool = record.pool
@@ -65,6 +97,19 @@ public struct TaskDocument: Sendable, Codable, Equatable {
             submittedAt: t.submittedAt, dispatchedAt: t.dispatchedAt, startedAt: t.startedAt,
             runtimeStartedAt: t.runtimeStartedAt, runtimeFinishedAt: t.runtimeFinishedAt, finishedAt: t.finishedAt)
         context = record.context.flatMap { $0.data(using: .utf8) }.flatMap { try? JSONValue.parse($0) }
+        attempts = record.attempts
+        if let callback = record.callback {
+            let state = record.webhook ?? WebhookState()
+            webhook = Webhook(
+                url: callback.url, status: state.status,
+                attempts: state.attempts.map {
+                    Webhook.Attempt(event: $0.event, attempt: $0.attempt, at: $0.at, statusCode: $0.statusCode, error: $0.error, durationMs: $0.durationMs)
+                })
+        }
+        if manifest {
+            parameters = record.parameters.flatMap { try? JSONValue.parse(Data($0.utf8)) } ?? .object([:])
+            seeds = record.images.isEmpty ? [record.seed] : record.images.map(\.seed)
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -80,10 +125,16 @@ public struct TaskDocument: Sendable, Codable, Equatable {
         try c.encode(worker, forKey: .worker)
         try c.encode(timings, forKey: .timings)
         try c.encodeIfPresent(context, forKey: .context)
+        try c.encodeIfPresent(queuePosition, forKey: .queuePosition)
+        try c.encodeIfPresent(webhook, forKey: .webhook)
+        try c.encodeIfPresent(attempts, forKey: .attempts)
+        try c.encodeIfPresent(parameters, forKey: .parameters)
+        try c.encodeIfPresent(seeds, forKey: .seeds)
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, status, pool, model, progress, images, error, worker, timings, context
+        case id, status, pool, model, progress, images, error, worker, timings, context, webhook, attempts, parameters, seeds
+        case queuePosition = "queue_position"
     }
 
     /// JSON with sorted keys.

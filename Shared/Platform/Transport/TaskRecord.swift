@@ -67,6 +67,70 @@ public struct TaskFailure: Sendable, Codable, Equatable {
     }
 }
 
+/// Where and how a task's webhook is delivered (the secret never leaves the stores).
+public struct CallbackSpec: Sendable, Codable, Equatable {
+    public var url: String
+    /// Standard Webhooks secret (`whsec_…`); nil: deliveries are unsigned.
+    public var secret: String?
+    /// Events asked for: `completed` (default), `running`, `progress`.
+    public var events: [String]
+
+    public init(url: String, secret: String? = nil, events: [String] = []) {
+        self.url = url
+        self.secret = secret
+        self.events = events
+    }
+
+    /// The events delivered: those asked for, `completed` when none were named.
+    public var effectiveEvents: Set<String> { events.isEmpty ? ["completed"] : Set(events) }
+}
+
+/// One webhook delivery attempt as recorded on the task.
+public struct WebhookAttempt: Sendable, Codable, Equatable {
+    /// `completed`, `running` or `progress`.
+    public var event: String
+    /// Attempt number of this event's delivery, from 1.
+    public var attempt: Int
+    /// When the attempt started, epoch milliseconds.
+    public var at: Int64
+    /// The HTTP status answered, nil when none was (timeout, refused, unreachable).
+    public var statusCode: Int?
+    /// Why it failed, nil when it succeeded.
+    public var error: String?
+    public var durationMs: Int64
+
+    public init(event: String, attempt: Int, at: Int64, statusCode: Int?, error: String?, durationMs: Int64) {
+        self.event = event
+        self.attempt = attempt
+        self.at = at
+        self.statusCode = statusCode
+        self.error = error
+        self.durationMs = durationMs
+    }
+}
+
+/// The state of a task's `completed` webhook and the attempts of every event (newest last, at
+/// most ``WebhookState/keptAttempts``).
+public struct WebhookState: Sendable, Codable, Equatable {
+    /// `pending` (queued or retrying), `succeeded` or `failed` (attempts exhausted or refused).
+    public var status: String
+    public var attempts: [WebhookAttempt]
+
+    public init(status: String = "pending", attempts: [WebhookAttempt] = []) {
+        self.status = status
+        self.attempts = attempts
+    }
+
+    /// How many attempts a record keeps.
+    public static let keptAttempts = 20
+
+    /// Appends an attempt, dropping the oldest beyond ``keptAttempts``.
+    public mutating func record(_ attempt: WebhookAttempt) {
+        attempts.append(attempt)
+        if attempts.count > Self.keptAttempts { attempts.removeFirst(attempts.count - Self.keptAttempts) }
+    }
+}
+
 /// The stored state of one task (a DynamoDB item on AWS, a row in the embedded store).
 public struct TaskRecord: Sendable, Codable, Equatable {
     public var id: String
@@ -97,6 +161,26 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     public var expiresAt: Int64
     /// The object key of the result manifest, once written.
     public var manifestKey: String?
+    /// Who submitted the task (derived from the API key; nil on an open API).
+    public var tenant: String?
+    /// `high` for the high-priority lane; nil for normal.
+    public var priority: String?
+    /// The request's generation parameters as JSON (A1111 names), for the manifest.
+    public var parameters: String?
+    /// The webhook, if the task named one.
+    public var callback: CallbackSpec?
+    /// Delivery state of the webhook (nil without a callback).
+    public var webhook: WebhookState?
+    /// Receives of the task's message when it last ran or was dead-lettered.
+    public var attempts: Int?
+    /// Messages ahead of the task on its pool queue when it was dispatched, plus one.
+    public var queuePositionAtDispatch: Int?
+    /// When the terminal notification (SNS, `completed` webhook) was sent, epoch milliseconds.
+    public var announcedAt: Int64?
+    /// Who is sending the terminal notification now and since when (a claim, so concurrent
+    /// result-writers announce a task once; a claim older than a minute is taken over).
+    public var announceClaim: String?
+    public var announceClaimAt: Int64?
 
     public init(
         id: String, status: TaskStatus = .queued, pool: String, model: String, kind: String = "txt2img",

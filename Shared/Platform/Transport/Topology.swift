@@ -11,6 +11,13 @@ public struct ResourceNames: Sendable, Equatable {
     public var dispatchQueue: String { "\(stack)-dispatch" }
     /// Queue a worker pool consumes.
     public func poolQueue(_ pool: String) -> String { "\(stack)-pool-\(pool)" }
+    /// The high-priority lane of a pool: its workers drain it before ``poolQueue(_:)``. (A name no
+    /// pool queue can take: pool queues start with `{stack}-pool-`.)
+    public func highPriorityQueue(_ pool: String) -> String { "\(stack)-high-\(pool)" }
+    /// Every queue a pool's workers consume, the high-priority lane first.
+    public func workerQueues(_ pool: String) -> [String] { [highPriorityQueue(pool), poolQueue(pool)] }
+    /// Queue of webhook deliveries (consumed by the result-writer; retries are delayed sends).
+    public var webhooksQueue: String { "\(stack)-webhooks" }
     /// Queue the result-writer consumes.
     public var resultsQueue: String { "\(stack)-results" }
     /// SNS topic of task notifications (finished tasks).
@@ -86,8 +93,8 @@ public struct Topology: Sendable, Equatable {
         self.storage = storage
     }
 
-    /// The standard stack for a pool configuration: tasks topic → dispatch queue, one queue per
-    /// pool, the results queue, each with its dead-letter queue, and the notifications topic.
+    /// The standard stack for a pool configuration: tasks topic → dispatch queue, two queues per
+    /// pool (high-priority lane and normal), the results queue, the webhooks queue, each with its dead-letter queue, and the notifications topic.
     public static func standard(names: ResourceNames, pools: PoolConfiguration) -> Topology {
         let limits = pools.queues
         func withDLQ(_ name: String, visibility: Duration) -> [QueueSpec] {
@@ -101,9 +108,12 @@ public struct Topology: Sendable, Equatable {
         }
         var queues = withDLQ(names.dispatchQueue, visibility: .seconds(30))
         for pool in pools.pools {
-            queues += withDLQ(names.poolQueue(pool.name), visibility: limits.workerVisibilityTimeout)
+            for queue in names.workerQueues(pool.name) {
+                queues += withDLQ(queue, visibility: limits.workerVisibilityTimeout)
+            }
         }
         queues += withDLQ(names.resultsQueue, visibility: .seconds(30))
+        queues += withDLQ(names.webhooksQueue, visibility: .seconds(60))
         return Topology(
             queues: queues,
             topics: [names.tasksTopic, names.notificationsTopic],

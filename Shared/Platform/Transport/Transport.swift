@@ -45,8 +45,9 @@ public struct QueueDepth: Sendable, Equatable {
 public protocol MessageQueue: Sendable {
     /// The queue's name (`SDQ_STACK`-prefixed).
     var name: String { get }
-    /// Sends one message.
-    func send(body: String, attributes: [String: String]) async throws(TransportError)
+    /// Sends one message, invisible to receivers for `delay` (SQS `DelaySeconds`: whole seconds,
+    /// at most 15 minutes; longer waits are the caller's, see ``MessageQueue/maxDelay``).
+    func send(body: String, attributes: [String: String], delay: Duration) async throws(TransportError)
     /// Receives up to `maxMessages`, waiting up to `wait` for the first to arrive (long poll).
     /// Each received message stays invisible for `visibilityTimeout` (the queue's default when nil).
     func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws(TransportError)
@@ -57,6 +58,16 @@ public protocol MessageQueue: Sendable {
     func changeVisibility(receiptHandle: String, timeout: Duration) async throws(TransportError)
     /// Approximate number of visible and in-flight messages.
     func depth() async throws(TransportError) -> QueueDepth
+}
+
+extension MessageQueue {
+    /// Sends one message, visible at once.
+    public func send(body: String, attributes: [String: String]) async throws(TransportError) {
+        try await send(body: body, attributes: attributes, delay: .zero)
+    }
+
+    /// The longest delay a send may ask for (SQS: 900 seconds).
+    public static var maxDelay: Duration { .seconds(900) }
 }
 
 /// A publish/subscribe topic with SNS semantics: fan-out to subscribed queues, each subscription
@@ -149,4 +160,14 @@ public protocol Transport: Sendable {
     var tasks: any TaskStore { get }
     /// Creates queues, dead-letter queues, topics and subscriptions; idempotent.
     func provision(_ topology: Topology) async throws(TransportError)
+    /// Deletes objects under `prefixes` older than `objectTTL` and expired records, where the
+    /// store has no lifecycle of its own; returns the objects deleted. AWS: nothing to do (the S3
+    /// lifecycle rule and DynamoDB TTL set by `sdq aws init` expire them).
+    @discardableResult
+    func sweepExpired(objectTTL: Duration, prefixes: [String]) async throws(TransportError) -> Int
+}
+
+extension Transport {
+    @discardableResult
+    public func sweepExpired(objectTTL: Duration, prefixes: [String]) async throws(TransportError) -> Int { 0 }
 }

@@ -12,8 +12,20 @@ extension APIHandler {
         if let idempotencyKey, idempotencyKey.isEmpty || idempotencyKey.count > 255 {
             throw APIError(status: 400, code: "invalid_header", message: "Idempotency-Key must be 1...255 characters", field: "Idempotency-Key")
         }
-        let (record, replayed) = try await accept(submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body))
+        let (record, replayed) = try await accept(
+            submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body), tenant: tenant(of: request))
         return await accepted(record, request: request, replayed: replayed)
+    }
+
+    /// Refuses a webhook destination that is not http(s) or is, or resolves to, a loopback,
+    /// private or link-local address (the instance metadata service included), unless
+    /// `SDQ_WEBHOOK_ALLOW_PRIVATE` is set. Every delivery checks again.
+    func checkCallback(_ submission: TaskSubmission) async throws(APIError) {
+        guard let text = submission.callbackURL, let url = URL(string: text) else { return }
+        if let refusal = await webhookPolicy.submissionRefusal(for: url) {
+            throw APIError(
+                status: 400, code: "callback_refused", message: "callback.url is not allowed: \(refusal)", field: "callback.url")
+        }
     }
 
     /// The request limits, after refusing a body larger than they allow (413).
@@ -27,7 +39,7 @@ extension APIHandler {
 
     /// Records and publishes a validated submission (shared by every request format). Returns the
     /// task and whether it is a replay of an earlier request with the same idempotency key.
-    func accept(_ submission: TaskSubmission, idempotencyKey: String?, digest: String)
+    func accept(_ submission: TaskSubmission, idempotencyKey: String?, digest: String, tenant: String? = nil)
         async throws(APIError) -> (TaskRecord, replayed: Bool)
     {
         let now = EpochClock.nowMillis()
@@ -36,13 +48,21 @@ extension APIHandler {
         let pool = submission.pool.flatMap { context.pools.pool(named: $0) }
             ?? submission.model.flatMap { context.pools.pool(servingModel: $0) } ?? context.pools.defaultPool
         let model = submission.model ?? pool.models[0]
+        try await checkCallback(submission)
         let inputs = try await storeInputs(submission, taskID: id)
 
-        let record = TaskRecord(
+        var record = TaskRecord(
             id: id, pool: pool.name, model: model, kind: submission.kind, seed: seed, width: submission.width,
             height: submission.height, batchSize: submission.batchSize, timings: TaskTimings(submittedAt: now),
             idempotencyKey: idempotencyKey, requestDigest: digest, context: submission.context,
             expiresAt: now + Int64(context.pools.limits.taskTTLSeconds) * 1000)
+        record.tenant = tenant
+        record.priority = submission.highPriority ? "high" : nil
+        record.parameters = submission.parameters(seed: seed, model: model)
+        if let url = submission.callbackURL {
+            record.callback = CallbackSpec(url: url, secret: submission.callbackSecret, events: submission.callbackEvents)
+            record.webhook = WebhookState()
+        }
         let created: CreateOutcome
         do { created = try await context.transport.tasks.create(record) } catch { throw .unavailable("\(error)") }
         if case .existing(let existing) = created {

@@ -25,13 +25,19 @@ public struct APIHandler: Sendable {
     public var signer: ObjectURLSigner?
     /// Fixed public base URL (`SDQ_PUBLIC_URL`); otherwise derived from the request's Host.
     public var publicBaseURL: String?
+    /// Which webhook destinations are accepted (`SDQ_WEBHOOK_ALLOW_PRIVATE`).
+    public var webhookPolicy: OutboundURLPolicy
 
-    public init(context: StackContext, logger: Logger, apiKeys: [String] = [], signer: ObjectURLSigner? = nil, publicBaseURL: String? = nil) {
+    public init(
+        context: StackContext, logger: Logger, apiKeys: [String] = [], signer: ObjectURLSigner? = nil, publicBaseURL: String? = nil,
+        webhookPolicy: OutboundURLPolicy = OutboundURLPolicy()
+    ) {
         self.context = context
         self.logger = logger
         self.apiKeys = Set(apiKeys)
         self.signer = signer
         self.publicBaseURL = publicBaseURL
+        self.webhookPolicy = webhookPolicy
     }
 
     /// Handles one request. Never throws: every failure is a JSON error response.
@@ -109,6 +115,18 @@ public struct APIHandler: Sendable {
         }
     }
 
+    /// The tenant a request acts for: `key-` and the first 12 hex digits of the SHA-256 of its API
+    /// key (stable, and not the key); nil on an open API.
+    func tenant(of request: APIRequest) -> String? {
+        guard !apiKeys.isEmpty else { return nil }
+        var presented = request.headers["x-api-key"]
+        if let authorization = request.headers["authorization"], authorization.lowercased().hasPrefix("bearer ") {
+            presented = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        guard let presented else { return nil }
+        return "key-" + SHA256.hash(data: Data(presented.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+    }
+
     /// Compares two strings in time that depends only on their lengths.
     static func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
         let a = Array(lhs.utf8), b = Array(rhs.utf8)
@@ -132,7 +150,37 @@ public struct APIHandler: Sendable {
     func document(_ record: TaskRecord, request: APIRequest) async -> TaskDocument {
         var urls: [String: String] = [:]
         for image in record.images { urls[image.key] = await url(forKey: image.key, request: request) }
-        return TaskDocument(record: record) { urls[$0.key] ?? "" }
+        var document = TaskDocument(record: record) { urls[$0.key] ?? "" }
+        document.queuePosition = await queuePosition(of: record)
+        return document
+    }
+
+    /// The approximate place in line of a waiting task, from queue depths (SQS's approximate
+    /// counts on AWS), never below 1:
+    /// - `queued` (not yet routed): the visible messages on the dispatch queue;
+    /// - `dispatched`: the messages that were ahead of it when it joined its pool's lane
+    ///   (recorded by the dispatcher; for a normal task the high lane counts as ahead), capped by
+    ///   what is visible on those lanes now — the queues are consumed roughly in order, so the
+    ///   number ahead only shrinks (a high-priority task that arrives later and overtakes it is
+    ///   not counted).
+    /// Nil in any other state, or when the depths cannot be read.
+    func queuePosition(of record: TaskRecord) async -> Int? {
+        switch record.status {
+        case .queued:
+            guard let depth = try? await context.transport.queue(named: context.names.dispatchQueue).depth() else { return nil }
+            return max(1, depth.visible)
+        case .dispatched:
+            let lanes = context.workerQueue(pool: record.pool)
+            guard let high = try? await lanes.high.depth() else { return record.queuePositionAtDispatch }
+            var visible = high.visible
+            if record.priority != "high" {
+                guard let normal = try? await lanes.normal.depth() else { return record.queuePositionAtDispatch }
+                visible += normal.visible
+            }
+            return max(1, min(record.queuePositionAtDispatch ?? visible, visible))
+        default:
+            return nil
+        }
     }
 
     /// Embedded: a URL of this API with an expiring HMAC signature. AWS: an S3 presigned GET URL.
@@ -196,6 +244,7 @@ extension APIHandler {
         }
         return APIHandler(
             context: context, logger: logger, apiKeys: configuration.apiKeys, signer: signer,
-            publicBaseURL: environment["SDQ_PUBLIC_URL"])
+            publicBaseURL: environment["SDQ_PUBLIC_URL"],
+            webhookPolicy: OutboundURLPolicy(allowPrivate: configuration.webhookAllowPrivate))
     }
 }

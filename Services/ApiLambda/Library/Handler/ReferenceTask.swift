@@ -137,7 +137,8 @@ extension APIHandler {
         let limits = try checkedLimits(request)
         let reference = try ReferenceTask.parse(request.body, limits: limits, pools: context.pools)
         let key = reference.clientID.map { "v1alpha2:" + $0 }
-        let (record, replayed) = try await accept(reference.submission, idempotencyKey: key, digest: Self.digest(request.body))
+        let (record, replayed) = try await accept(
+            reference.submission, idempotencyKey: key, digest: Self.digest(request.body), tenant: tenant(of: request))
         let bucket = context.transport.objects.bucket
         let answer: JSONValue = .object([
             "id": .string(reference.clientID ?? record.id),

@@ -37,6 +37,22 @@ public struct TaskSubmission: Sendable, Equatable {
     /// Client context as JSON text.
     public var context: String?
 
+    /// The generation parameters as recorded for the manifest (A1111 names; `seed` as resolved).
+    func parameters(seed: Int64, model: String) -> String {
+        var fields: [String: JSONValue] = [
+            "kind": .string(kind), "prompt": .string(prompt), "negative_prompt": .string(negativePrompt),
+            "seed": .number(Double(seed)), "width": .number(Double(width)), "height": .number(Double(height)),
+            "steps": .number(Double(steps)), "cfg_scale": .number(cfgScale), "sampler_name": .string(sampler),
+            "batch_size": .number(Double(batchSize)), "denoising_strength": .number(denoisingStrength), "model": .string(model),
+        ]
+        if let pool { fields["pool"] = .string(pool) }
+        // Runtime-native options are kept when small (a workflow with embedded images is not).
+        if let runtimeRequest, runtimeRequest.count <= 32 * 1024, let options = try? JSONValue.parse(runtimeRequest) {
+            fields[kind == "comfyui_workflow" ? "workflow" : "runtime_options"] = options
+        }
+        return String(decoding: JSONValue.object(fields).serialized(), as: UTF8.self)
+    }
+
     /// The fields a request may carry; anything else is refused (A1111 extras go in `runtime_options`).
     static let knownFields: Set<String> = [
         "prompt", "negative_prompt", "seed", "width", "height", "steps", "cfg_scale", "sampler_name", "batch_size",
@@ -192,7 +208,9 @@ public struct TaskSubmission: Sendable, Equatable {
             case nil, .null?: break
             case .array(let events)?:
                 s.callbackEvents = try events.map { event throws(APIError) in
-                    guard let name = event.stringValue else { throw .invalid("callback.events", "events must be strings") }
+                    guard let name = event.stringValue, WebhookEvents.known.contains(name) else {
+                        throw .invalid("callback.events", "events are among \(WebhookEvents.known.joined(separator: ", "))")
+                    }
                     return name
                 }
             default: throw .invalid("callback.events", "callback.events must be an array of event names")

@@ -31,7 +31,7 @@ public struct InferenceWorker: Service {
         self.logger = logger
     }
 
-    var queue: any MessageQueue { context.transport.queue(named: context.names.poolQueue(configuration.pool)) }
+    var queue: any MessageQueue { context.workerQueue(pool: configuration.pool) }
     var results: any MessageQueue { context.transport.queue(named: context.names.resultsQueue) }
     var fetcher: URLFetcher { URLFetcher(policy: configuration.fetchPolicy, maxBytes: context.pools.limits.maxUploadBytes) }
     /// Receives after which a retryable input fetch failure becomes final (one before the DLQ).

@@ -1,0 +1,109 @@
+import Foundation
+import SDQMessages
+import SDQPlatform
+
+extension ResultWriter {
+    /// How long an announcement claim holds before another result-writer may take it over (the
+    /// holder crashed between claiming and finishing).
+    static let claimLifetimeMillis: Int64 = 60_000
+
+    /// Announces a terminal task once: publishes its notification and queues its `completed`
+    /// webhook event, then marks the record `announcedAt`.
+    ///
+    /// Concurrent result-writers first claim the announcement with a conditional write on the
+    /// record; only the claim's holder sends. Returns false when another writer holds a fresh
+    /// claim (the caller retries the message later, and takes over if that writer died). A writer
+    /// that crashes after sending and before marking makes a stale claim, and the announcement is
+    /// sent again by whoever takes it over: at-least-once, with the same webhook id, so receivers
+    /// can drop the repeat.
+    func announce(_ record: TaskRecord) async throws(TransportError) -> Bool {
+        guard record.announcedAt == nil else { return true }
+        let token = UUID().uuidString
+        let now = EpochClock.nowMillis()
+        let claimed = try await context.transport.tasks.update(id: record.id, ifStatusIn: [record.status]) { current in
+            guard current.announcedAt == nil else { return }
+            if let at = current.announceClaimAt, current.announceClaim != nil, now - at < Self.claimLifetimeMillis { return }
+            current.announceClaim = token
+            current.announceClaimAt = now
+            if current.callback != nil, current.webhook == nil { current.webhook = WebhookState() }
+        }
+        guard case .applied(let holder) = claimed else { return true }  // gone or changed: nothing to announce
+        if holder.announcedAt != nil { return true }
+        guard holder.announceClaim == token else { return false }
+        do {
+            try await publishNotification(holder)
+            if let callback = holder.callback, callback.effectiveEvents.contains(WebhookEvents.completed) {
+                try await WebhookEvents.enqueue(
+                    event: WebhookEvents.completed, taskID: holder.id, data: webhookData(holder), context: context)
+            }
+        } catch {
+            // Let the next attempt (ours or another writer's) claim at once.
+            _ = try? await context.transport.tasks.update(id: record.id, ifStatusIn: [record.status]) { current in
+                if current.announceClaim == token { current.announceClaim = nil }
+            }
+            throw error
+        }
+        let sentAt = EpochClock.nowMillis()
+        _ = try await context.transport.tasks.update(id: record.id, ifStatusIn: [record.status]) { current in
+            current.announcedAt = sentAt
+            current.announceClaim = nil
+            if current.callback != nil, !(current.callback?.effectiveEvents.contains(WebhookEvents.completed) ?? false) {
+                current.webhook?.status = "not_requested"
+            }
+        }
+        return true
+    }
+
+    /// The notification's message attributes, for subscription filter policies.
+    public static func notificationAttributes(_ record: TaskRecord) -> [String: String] {
+        [
+            "status": record.status.rawValue, "pool": record.pool.isEmpty ? "none" : record.pool,
+            "tenant": record.tenant ?? "anonymous", "content-type": "application/json",
+        ]
+    }
+
+    /// The notification body: the status document (images as `s3://` URLs) plus the reference
+    /// guidance's result fields, so its subscribers keep working: `id` (the reference task id for
+    /// `/v1alpha2` tasks, else the sdq id), `runtime` (the pool), `result` (true when succeeded),
+    /// `status`, `image_url` (list of `s3://` URLs), `output_url` (the manifest) and `context`.
+    public static func notificationBody(_ record: TaskRecord, bucket: String) -> JSONValue {
+        let document = TaskDocument(record: record) { "s3://\(bucket)/\($0.key)" }
+        var body: [String: JSONValue] = [:]
+        if case .object(let fields)? = try? JSONValue.parse(document.jsonData()) { body = fields }
+        let referenceID = record.idempotencyKey.flatMap { $0.hasPrefix("v1alpha2:") ? String($0.dropFirst(9)) : nil }
+        body["task_id"] = .string(record.id)
+        body["id"] = .string(referenceID ?? record.id)
+        body["runtime"] = .string(record.pool)
+        body["result"] = .bool(record.status == .succeeded)
+        body["image_url"] = .array(record.images.map { .string("s3://\(bucket)/\($0.key)") })
+        body["output_url"] = .string("s3://\(bucket)/\(manifestKey(for: record.id))")
+        body["context"] = document.context ?? .object([:])
+        body.removeValue(forKey: "webhook")
+        return .object(body)
+    }
+
+    private func publishNotification(_ record: TaskRecord) async throws(TransportError) {
+        let body = Self.notificationBody(record, bucket: context.transport.objects.bucket)
+        try await context.transport.topic(named: context.names.notificationsTopic)
+            .publish(body: String(decoding: body.serialized(), as: UTF8.self), attributes: Self.notificationAttributes(record))
+    }
+
+    /// The `data` of a webhook event: the status document with fetchable image URLs where the
+    /// store can presign them (S3, valid 24 hours), and `status_url`, the task's status endpoint
+    /// (absolute when `SDQ_PUBLIC_URL` is set), where fresh links can always be had.
+    func webhookData(_ record: TaskRecord) async -> JSONValue {
+        var urls: [String: String] = [:]
+        let objects = context.transport.objects
+        for image in record.images {
+            let presigned = try? await objects.presignedGetURL(key: image.key, expiresIn: .seconds(24 * 3600))
+            urls[image.key] = (presigned ?? nil) ?? "s3://\(objects.bucket)/\(image.key)"
+        }
+        let document = TaskDocument(record: record) { urls[$0.key] ?? "" }
+        var data: [String: JSONValue] = [:]
+        if case .object(let fields)? = try? JSONValue.parse(document.jsonData()) { data = fields }
+        data.removeValue(forKey: "webhook")
+        let base = publicBaseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? ""
+        data["status_url"] = .string("\(base)/v1/tasks/\(record.id)")
+        return .object(data)
+    }
+}

@@ -1,0 +1,175 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import SDQMessages
+import SDQPlatform
+
+/// Delivers webhook events from the webhooks queue: signs them (``WebhookSigner``), posts them,
+/// records every attempt on the task, and retries failures through the queue.
+///
+/// - A 2xx answer is success. Any other answer, a timeout or a connection failure is retried:
+///   the event is sent to the queue again with `attempt + 1` after the configured delay
+///   (`webhooks.retry_delays_seconds`, by default over about 16 hours); a wait longer than the
+///   queue's 15-minute delay hops through the queue (`not_before_ms`). No process sleeps.
+/// - After the last attempt the `completed` delivery is `failed`; the task stays as it ended.
+/// - `running` and `progress` events get a few attempts, and are dropped once the task ended.
+/// - The destination is resolved and checked again for every attempt (``OutboundURLPolicy``), so
+///   a name that later resolves to a private, loopback or link-local address (DNS rebinding) is
+///   refused; a refused destination fails the delivery at once. Plain-http deliveries connect
+///   to the checked address itself (sending the original `Host`), so nothing resolves in
+///   between; https deliveries verify the server certificate for the original name, which an
+///   internal address cannot present. Redirects are not followed.
+public struct WebhookDeliverer: Sendable {
+    public let context: StackContext
+    public let policy: OutboundURLPolicy
+    public let logger: Logger
+    let http: HTTPClient
+
+    public init(context: StackContext, policy: OutboundURLPolicy, logger: Logger, http: HTTPClient = .outbound) {
+        self.context = context
+        self.policy = policy
+        self.logger = logger
+        self.http = http
+    }
+
+    var settings: WebhookSettings { context.pools.webhooks }
+
+    /// Handles one webhooks-queue message.
+    public func deliver(_ message: QueueMessage) async -> MessageDisposition {
+        let event: Sdq_V1_WebhookEvent
+        do {
+            event = try MessageCodec.decode(Sdq_V1_WebhookEvent.self, body: message.body, attributes: message.attributes)
+        } catch {
+            logger.error("undecodable webhook event", metadata: ["error": "\(error)"])
+            return .reject
+        }
+        let now = EpochClock.nowMillis()
+        if event.notBeforeMs > now {
+            // A wait longer than one queue delay: hop again.
+            let remaining = Duration.milliseconds(event.notBeforeMs - now)
+            do { try await WebhookEvents.send(event, context: context, delay: min(remaining, PriorityLanes.maxDelay)) } catch {
+                return .retry(after: .seconds(5))
+            }
+            return .delete
+        }
+        let record: TaskRecord?
+        do { record = try await context.transport.tasks.get(id: event.taskID) } catch { return .retry(after: .seconds(5)) }
+        guard let record, let callback = record.callback else { return .delete }
+        let terminalEvent = event.event == WebhookEvents.completed
+        if !terminalEvent, record.status.isTerminal { return .delete }  // stale: the task has ended
+        if terminalEvent, let status = record.webhook?.status, status == "succeeded" || status == "failed" { return .delete }
+
+        let attempt = await post(event, to: callback)
+        let lastAttempt = Int(event.attempt) >= (terminalEvent ? settings.maxAttempts : max(1, settings.transientEventAttempts))
+        let retry = attempt.error != nil && !attempt.permanent && !lastAttempt
+        if retry {
+            var next = event
+            next.attempt += 1
+            let delay = settings.delay(after: Int(event.attempt))
+            next.notBeforeMs = delay > PriorityLanes.maxDelay ? EpochClock.nowMillis() + delay.milliseconds : 0
+            do { try await WebhookEvents.send(next, context: context, delay: min(delay, PriorityLanes.maxDelay)) } catch {
+                return .retry(after: .seconds(5))  // the attempt repeats: at-least-once
+            }
+        }
+        let outcome: String? = terminalEvent ? (attempt.error == nil ? "succeeded" : (retry ? "pending" : "failed")) : nil
+        let recorded = attempt.record
+        do {
+            _ = try await context.transport.tasks.update(id: record.id, ifStatusIn: Set(TaskStatus.allCases)) { current in
+                var state = current.webhook ?? WebhookState()
+                state.record(recorded)
+                if let outcome, state.status != "succeeded" { state.status = outcome }
+                current.webhook = state
+            }
+        } catch {
+            logger.warning("cannot record a webhook attempt", metadata: ["task": "\(record.id)", "error": "\(error)"])
+        }
+        logger.info(
+            "webhook attempt", metadata: [
+                "task": "\(record.id)", "event": "\(event.event)", "attempt": "\(event.attempt)",
+                "status_code": "\(attempt.record.statusCode.map(String.init) ?? "none")",
+                "outcome": "\(attempt.error == nil ? "delivered" : retry ? "retrying" : "failed")",
+            ])
+        return .delete
+    }
+
+    /// A webhook event that could not be processed (a store outage outlasting its receives):
+    /// its `completed` delivery is marked failed, so the task shows it.
+    public func deadLettered(_ message: QueueMessage) async -> MessageDisposition {
+        guard let taskID = message.attributes[MessageAttribute.taskID], !taskID.isEmpty else { return .delete }
+        let event = try? MessageCodec.decode(Sdq_V1_WebhookEvent.self, body: message.body, attributes: message.attributes)
+        guard event == nil || event?.event == WebhookEvents.completed else { return .delete }
+        do {
+            _ = try await context.transport.tasks.update(id: taskID, ifStatusIn: Set(TaskStatus.allCases)) { current in
+                guard current.callback != nil else { return }
+                var state = current.webhook ?? WebhookState()
+                if state.status != "succeeded" { state.status = "failed" }
+                current.webhook = state
+            }
+            return .delete
+        } catch {
+            return .retry(after: .seconds(30))
+        }
+    }
+
+    struct Attempt {
+        var record: WebhookAttempt
+        var error: String? { record.error }
+        /// Retrying cannot help (the destination is refused).
+        var permanent: Bool
+    }
+
+    /// One signed POST of `event` to the callback.
+    func post(_ event: Sdq_V1_WebhookEvent, to callback: CallbackSpec) async -> Attempt {
+        let started = EpochClock.nowMillis()
+        func attempt(status: Int?, error: String?, permanent: Bool = false) -> Attempt {
+            Attempt(
+                record: WebhookAttempt(
+                    event: event.event, attempt: Int(event.attempt), at: started, statusCode: status, error: error,
+                    durationMs: EpochClock.nowMillis() - started),
+                permanent: permanent)
+        }
+        guard let url = URL(string: callback.url) else { return attempt(status: nil, error: "refused: not a URL", permanent: true) }
+        let pinned: String?
+        switch policy.vet(url) {
+        case .refused(let reason): return attempt(status: nil, error: "refused: \(reason)", permanent: true)
+        case .allowed(let address): pinned = address
+        }
+        var request = HTTPClientRequest(url: Self.target(url, pinnedTo: pinned))
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "sdq-webhooks")
+        if pinned != nil, url.scheme?.lowercased() == "http", let host = url.host {
+            request.headers.replaceOrAdd(name: "Host", value: url.port.map { "\(host):\($0)" } ?? host)
+        }
+        let timestamp = EpochClock.nowMillis() / 1000
+        let headers: [(String, String)]
+        if let secret = callback.secret, let signer = try? WebhookSigner(secret: secret) {
+            headers = signer.headers(id: event.webhookID, timestamp: timestamp, body: event.payload)
+        } else {
+            headers = [("webhook-id", event.webhookID), ("webhook-timestamp", String(timestamp))]
+        }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: event.payload))
+        let timeout = TimeAmount.milliseconds(Int64(settings.timeoutSeconds * 1000))
+        do {
+            let response = try await http.execute(request, timeout: timeout)
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            let status = Int(response.status.code)
+            if (200..<300).contains(status) { return attempt(status: status, error: nil) }
+            return attempt(status: status, error: "answered \(status)")
+        } catch {
+            let text = "\(error)"
+            return attempt(status: nil, error: text.contains("deadlineExceeded") || text.contains("readTimeout") ? "timed out" : "failed: \(text)")
+        }
+    }
+
+    /// A plain-http URL pointed at the checked address, so the connection cannot resolve the
+    /// name to something else; https and unpinned URLs are unchanged.
+    static func target(_ url: URL, pinnedTo address: String?) -> String {
+        guard let address, url.scheme?.lowercased() == "http", var parts = URLComponents(url: url, resolvingAgainstBaseURL: false)
+        else { return url.absoluteString }
+        parts.host = address.contains(":") ? "[\(address)]" : address
+        return parts.string ?? url.absoluteString
+    }
+}
