@@ -173,7 +173,7 @@ let package = Package(
                 "SDQPlatform", "SDQAWS", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
-            path: "Tests/Support", swiftSettings: swiftSettings
+            path: "Tests/Support", exclude: ["webhook_receiver.py"], swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SDQAWSTests",

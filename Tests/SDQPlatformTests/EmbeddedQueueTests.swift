@@ -75,9 +75,10 @@ import Testing
     @Test func changeVisibilityExtendsAndZeroReleasesAtOnce() async throws {
         let (_, queue, _) = try await queueFixture()
         try await queue.send(body: "m", attributes: [:])
-        let first = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(200))
+        // Long enough that a busy machine still extends it in time, short enough to lapse below.
+        let first = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(2))
         try await queue.changeVisibility(receiptHandle: first[0].receiptHandle, timeout: .seconds(30))
-        try await Task.sleep(for: .milliseconds(300))
+        try await Task.sleep(for: .milliseconds(2_300))
         #expect(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil).isEmpty)
         try await queue.changeVisibility(receiptHandle: first[0].receiptHandle, timeout: .zero)
         #expect(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil).count == 1)

@@ -60,6 +60,12 @@ public enum JSONValue: Sendable, Equatable, Codable {
         return nil
     }
 
+    /// The element at `index` of an array; nil for anything else or out of range.
+    public subscript(index: Int) -> JSONValue? {
+        if case .array(let array) = self, array.indices.contains(index) { return array[index] }
+        return nil
+    }
+
     public var stringValue: String? {
         if case .string(let value) = self { return value }
         return nil

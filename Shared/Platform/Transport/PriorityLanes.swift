@@ -34,10 +34,15 @@ public struct PriorityLanes: MessageQueue {
         -> [QueueMessage]
     {
         let urgent = try await high.receive(maxMessages: maxMessages, wait: .zero, visibilityTimeout: visibilityTimeout)
-        if !urgent.isEmpty { return urgent.map { Self.tagged($0, Self.highTag) } }
-        let waiting = min(wait, highLaneCheck)
-        return try await normal.receive(maxMessages: maxMessages, wait: waiting, visibilityTimeout: visibilityTimeout)
-            .map { Self.tagged($0, Self.normalTag) }
+        var received: [QueueMessage] = []
+        if urgent.isEmpty {
+            let regular = try await normal.receive(
+                maxMessages: maxMessages, wait: min(wait, highLaneCheck), visibilityTimeout: visibilityTimeout)
+            for message in regular { received.append(Self.tagged(message, Self.normalTag)) }
+        } else {
+            for message in urgent { received.append(Self.tagged(message, Self.highTag)) }
+        }
+        return received
     }
 
     public func delete(receiptHandle: String) async throws(TransportError) {
