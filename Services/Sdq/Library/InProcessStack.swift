@@ -11,8 +11,8 @@ import ServiceLifecycle
 /// `--server`) and `sdq up` run. The services are the same types the separate executables run.
 public struct InProcessStack: Sendable {
     public let context: StackContext
-    public let handler: APIHandler
-    public let configuration: SDQConfiguration
+    public var handler: APIHandler
+    public var configuration: SDQConfiguration
     /// Inference workers per pool.
     public var workersPerPool: Int
     /// Per-step delay of the in-process emulator.

@@ -24,7 +24,18 @@ extension InferenceWorker {
             }
             return .failed(prepared, RuntimeError(code: "deadline_exceeded", message: "the task's deadline passed before it started", retryable: false), timings)
         }
-        let reporter = ProgressReporter(store: context.transport.tasks, taskID: task.id, granularity: configuration.progressGranularity)
+        let events = Self.webhookEvents(of: task)
+        let context = self.context
+        let reporter = ProgressReporter(
+            store: context.transport.tasks, taskID: task.id, granularity: configuration.progressGranularity,
+            eventInterval: events.contains(WebhookEvents.progress) ? .seconds(context.pools.webhooks.progressIntervalSeconds) : nil
+        ) { progress in
+            let data = JSONValue.object([
+                "id": .string(task.id), "status": .string("running"), "progress": .number(progress), "pool": .string(task.pool),
+            ])
+            try? await WebhookEvents.enqueue(
+                event: WebhookEvents.progress, taskID: task.id, data: data, step: Int(progress * 100), trace: task.trace, context: context)
+        }
         let workerID = configuration.workerID
         let store = context.transport.tasks
         async let marked: MarkOutcome = {
@@ -38,6 +49,14 @@ extension InferenceWorker {
                 guard case .applied = outcome else {
                     reporter.stop(.cancelled)
                     return .notRunnable
+                }
+                if events.contains(WebhookEvents.running) {
+                    let data = JSONValue.object([
+                        "id": .string(task.id), "status": .string("running"), "pool": .string(task.pool),
+                        "worker": .string(workerID), "started_at": .number(Double(startedAt)),
+                    ])
+                    try? await WebhookEvents.enqueue(
+                        event: WebhookEvents.running, taskID: task.id, data: data, trace: task.trace, context: context)
                 }
                 return .running
             } catch {
@@ -88,6 +107,12 @@ extension InferenceWorker {
             if Task.isCancelled { return .handBack(prepared) }
             return .failed(prepared, error, timings)
         }
+    }
+
+    /// The webhook events a task asked for beyond `completed` (sent by workers); empty without a callback.
+    static func webhookEvents(of task: Sdq_V1_GenerationTask) -> Set<String> {
+        guard task.hasCallback, !task.callback.url.isEmpty else { return [] }
+        return Set(task.callback.events)
     }
 
     /// Tells the dispatcher this pool has `model` loaded (``LoadedModels``), at most once a minute.
@@ -246,12 +271,20 @@ final class ProgressReporter: Sendable {
     let store: any TaskStore
     let taskID: String
     let granularity: Double
+    /// Least time between two progress events (`progress` webhooks); nil sends none.
+    let eventInterval: Duration?
+    let sendEvent: @Sendable (Double) async -> Void
     private let state = Mutex(State())
 
-    init(store: any TaskStore, taskID: String, granularity: Double) {
+    init(
+        store: any TaskStore, taskID: String, granularity: Double, eventInterval: Duration? = nil,
+        sendEvent: @escaping @Sendable (Double) async -> Void = { _ in }
+    ) {
         self.store = store
         self.taskID = taskID
         self.granularity = granularity
+        self.eventInterval = eventInterval
+        self.sendEvent = sendEvent
     }
 
     /// Records `value` without waiting; false once the task must stop.
@@ -269,6 +302,7 @@ final class ProgressReporter: Sendable {
     /// Writes progress and watches for a cancel until the calling task is cancelled.
     func watch(interval: Duration = .milliseconds(50), checkEvery: Int = 20) async {
         var idle = 0
+        var lastEvent: ContinuousClock.Instant?
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
             let due: Double? = state.withLock { state in
@@ -284,6 +318,13 @@ final class ProgressReporter: Sendable {
                 let outcome = try? await store.update(id: taskID, ifStatusIn: TaskStatus.nonTerminal) { $0.progress = progress }
                 if case .conflict? = outcome { stop(.cancelled) }
                 if case .notFound? = outcome { stop(.cancelled) }
+                // Progress events are rate-limited; the last step (1.0) is left to `completed`.
+                if case .applied? = outcome, let eventInterval, progress < 1,
+                    lastEvent.map({ ContinuousClock.now - $0 >= eventInterval }) ?? true
+                {
+                    lastEvent = ContinuousClock.now
+                    await sendEvent(progress)
+                }
                 continue
             }
             idle += 1
