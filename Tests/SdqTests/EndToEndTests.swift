@@ -173,8 +173,9 @@ import Testing
     @Test(arguments: TransportKind.available)
     func aWorkerStoppedMidTaskLeavesTheTaskToCompleteOnce(_ kind: TransportKind) async throws {
         let directory = TemporaryDirectory()
-        let first = try await Self.stack(directory, kind, stepDelay: .milliseconds(50))
-        let id = try await Self.submit(first, #"{"prompt": "interrupted", "seed": 1, "width": 64, "height": 64, "steps": 100}"#)
+        let first = try await Self.stack(directory, kind, stepDelay: .milliseconds(150))
+        // Long enough (about 22 s) that a slow store on a busy machine still sees it stopped mid-run.
+        let id = try await Self.submit(first, #"{"prompt": "interrupted", "seed": 1, "width": 64, "height": 64, "steps": 150}"#)
         let firstWorker: String? = try await first.whileRunning {
             _ = await eventually(timeout: .seconds(30)) { try await Self.record(first, id)?.status == .running }
             return try await Self.record(first, id)?.worker ?? "none"

@@ -218,7 +218,8 @@ extension APIHandler {
         case .conflict(let current):
             throw APIError(status: 409, code: "task_finished", message: "task \(id) already \(current.status.rawValue)", field: "id")
         case .applied(let record):
-            // The result-writer writes the manifest of the cancelled task (and, later, notifies).
+            // The result-writer writes the manifest of the cancelled task and announces it (SNS,
+            // webhook); if this send fails the cancel still stands, unannounced.
             var result = Sdq_V1_TaskResult()
             result.id = id
             result.outcome = .cancelled
