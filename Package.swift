@@ -36,6 +36,9 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // MARK: Shared
@@ -81,6 +84,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "OTel", package: "swift-otel"),
             ],
             path: "Shared/Platform",
             swiftSettings: swiftSettings
@@ -92,6 +98,7 @@ let package = Package(
             dependencies: [
                 "SDQPlatform", "SDQLambdaRuntime", "SDQAWS",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             path: "Services/ApiLambda/Library",
@@ -115,7 +122,7 @@ let package = Package(
             path: "Services/ApiLambda/Executable", swiftSettings: swiftSettings
         ),
         .target(
-            name: "Dispatcher", dependencies: ["SDQPlatform"],
+            name: "Dispatcher", dependencies: ["SDQPlatform", .product(name: "Tracing", package: "swift-distributed-tracing")],
             path: "Services/Dispatcher/Library", swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -131,6 +138,7 @@ let package = Package(
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             path: "Services/InferenceService/Library",
             swiftSettings: swiftSettings
@@ -144,6 +152,7 @@ let package = Package(
             dependencies: [
                 "SDQPlatform", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             path: "Services/ResultWriter/Library", swiftSettings: swiftSettings
         ),
@@ -173,7 +182,7 @@ let package = Package(
                 "SDQPlatform", "SDQAWS", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
-            path: "Tests/Support", exclude: ["webhook_receiver.py"], swiftSettings: swiftSettings
+            path: "Tests/Support", exclude: ["webhook_receiver.py", "otlp_receiver.py", "loopback_server.py"], swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SDQAWSTests",
@@ -194,7 +203,7 @@ let package = Package(
             name: "SDQPlatformTests",
             dependencies: [
                 "SDQPlatform", "SDQTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Yams", package: "Yams"),
             ],
             path: "Tests/SDQPlatformTests", swiftSettings: swiftSettings
         ),
@@ -203,6 +212,8 @@ let package = Package(
             dependencies: [
                 "ApiLambda", "SDQTestSupport", "SDQLambdaRuntime", "SDQAWS",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -10,7 +10,11 @@ delivery to LOG_FILE: id, timestamp, signature, verified (signature and 5-minute
 tolerance), status answered, host header, path and the parsed body.
 """
 import base64, hashlib, hmac, json, sys, threading, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import os
+from http.server import BaseHTTPRequestHandler
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loopback_server import serve  # noqa: E402
 
 args = sys.argv[1:]
 port_file, log_file = args[0], args[1]
@@ -69,9 +73,4 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-with open(port_file + ".tmp", "w") as f:
-    f.write(str(server.server_address[1]))
-import os
-os.rename(port_file + ".tmp", port_file)
-server.serve_forever()
+serve(Handler, port_file)

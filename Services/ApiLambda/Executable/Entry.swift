@@ -21,7 +21,7 @@ struct Entry {
         let logger: Logger
         do {
             let configuration = try SDQConfiguration.fromEnvironment()
-            LoggingSetup.bootstrap(level: configuration.logLevel, format: configuration.logFormat ?? "json")
+            LoggingSetup.bootstrap(level: configuration.logLevel, format: configuration.logFormat ?? "json", service: "api-lambda")
             logger = Logger(label: "api-lambda")
             let context = try await StackContext.open(configuration, logger: logger)
             handler = try await APIHandler.configured(context: context, configuration: configuration, logger: logger)
@@ -30,11 +30,21 @@ struct Entry {
             await client.reportInitializationFailure(error)
             exit(1)
         }
-        do {
-            try await LambdaRuntime(client: client, handler: APILambdaHandler(api: handler), logger: logger).run()
-        } catch {
-            logger.critical("the Runtime API failed", metadata: ["error": "\(error)"])
-            exit(1)
+        // OTLP export beside the invocation loop (to the collector extension/sidecar); spans leave
+        // on the batch schedule, so a frozen environment sends them on a later invocation.
+        let export = Telemetry.start(services: ["api"], metricsService: "api-lambda", logger: logger)
+        await withTaskGroup(of: Void.self) { group in
+            for service in export?.services ?? [] {
+                group.addTask { try? await service.run() }
+            }
+            group.addTask {
+                do {
+                    try await LambdaRuntime(client: client, handler: APILambdaHandler(api: handler), logger: logger).run()
+                } catch {
+                    logger.critical("the Runtime API failed", metadata: ["error": "\(error)"])
+                    exit(1)
+                }
+            }
         }
     }
 

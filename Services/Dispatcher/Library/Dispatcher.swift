@@ -3,6 +3,7 @@ import Logging
 import SDQMessages
 import SDQPlatform
 import ServiceLifecycle
+import Tracing
 
 /// Routes accepted tasks to worker pools and turns dead-lettered tasks into visible failures.
 ///
@@ -25,6 +26,8 @@ public struct Dispatcher: Service {
     public let logger: Logger
     /// Long-poll wait of each receive.
     public var receiveWait: Duration
+    /// How often pool backlogs are sampled for the metrics.
+    public var backlogInterval: Duration = .seconds(15)
 
     public init(context: StackContext, logger: Logger, receiveWait: Duration = .seconds(20)) {
         self.context = context
@@ -40,6 +43,7 @@ public struct Dispatcher: Service {
                 queue: context.transport.queue(named: names.dispatchQueue), logger: logger, wait: receiveWait)
             group.addTask { await dispatch.run { await self.route($0) } }
             let watched = [names.dispatchQueue] + context.pools.pools.flatMap { names.workerQueues($0.name) }
+            group.addTask { await cancelWhenGracefulShutdown { await self.sampleBacklog() } }
             for source in watched {
                 let dlq = QueueConsumer(
                     queue: context.transport.queue(named: names.deadLetterQueue(of: source)), logger: logger,
@@ -49,15 +53,27 @@ public struct Dispatcher: Service {
         }
     }
 
-    /// Routes one dispatch-queue message.
+    /// Routes one dispatch-queue message, in a consumer span under the API's (the task's trace).
     public func route(_ message: QueueMessage) async -> MessageDisposition {
-        var task: Sdq_V1_GenerationTask
+        let task: Sdq_V1_GenerationTask
         do {
             task = try MessageCodec.decode(Sdq_V1_GenerationTask.self, body: message.body, attributes: message.attributes)
         } catch {
             logger.error("undecodable task on the dispatch queue", metadata: ["error": "\(error)"])
             return .reject
         }
+        return await withSpan("dispatch", context: TraceCarrier.context(task.trace), ofKind: .consumer) { span in
+            span.attributes["sdq.service"] = "dispatcher"
+            span.attributes["sdq.task_id"] = task.id
+            if message.sentAtMillis > 0 { span.attributes["sdq.queue_wait_ms"] = Int(EpochClock.nowMillis() - message.sentAtMillis) }
+            let disposition = await route(task, message: message)
+            span.attributes["sdq.pool"] = task.pool
+            return disposition
+        }
+    }
+
+    private func route(_ decoded: Sdq_V1_GenerationTask, message: QueueMessage) async -> MessageDisposition {
+        var task = decoded
         let record: TaskRecord?
         do {
             record = try await context.transport.tasks.get(id: task.id)
@@ -66,7 +82,7 @@ public struct Dispatcher: Service {
             return .retry(after: .seconds(2))
         }
         guard let record else {
-            logger.warning("no record for task; dropping it", metadata: ["task": "\(task.id)"])
+            logger.warning("no record for task; dropping it", metadata: ["task_id": "\(task.id)"])
             return .delete
         }
         // Only a queued task is routed: `dispatched` is written after the pool send succeeded, so a
@@ -92,6 +108,7 @@ public struct Dispatcher: Service {
         if task.model.isEmpty { task.model = pool.models[0] }
         task.runtime = Self.runtimeKind(pool.runtime)
         task.attempt = UInt32(max(1, message.receiveCount))
+        task.trace = TraceCarrier.current()  // the worker's span is a child of this one
 
         var attributes = [
             MessageAttribute.taskID: task.id, MessageAttribute.pool: pool.name,
@@ -115,11 +132,26 @@ public struct Dispatcher: Service {
                 if record.queuePositionAtDispatch == nil { record.queuePositionAtDispatch = position }
             }
         } catch {
-            logger.warning("dispatch failed; retrying", metadata: ["task": "\(task.id)", "error": "\(error)"])
+            logger.warning("dispatch failed; retrying", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
             return .retry(after: .seconds(2))
         }
-        logger.debug("dispatched", metadata: ["task": "\(task.id)", "pool": "\(pool.name)"])
+        logger.debug("dispatched", metadata: ["task_id": "\(task.id)", "pool": "\(pool.name)"])
         return .delete
+    }
+
+    /// Records every pool lane's depth (`sdq_backlog_messages`) every ``backlogInterval``.
+    func sampleBacklog() async {
+        while !Task.isCancelled {
+            for pool in context.pools.pools {
+                let lanes = context.workerQueue(pool: pool.name)
+                for (lane, queue) in [("high", lanes.high), ("normal", lanes.normal)] {
+                    if let depth = try? await queue.depth() {
+                        SDQMetrics.backlog(pool: pool.name, lane: lane, visible: depth.visible, inFlight: depth.inFlight)
+                    }
+                }
+            }
+            do { try await Task.sleep(for: backlogInterval) } catch { return }
+        }
     }
 
     /// The task's place in line when it joins its pool's lane: the visible messages ahead of it
@@ -182,6 +214,7 @@ public struct Dispatcher: Service {
         var result = Sdq_V1_TaskResult()
         result.id = taskID
         result.outcome = .failed
+        SDQMetrics.deadLettered(queue: source)
         let attempts = context.pools.queues.maxReceiveCount
         result.error.code = "dead_lettered"
         result.error.message = "the task's message on \(source) could not be processed after \(attempts) attempts"
@@ -210,7 +243,7 @@ public struct Dispatcher: Service {
                 .send(body: encoded.body, attributes: encoded.attributes)
             return .delete
         } catch {
-            logger.warning("cannot send a failure result; retrying", metadata: ["task": "\(result.id)", "error": "\(error)"])
+            logger.warning("cannot send a failure result; retrying", metadata: ["task_id": "\(result.id)", "error": "\(error)"])
             return .retry(after: .seconds(2))
         }
     }

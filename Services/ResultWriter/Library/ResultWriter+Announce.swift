@@ -34,7 +34,8 @@ extension ResultWriter {
             try await publishNotification(holder)
             if let callback = holder.callback, callback.effectiveEvents.contains(WebhookEvents.completed) {
                 try await WebhookEvents.enqueue(
-                    event: WebhookEvents.completed, taskID: holder.id, data: webhookData(holder), context: context)
+                    event: WebhookEvents.completed, taskID: holder.id, data: webhookData(holder), trace: TraceCarrier.current(),
+                    context: context)
             }
         } catch {
             // Let the next attempt (ours or another writer's) claim at once.

@@ -3,6 +3,7 @@ import Logging
 import SDQMessages
 import SDQPlatform
 import ServiceLifecycle
+import Tracing
 
 /// Finalises tasks and tells the people who asked.
 ///
@@ -83,6 +84,14 @@ public struct ResultWriter: Service {
             logger.error("undecodable result message", metadata: ["error": "\(error)"])
             return .reject
         }
+        return await withSpan("result-write", context: TraceCarrier.context(result.trace), ofKind: .consumer) { span in
+            span.attributes["sdq.service"] = "result-writer"
+            span.attributes["sdq.task_id"] = result.id
+            return await apply(result)
+        }
+    }
+
+    private func apply(_ result: Sdq_V1_TaskResult) async -> MessageDisposition {
         let status: TaskStatus
         switch result.outcome {
         case .succeeded: status = .succeeded
@@ -121,6 +130,7 @@ public struct ResultWriter: Service {
         if (try? MessageCodec.decode(Sdq_V1_TaskResult.self, body: message.body, attributes: message.attributes)) != nil {
             return await handle(message)
         }
+        SDQMetrics.deadLettered(queue: context.names.deadLetterQueue(of: context.names.resultsQueue))
         guard let taskID = message.attributes[MessageAttribute.taskID], !taskID.isEmpty else {
             logger.error("a result without a task id is in the dead-letter queue; leaving it for an operator")
             return .retry(after: .seconds(3600))
@@ -141,19 +151,22 @@ public struct ResultWriter: Service {
             switch outcome {
             case .applied(let updated):
                 record = updated
-                logger.info("task finished", metadata: ["task": "\(taskID)", "status": "\(updated.status.rawValue)"])
+                logger.info("task finished", metadata: ["task_id": "\(taskID)", "status": "\(updated.status.rawValue)"])
+                if let submitted = updated.timings.submittedAt, let finished = updated.timings.finishedAt {
+                    SDQMetrics.endToEnd(pool: updated.pool, outcome: updated.status.rawValue, .milliseconds(max(0, finished - submitted)))
+                }
             case .conflict(let current):
                 guard current.status.isTerminal else { return .retry(after: .seconds(1)) }
                 record = current  // a duplicate or a result after a cancel: the first terminal state stands
             case .notFound:
-                logger.warning("result for an unknown or expired task; dropping it", metadata: ["task": "\(taskID)"])
+                logger.warning("result for an unknown or expired task; dropping it", metadata: ["task_id": "\(taskID)"])
                 return .delete
             }
             record = try await writeManifest(for: record)
             guard try await announce(record) else { return .retry(after: .seconds(5)) }
             return .delete
         } catch {
-            logger.warning("finalising failed; retrying", metadata: ["task": "\(taskID)", "error": "\(error)"])
+            logger.warning("finalising failed; retrying", metadata: ["task_id": "\(taskID)", "error": "\(error)"])
             return .retry(after: .seconds(2))
         }
     }

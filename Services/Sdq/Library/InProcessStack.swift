@@ -21,6 +21,8 @@ public struct InProcessStack: Sendable {
     public var receiveWait: Duration
     public var workerVisibilityTimeout: Duration
     public let logger: Logger
+    /// OTLP export (`OTEL_EXPORTER_OTLP_ENDPOINT`): each service spans under its own name.
+    public var telemetry: Telemetry.Export?
 
     /// Opens the transport, provisions the stack and builds the API handler.
     public static func open(
@@ -31,14 +33,26 @@ public struct InProcessStack: Sendable {
         let context = try await StackContext.open(configuration, logger: logger, environment: environment)
         let handler = try await APIHandler.configured(
             context: context, configuration: configuration, logger: logger, environment: environment)
+        let telemetry = Telemetry.start(
+            services: ["api", "dispatcher", "inference-service", "result-writer"], metricsService: "sdq", logger: logger)
         return InProcessStack(
             context: context, handler: handler, configuration: configuration, workersPerPool: max(1, workersPerPool),
             emulatorStepDelay: emulatorStepDelay, receiveWait: receiveWait,
-            workerVisibilityTimeout: context.pools.queues.workerVisibilityTimeout, logger: logger)
+            workerVisibilityTimeout: context.pools.queues.workerVisibilityTimeout, logger: logger, telemetry: telemetry)
     }
 
-    /// The dispatcher, the result-writer and the inference workers of every pool.
+    /// `service` under the tracer of `name` when exporting.
+    public func traced(_ service: any Service, as name: String) -> any Service {
+        telemetry?.traced(service, as: name) ?? service
+    }
+
+    /// The exporters (first, so they flush last), the dispatcher, the result-writer and the
+    /// inference workers of every pool, each under its own tracer when exporting.
     public func services() throws -> [any Service] {
+        (telemetry?.services ?? []) + (try untracedServices()).map { traced($0.service, as: $0.name) }
+    }
+
+    private func untracedServices() throws -> [(name: String, service: any Service)] {
         var services: [any Service] = [
             Dispatcher(context: context, logger: logger.with(label: "dispatcher"), receiveWait: receiveWait),
             ResultWriter(
@@ -61,7 +75,15 @@ public struct InProcessStack: Sendable {
                         logger: logger.with(label: "inference-service")))
             }
         }
-        return services
+        return services.map { service in
+            let name: String =
+                switch service {
+                case is Dispatcher: "dispatcher"
+                case is ResultWriter: "result-writer"
+                default: "inference-service"
+                }
+            return (name, service)
+        }
     }
 
     private func runtime(for pool: PoolSpec) throws -> any RuntimeBackend {

@@ -20,7 +20,11 @@ struct AWSQueue: MessageQueue {
     func send(body: String, attributes: [String: String], delay: Duration) async throws(TransportError) {
         let url = try await url()
         let delaySeconds = delay <= .zero ? 0 : min(900, AWSTransport.seconds(delay))
-        do { try await sqs.sendMessage(url: url, body: body, attributes: attributes, delaySeconds: delaySeconds) } catch {
+        // X-Ray links the hop through SQS's AWSTraceHeader system attribute.
+        let traceHeader = attributes[MessageAttribute.traceparent].flatMap(TraceCarrier.xrayHeader(traceparent:))
+        do {
+            try await sqs.sendMessage(url: url, body: body, attributes: attributes, traceHeader: traceHeader, delaySeconds: delaySeconds)
+        } catch {
             throw TransportError(aws: error)
         }
     }

@@ -4,15 +4,19 @@ import Logging
 /// Process-wide logging: JSON lines for machines (one object per line on stderr) or plain text on
 /// a terminal, as `SDQ_LOG_FORMAT` chooses.
 public enum LoggingSetup {
-    /// Bootstraps swift-log once per process.
-    public static func bootstrap(level: Logger.Level, format: String?) {
+    /// Bootstraps swift-log once per process. Every line carries the current span's `trace_id`
+    /// and `span_id` when there is one, and JSON lines the `service`.
+    public static func bootstrap(level: Logger.Level, format: String?, service: String? = nil) {
         let json = format.map { $0 == "json" } ?? (isatty(STDERR_FILENO) == 0)
-        LoggingSystem.bootstrap { label in
+        let provider = Telemetry.loggingMetadataProvider
+        LoggingSystem.bootstrap({ label, provider in
             var handler: any LogHandler =
-                json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+                json
+                ? JSONLogHandler(label: label, service: service, metadataProvider: provider)
+                : StreamLogHandler.standardError(label: label, metadataProvider: provider)
             handler.logLevel = level
             return handler
-        }
+        }, metadataProvider: provider)
     }
 }
 
@@ -20,9 +24,15 @@ public enum LoggingSetup {
 public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
+    public var metadataProvider: Logger.MetadataProvider?
     private let label: String
+    private let service: String?
 
-    public init(label: String) { self.label = label }
+    public init(label: String, service: String? = nil, metadataProvider: Logger.MetadataProvider? = nil) {
+        self.label = label
+        self.service = service
+        self.metadataProvider = metadataProvider
+    }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -35,8 +45,10 @@ public struct JSONLogHandler: LogHandler {
             "level": event.level.rawValue,
             "logger": label,
             "msg": "\(event.message)",
+            "service": service ?? label,
         ]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
+        let contextual = metadataProvider?.get() ?? [:]
+        for (key, value) in contextual.merging(metadata, uniquingKeysWith: { $1 }).merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
             object[key] = "\(value)"
         }
         guard var line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }

@@ -14,11 +14,13 @@ public enum ServiceRunner {
             FileHandle.standardError.write(Data("\(name): \(error)\n".utf8))
             exit(78)
         }
-        LoggingSetup.bootstrap(level: configuration.logLevel, format: configuration.logFormat)
+        LoggingSetup.bootstrap(level: configuration.logLevel, format: configuration.logFormat, service: name)
         let logger = Logger(label: name)
         do {
             let context = try await StackContext.open(configuration, logger: logger)
-            let services = try await build(context, configuration, logger)
+            // Exporters first: a service group stops in reverse order, so they flush last.
+            let export = Telemetry.start(services: [name], metricsService: name, logger: logger)
+            let services = (export?.services ?? []) + (try await build(context, configuration, logger))
             let group = ServiceGroup(
                 configuration: .init(
                     services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -49,7 +49,9 @@ public enum WebhookEvents {
 
     /// Sends a webhook event message to the webhooks queue.
     public static func send(_ message: Sdq_V1_WebhookEvent, context: StackContext, delay: Duration) async throws(TransportError) {
-        let encoded = MessageCodec.encode(message, attributes: [MessageAttribute.taskID: message.taskID])
+        var attributes = [MessageAttribute.taskID: message.taskID]
+        if !message.trace.traceparent.isEmpty { attributes[MessageAttribute.traceparent] = message.trace.traceparent }
+        let encoded = MessageCodec.encode(message, attributes: attributes)
         try await context.transport.queue(named: context.names.webhooksQueue)
             .send(body: encoded.body, attributes: encoded.attributes, delay: delay)
     }

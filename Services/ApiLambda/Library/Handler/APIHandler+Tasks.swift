@@ -197,6 +197,7 @@ extension APIHandler {
         if let context = s.context { task.clientContext = Data(context.utf8) }
         task.attempt = 1
         task.submittedAtMs = now
+        task.trace = TraceCarrier.current()
         return task
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SDQMessages
 import SDQPlatform
+import Tracing
 
 /// Turns image object keys into the URLs a client receives.
 public protocol ObjectURLProvider: Sendable {
@@ -41,7 +42,23 @@ public struct APIHandler: Sendable {
     }
 
     /// Handles one request. Never throws: every failure is a JSON error response.
+    ///
+    /// Each request is a server span (parent: the request's `traceparent`, which the Lambda adapter
+    /// derives from `Lambda-Runtime-Trace-Id`); a task submitted under it carries the span's
+    /// context to the dispatcher and beyond, so the whole task is one trace.
     public func handle(_ request: APIRequest) async -> APIResponse {
+        await withSpan(Self.spanName(request), context: TraceCarrier.context(headers: request.headers), ofKind: .server) { span in
+            span.attributes["http.request.method"] = request.method
+            span.attributes["url.path"] = request.path
+            span.attributes["sdq.service"] = "api"
+            let response = await respond(request)
+            span.attributes["http.response.status_code"] = response.status
+            if response.status >= 500 { span.setStatus(SpanStatus(code: .error)) }
+            return response
+        }
+    }
+
+    private func respond(_ request: APIRequest) async -> APIResponse {
         do {
             return try await route(request)
         } catch {
@@ -50,6 +67,18 @@ public struct APIHandler: Sendable {
             }
             return .error(error)
         }
+    }
+
+    /// `METHOD /route` with ids replaced by placeholders (low-cardinality span names).
+    static func spanName(_ request: APIRequest) -> String {
+        let segments = request.path.split(separator: "/").map(String.init)
+        let route: String
+        switch (segments.first, segments.count) {
+        case ("v1", 3) where segments[1] == "tasks": route = "/v1/tasks/{id}"
+        case ("v1", _) where segments.count > 2 && segments[1] == "objects": route = "/v1/objects/{key}"
+        default: route = "/" + segments.prefix(2).joined(separator: "/")
+        }
+        return "\(request.method) \(route)"
     }
 
     private func route(_ request: APIRequest) async throws(APIError) -> APIResponse {
@@ -62,7 +91,9 @@ public struct APIHandler: Sendable {
             try allow(request, ["GET", "HEAD", "PUT"])
             let key = segments.dropFirst(2).joined(separator: "/")
             return request.method == "PUT" ? try await acceptUpload(request, key: key) : try await serveObject(request, key: key)
-        case (_, "v1alpha2", 1), (_, "v1alpha2", 2) where segments.count == 1 || segments[1] == "task":
+        case (_, "v1alpha2", 1):
+            fallthrough
+        case (_, "v1alpha2", 2) where segments[1] == "task":
             try authenticate(request)
             try allow(request, ["POST"])
             return try await submitReference(request)

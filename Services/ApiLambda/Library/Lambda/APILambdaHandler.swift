@@ -25,7 +25,12 @@ public struct APILambdaHandler: LambdaHandler {
             return LambdaEvent.apiGatewayV2(APIRequest(method: "GET", path: "/"), cookies: []).encode(error)
         }
         let deadline = ContinuousClock.now.advanced(by: context.remaining - answerMargin)
-        let response = await AWSCallDeadline.$current.withValue(deadline) { await api.handle(parsed.request) }
+        var request = parsed.request
+        // The invocation's X-Ray trace is the parent of the API's span, unless the caller sent one.
+        if request.headers["traceparent"] == nil, let xray = context.traceID, let parent = TraceCarrier.traceparent(xrayHeader: xray) {
+            request.headers["traceparent"] = parent
+        }
+        let response = await AWSCallDeadline.$current.withValue(deadline) { [request] in await api.handle(request) }
         return parsed.encode(response)
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 import SDQMessages
 import SDQPlatform
+import Tracing
 
 extension InferenceWorker {
     /// Runs one task on the runtime: the GPU's critical path. The runtime starts at once; marking
@@ -10,7 +11,7 @@ extension InferenceWorker {
     /// between two tasks or between two sampling steps. If the mark finds the task finished or
     /// cancelled, the runtime is stopped and the task dropped; if the store cannot be reached, the
     /// runtime is stopped and the message handed back.
-    func execute(_ prepared: PreparedTask) async -> FinishedTask {
+    func executeOnRuntime(_ prepared: PreparedTask) async -> FinishedTask {
         let task = prepared.task
         let startedAt = EpochClock.nowMillis()
         var timings = Sdq_V1_StageTimings()
@@ -68,7 +69,9 @@ extension InferenceWorker {
         let overdue = StopFlag()
         let job = Self.job(for: prepared)
         timings.runtimeStartedAtMs = EpochClock.nowMillis()
-        let result: Result<[RuntimeImage], RuntimeError> = await withTaskGroup(of: Void.self) { group in
+        let result: Result<[RuntimeImage], RuntimeError> = await withSpan("runtime \(job.kind)", ofKind: .client) { span in
+          span.attributes["sdq.runtime"] = runtime.name
+          return await withTaskGroup(of: Void.self) { group in
             group.addTask { await reporter.watch() }
             defer { group.cancelAll() }
             do throws(RuntimeError) {
@@ -84,11 +87,12 @@ extension InferenceWorker {
             } catch {
                 return .failure(error)
             }
+          }
         }
         timings.runtimeFinishedAtMs = EpochClock.nowMillis()
         switch await marked {
         case .storeFailed(let detail):
-            logger.warning("cannot mark task running; handing it back", metadata: ["task": "\(task.id)", "error": "\(detail)"])
+            logger.warning("cannot mark task running; handing it back", metadata: ["task_id": "\(task.id)", "error": "\(detail)"])
             return .handBack(prepared)
         case .notRunnable:
             return .dropped(prepared)
@@ -143,7 +147,7 @@ extension InferenceWorker {
     // MARK: Uploader
 
     /// Stores what the GPU produced and settles the message (off the GPU's critical path).
-    func settle(_ finished: FinishedTask, ledger: InFlightLedger) async {
+    func settleUntraced(_ finished: FinishedTask, ledger: InFlightLedger) async {
         if case .completed(let prepared, _, _) = finished { await reportLoaded(model: prepared.task.model) }
         switch finished {
         case .dropped(let prepared):
@@ -155,7 +159,8 @@ extension InferenceWorker {
             let maxReceives = context.pools.queues.maxReceiveCount
             if error.retryable, prepared.message.receiveCount < maxReceives {
                 let delay = Duration.seconds(min(60, 2 << min(prepared.message.receiveCount, 5)))
-                logger.warning("runtime failed; retrying later", metadata: ["task": "\(prepared.task.id)", "error": "\(error)"])
+                logger.warning("runtime failed; retrying later", metadata: ["task_id": "\(prepared.task.id)", "error": "\(error)"])
+                SDQMetrics.retry(pool: configuration.pool, reason: error.code)
                 await ledger.remove(receipt: prepared.message.receiptHandle)
                 try? await queue.changeVisibility(receiptHandle: prepared.message.receiptHandle, timeout: delay)
                 return
@@ -170,7 +175,7 @@ extension InferenceWorker {
                 result.images = references
                 await finish(prepared.message, ledger: ledger, result: result)
             } catch {
-                logger.warning("upload failed; the task will run again", metadata: ["task": "\(prepared.task.id)", "error": "\(error)"])
+                logger.warning("upload failed; the task will run again", metadata: ["task_id": "\(prepared.task.id)", "error": "\(error)"])
                 await ledger.remove(receipt: prepared.message.receiptHandle)
                 try? await queue.changeVisibility(receiptHandle: prepared.message.receiptHandle, timeout: .seconds(2))
             }
@@ -203,7 +208,9 @@ extension InferenceWorker {
         result.pool = task.pool
         result.model = task.model
         result.timings = timings
-        result.trace = task.trace
+        // The result-writer's span continues from the current one (the worker's `result` span).
+        let current = TraceCarrier.current()
+        result.trace = current.traceparent.isEmpty ? task.trace : current
         result.clientContext = task.clientContext
         result.attempt = task.attempt
         result.worker.workerID = configuration.workerID
@@ -230,7 +237,7 @@ extension InferenceWorker {
         do {
             try await results.send(body: encoded.body, attributes: encoded.attributes)
         } catch {
-            logger.error("cannot send the task result; the task will run again", metadata: ["task": "\(result.id)", "error": "\(error)"])
+            logger.error("cannot send the task result; the task will run again", metadata: ["task_id": "\(result.id)", "error": "\(error)"])
             await ledger.remove(receipt: message.receiptHandle)
             try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .seconds(2))
             return

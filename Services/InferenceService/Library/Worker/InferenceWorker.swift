@@ -21,6 +21,7 @@ public struct InferenceWorker: Service {
     public let configuration: InferenceConfiguration
     public let logger: Logger
     let loadedReports = LoadedModelReports()
+    let gpuClock = GPUClock()
 
     public init(context: StackContext, runtime: any RuntimeBackend, configuration: InferenceConfiguration, logger: Logger) {
         self.context = context
@@ -149,7 +150,7 @@ public struct InferenceWorker: Service {
         }
         do {
             guard let record = try await context.transport.tasks.get(id: task.id), !record.status.isTerminal else {
-                logger.info("task already finished or expired; dropping its message", metadata: ["task": "\(task.id)"])
+                logger.info("task already finished or expired; dropping its message", metadata: ["task_id": "\(task.id)"])
                 await forget(message, ledger: ledger)
                 return nil
             }
@@ -178,7 +179,7 @@ public struct InferenceWorker: Service {
             }
             return PreparedTask(message: message, task: task, inputs: inputs)
         } catch {
-            logger.warning("preparing a task failed; it will be retried", metadata: ["task": "\(task.id)", "error": "\(error)"])
+            logger.warning("preparing a task failed; it will be retried", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
             await ledger.remove(receipt: message.receiptHandle)
             try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .seconds(2))
             return nil
@@ -213,6 +214,8 @@ struct PreparedTask: Sendable {
     var message: QueueMessage
     var task: Sdq_V1_GenerationTask
     var inputs: [Data]
+    /// The trace context of the task's `inference` span, once it runs.
+    var trace: Sdq_V1_TraceContext?
 }
 
 /// What the GPU loop hands to the uploader.

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import SDQMessages
 import SDQPlatform
+import Tracing
 
 /// Delivers webhook events from the webhooks queue: signs them (``WebhookSigner``), posts them,
 /// records every attempt on the task, and retries failures through the queue.
@@ -60,7 +61,15 @@ public struct WebhookDeliverer: Sendable {
         if !terminalEvent, record.status.isTerminal { return .delete }  // stale: the task has ended
         if terminalEvent, let status = record.webhook?.status, status == "succeeded" || status == "failed" { return .delete }
 
-        let attempt = await post(event, to: callback)
+        let attempt = await withSpan("webhook \(event.event)", context: TraceCarrier.context(event.trace), ofKind: .client) { span in
+            span.attributes["sdq.service"] = "result-writer"
+            span.attributes["sdq.task_id"] = event.taskID
+            span.attributes["sdq.webhook.attempt"] = Int(event.attempt)
+            let attempt = await post(event, to: callback)
+            if let code = attempt.record.statusCode { span.attributes["http.response.status_code"] = code }
+            if let error = attempt.error { span.setStatus(SpanStatus(code: .error, message: error)) }
+            return attempt
+        }
         let lastAttempt = Int(event.attempt) >= (terminalEvent ? settings.maxAttempts : max(1, settings.transientEventAttempts))
         let retry = attempt.error != nil && !attempt.permanent && !lastAttempt
         if retry {
@@ -82,11 +91,12 @@ public struct WebhookDeliverer: Sendable {
                 current.webhook = state
             }
         } catch {
-            logger.warning("cannot record a webhook attempt", metadata: ["task": "\(record.id)", "error": "\(error)"])
+            logger.warning("cannot record a webhook attempt", metadata: ["task_id": "\(record.id)", "error": "\(error)"])
         }
+        SDQMetrics.webhook(event: event.event, outcome: attempt.error == nil ? "delivered" : retry ? "retrying" : "failed")
         logger.info(
             "webhook attempt", metadata: [
-                "task": "\(record.id)", "event": "\(event.event)", "attempt": "\(event.attempt)",
+                "task_id": "\(record.id)", "event": "\(event.event)", "attempt": "\(event.attempt)",
                 "status_code": "\(attempt.record.statusCode.map(String.init) ?? "none")",
                 "outcome": "\(attempt.error == nil ? "delivered" : retry ? "retrying" : "failed")",
             ])

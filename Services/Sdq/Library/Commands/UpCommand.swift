@@ -38,7 +38,7 @@ struct UpCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: try stack.services().map { .init(service: $0) } + [.init(service: server)],
+                services: try stack.services().map { .init(service: $0) } + [.init(service: stack.traced(server, as: "api"))],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await stack.close()
