@@ -40,6 +40,8 @@ public enum Telemetry {
         configuration.serviceName = serviceName
         configuration.resourceAttributes = ["service.namespace": "sdq"]
         configuration.diagnosticLogger = .custom(logger)
+        // Configuration notes are info; only problems (export failures) reach the logs.
+        configuration.diagnosticLogLevel = .warning
         configuration.logs.enabled = false
         configuration.traces.batchSpanProcessor.scheduleDelay = .seconds(1)
         configuration.metrics.exportInterval = .seconds(10)

@@ -44,12 +44,12 @@ extension InferenceWorker {
         }
     }
 
-    /// Settles a finished task in a `result` span under the task's `inference` span, so the
-    /// result-writer's span continues the chain.
+    /// Settles a finished task (stores its images, sends its result) in an `upload` span under the
+    /// task's `inference` span, so the result-writer's span continues the chain.
     func settle(_ finished: FinishedTask, ledger: InFlightLedger) async {
         let prepared = finished.prepared
         let parent = prepared.trace ?? prepared.task.trace
-        await withSpan("result", context: TraceCarrier.context(parent), ofKind: .producer) { span in
+        await withSpan("upload", context: TraceCarrier.context(parent), ofKind: .producer) { span in
             span.attributes["sdq.service"] = "inference-service"
             span.attributes["sdq.task_id"] = prepared.task.id
             await settleUntraced(finished, ledger: ledger)
