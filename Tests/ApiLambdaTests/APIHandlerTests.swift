@@ -170,6 +170,19 @@ import Testing
         #expect(task.parameters.seed == 5)
     }
 
+    /// Lengths are counted in Unicode code points, as JSON Schema's `maxLength` does (an emoji
+    /// with a skin tone is one character to Swift and two code points); a MIME type has one `/`.
+    @Test(arguments: [
+        "Ã😍🏻/'" + String(repeating: "*", count: 96), "image/png/x", "/png", "image/", "imagepng",
+    ])
+    func uploadContentTypesFollowTheSchema(contentType: String) async throws {
+        let harness = try await Harness.make()
+        let body = try JSONSerialization.data(withJSONObject: ["content_type": contentType])
+        let created = await harness.handler.handle(APIRequest(method: "POST", path: "/v1/uploads", headers: ["host": "api.test"], body: body))
+        #expect(created.status == 400)
+        #expect(Self.error(created).field == "content_type")
+    }
+
     @Test func uploadsGiveASignedPutURLWhoseKeyATaskCanName() async throws {
         let harness = try await Harness.make()
         let created = await harness.handler.handle(APIRequest(

@@ -15,7 +15,8 @@ extension APIHandler {
                 throw APIError(status: 400, code: "invalid_json", message: "the request body must be a JSON object")
             }
             if let value = object["content_type"] {
-                guard let text = value.stringValue, text.contains("/"), text.count <= 100 else {
+                guard let text = value.stringValue, text.split(separator: "/", omittingEmptySubsequences: false).count == 2,
+                    !text.hasPrefix("/"), !text.hasSuffix("/"), text.unicodeScalars.count <= 100 else {
                     throw .invalid("content_type", "content_type must be a MIME type")
                 }
                 contentType = text

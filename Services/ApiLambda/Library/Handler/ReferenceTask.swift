@@ -49,7 +49,7 @@ struct ReferenceTask {
             throw .invalid("task.metadata.tasktype", "tasktype must be one of \(taskTypes.keys.sorted().joined(separator: ", "))")
         }
         let clientID = try prefixed("task.metadata.", { () throws(APIError) in try meta.string("id") })
-        if let clientID, clientID.isEmpty || clientID.count > 200 {
+        if let clientID, clientID.isEmpty || clientID.unicodeScalars.count > 200 {
             throw .invalid("task.metadata.id", "id must be 1...200 characters")
         }
         let runtime = try prefixed("task.metadata.", { () throws(APIError) in try meta.string("runtime") })

@@ -85,12 +85,12 @@ public struct TaskSubmission: Sendable, Equatable {
         guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty || s.kind == "comfyui_workflow" || s.kind == "extras" else {
             throw .invalid("prompt", "prompt must not be empty")
         }
-        guard prompt.count <= limits.maxPromptLength else {
+        guard prompt.unicodeScalars.count <= limits.maxPromptLength else {
             throw .invalid("prompt", "prompt is longer than \(limits.maxPromptLength) characters")
         }
         s.prompt = prompt
         if let negative = try fields.string("negative_prompt") {
-            guard negative.count <= limits.maxPromptLength else {
+            guard negative.unicodeScalars.count <= limits.maxPromptLength else {
                 throw .invalid("negative_prompt", "negative_prompt is longer than \(limits.maxPromptLength) characters")
             }
             s.negativePrompt = negative
@@ -116,7 +116,7 @@ public struct TaskSubmission: Sendable, Equatable {
             s.cfgScale = cfg
         }
         if let sampler = try fields.string("sampler_name") {
-            guard !sampler.isEmpty, sampler.count <= 64 else { throw .invalid("sampler_name", "sampler_name must be 1...64 characters") }
+            guard !sampler.isEmpty, sampler.unicodeScalars.count <= 64 else { throw .invalid("sampler_name", "sampler_name must be 1...64 characters") }
             s.sampler = sampler
         }
         if let batch = try fields.integer("batch_size") {
