@@ -245,6 +245,7 @@ let package = Package(
                 "Sdq", "SDQTestSupport", "SDQAWS",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
             ],
             path: "Tests/SdqTests", swiftSettings: swiftSettings
         ),
