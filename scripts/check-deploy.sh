@@ -17,10 +17,10 @@ step compose
 check-jsonschema --builtin-schema vendor.compose-spec compose.yaml || status=1
 
 step "cfn-lint: SAM"
-cfn-lint --append-rules cfn_lint_serverless.rules -- deploy/sam/template.yaml || status=1
+cfn-lint deploy/sam/template.yaml --append-rules cfn_lint_serverless.rules || status=1
 
-step "cfn-lint: ECS"
-cfn-lint -- deploy/ecs/services.yaml || status=1
+step "ECS (cfn-lint and pool checks)"
+sh deploy/ecs/check.sh || status=1
 
 step "EKS"
 bash deploy/eks/check.sh || status=1

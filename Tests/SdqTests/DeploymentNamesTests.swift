@@ -77,4 +77,27 @@ import Yams
         #expect(subscriptions.count == topology.subscriptions.count)
         #expect(subscriptions.allSatisfy { $0["RawMessageDelivery"] as? Bool == true || $0["RawMessageDelivery"] as? String == "true" })
     }
+
+    /// Every value of a `{Name: QueueName, Value: …}` metric dimension anywhere in `node`.
+    static func queueDimensions(_ node: Any) -> [String] {
+        if let dictionary = node as? [String: Any] {
+            if dictionary["Name"] as? String == "QueueName", let value = name(dictionary["Value"]) { return [value] }
+            return dictionary.values.flatMap(queueDimensions)
+        }
+        if let array = node as? [Any] { return array.flatMap(queueDimensions) }
+        return []
+    }
+
+    @Test func theECSScalingWatchesBothLanesOfEveryPoolByTheirRealNames() throws {
+        let topology = try Self.topology()
+        let names = ResourceNames(stack: Self.stack)
+        let template = try Self.yaml("deploy/ecs/services.yaml")
+        let watched = Set(Self.queueDimensions(template["Resources"] ?? [:]))
+        #expect(!watched.isEmpty)
+        #expect(watched.isSubset(of: Set(topology.queues.map(\.name))), "\(watched.subtracting(topology.queues.map(\.name)))")
+        for pool in try Self.pools().pools {
+            #expect(watched.isSuperset(of: names.workerQueues(pool.name)), "pool \(pool.name)")
+        }
+        #expect(((template["Parameters"] as? [String: Any])?["Stack"] as? [String: Any])?["Default"] as? String == Self.stack)
+    }
 }
