@@ -100,4 +100,24 @@ import Yams
         }
         #expect(((template["Parameters"] as? [String: Any])?["Stack"] as? [String: Any])?["Default"] as? String == Self.stack)
     }
+
+    @Test func theEKSScaledObjectsWatchBothLanesOfEveryPoolByTheirRealNames() throws {
+        let topology = try Self.topology()
+        let names = ResourceNames(stack: Self.stack)
+        let text = try String(contentsOf: Self.root.appendingPathComponent("deploy/eks/base/keda.yaml"), encoding: .utf8)
+        var watched: [String: Set<String>] = [:]  // ScaledObject name → queue names
+        for document in try Yams.load_all(yaml: text) {
+            guard let object = document as? [String: Any], object["kind"] as? String == "ScaledObject" else { continue }
+            let name = (object["metadata"] as? [String: Any])?["name"] as? String ?? "?"
+            let triggers = ((object["spec"] as? [String: Any])?["triggers"] as? [[String: Any]]) ?? []
+            watched[name] = Set(triggers.compactMap {
+                (($0["metadata"] as? [String: Any])?["queueURL"] as? String)?.split(separator: "/").last.map(String.init)
+            })
+        }
+        let all = watched.values.reduce(into: Set<String>()) { $0.formUnion($1) }
+        #expect(all.isSubset(of: Set(topology.queues.map(\.name))), "\(all.subtracting(topology.queues.map(\.name)))")
+        for pool in try Self.pools().pools {
+            #expect(watched.values.contains { $0 == Set(names.workerQueues(pool.name)) }, "pool \(pool.name): \(watched)")
+        }
+    }
 }
