@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "result-writer", targets: ["ResultWriterMain"]),
         .executable(name: "bench-api-lambda", targets: ["ApiLambdaBenchmark"]),
         .executable(name: "bench-gpu-gap", targets: ["GPUGapBenchmark"]),
+        .executable(name: "bench-dispatcher", targets: ["DispatcherBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -118,6 +119,11 @@ let package = Package(
             path: "Benchmarks/GPUGapBenchmark", swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "DispatcherBenchmark",
+            dependencies: ["Dispatcher", "SDQPlatform", "SDQMessages", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/DispatcherBenchmark", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "ApiLambdaMain", dependencies: ["ApiLambda", "SDQLambdaRuntime"],
             path: "Services/ApiLambda/Executable", swiftSettings: swiftSettings
         ),
@@ -173,6 +179,20 @@ let package = Package(
         .executableTarget(
             name: "SdqMain", dependencies: ["Sdq"],
             path: "Services/Sdq/Executable", swiftSettings: swiftSettings
+        ),
+
+        // MARK: Fuzzing (libFuzzer; scripts/fuzz.sh builds them with -sanitize=fuzzer -DFUZZING,
+        // a normal build makes them replay the files given as arguments)
+        .executableTarget(
+            name: "FuzzAPIRequest", dependencies: ["ApiLambda", "SDQPlatform"], path: "Fuzz/FuzzAPIRequest",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzLambdaEvent", dependencies: ["ApiLambda"], path: "Fuzz/FuzzLambdaEvent", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "FuzzQueueMessage", dependencies: ["SDQPlatform", "SDQMessages"], path: "Fuzz/FuzzQueueMessage",
+            swiftSettings: swiftSettings
         ),
 
         // MARK: Tests (one target per library target)

@@ -13,12 +13,16 @@ import Sdq
 /// time per task, minus 1). The transport is the embedded one; `--aws ENDPOINT` runs it on an AWS
 /// emulator (moto) instead.
 ///
-/// Usage: `swift build -c release --product bench-gpu-gap && .build/release/bench-gpu-gap [--tasks 200] [--steps 20] [--step-ms 10] [--aws http://127.0.0.1:5000]`
+/// `--idle N` measures instead the latency sdq adds at idle: N tasks one after the other on the
+/// idle stack, each from submission to the runtime's start (`runtime_started_at − submitted_at`).
+///
+/// Usage: `swift build -c release --product bench-gpu-gap && .build/release/bench-gpu-gap [--tasks 200] [--steps 20] [--step-ms 10] [--idle N] [--aws http://127.0.0.1:5000]`
 @main
 struct Main {
     static func main() async throws {
         var tasks = 200, steps = 20, stepMilliseconds = 10
         var awsEndpoint: String?
+        var idle = 0
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let argument = arguments.next() {
             switch argument {
@@ -26,6 +30,7 @@ struct Main {
             case "--steps": steps = Int(arguments.next() ?? "") ?? steps
             case "--step-ms": stepMilliseconds = Int(arguments.next() ?? "") ?? stepMilliseconds
             case "--aws": awsEndpoint = arguments.next()
+            case "--idle": idle = Int(arguments.next() ?? "") ?? idle
             default:
                 FileHandle.standardError.write(Data("usage: bench-gpu-gap [--tasks N] [--steps N] [--step-ms N] [--aws ENDPOINT]\n".utf8))
                 exit(2)
@@ -50,6 +55,12 @@ struct Main {
             configuration: configuration, workersPerPool: 1, emulatorStepDelay: .milliseconds(stepMilliseconds),
             receiveWait: .seconds(1), logger: logger, environment: environment)
         if awsEndpoint != nil { try await stack.context.transport.provision(stack.context.topology) }
+        let transport = awsEndpoint.map { "aws (\($0))" } ?? "embedded"
+        if idle > 0 {
+            try await idleLatency(stack, tasks: idle, steps: steps, transport: transport)
+            await stack.close()
+            return
+        }
 
         var ids: [String] = []
         for index in 0..<tasks {
@@ -75,6 +86,36 @@ struct Main {
         let wall = ContinuousClock.now - started
         await stack.close()
         report(records, wall: wall, steps: steps, stepMilliseconds: stepMilliseconds, transport: awsEndpoint == nil ? "embedded" : "aws (\(awsEndpoint!))")
+    }
+
+    /// Submits `tasks` tasks one at a time on the idle stack; prints submission → runtime start.
+    static func idleLatency(_ stack: InProcessStack, tasks: Int, steps: Int, transport: String) async throws {
+        let latencies: [Double] = try await stack.whileRunning {
+            var latencies: [Double] = []
+            for index in 0..<tasks {
+                let body = #"{"prompt": "idle \#(index)", "seed": \#(index), "width": 64, "height": 64, "steps": \#(steps)}"#
+                let response = await stack.handler.handle(APIRequest(method: "POST", path: "/v1/tasks", body: Data(body.utf8)))
+                guard response.status == 202, let id = (try? JSONValue.parse(response.body))?["id"]?.stringValue else {
+                    throw BenchmarkError("submit answered \(response.status)")
+                }
+                while true {
+                    if let record = try await stack.context.transport.tasks.get(id: id), record.status.isTerminal {
+                        if let start = record.timings.runtimeStartedAt, let submitted = record.timings.submittedAt {
+                            latencies.append(Double(start - submitted))
+                        }
+                        break
+                    }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                try await Task.sleep(for: .milliseconds(300))  // idle again: workers back in their long poll
+            }
+            return latencies.sorted()
+        }
+        func quantile(_ q: Double) -> Double {
+            latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int((Double(latencies.count - 1) * q).rounded()))]
+        }
+        print("idle latency benchmark: \(tasks) tasks one at a time, \(transport)")
+        print(String(format: "  submission → runtime start (ms): median %.1f  p99 %.1f  max %.1f", quantile(0.5), quantile(0.99), latencies.last ?? 0))
     }
 
     static func report(_ records: [TaskRecord], wall: Duration, steps: Int, stepMilliseconds: Int, transport: String) {

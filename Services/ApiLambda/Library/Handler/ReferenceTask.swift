@@ -152,3 +152,11 @@ extension APIHandler {
         return .json(200, answer.serialized(), headers: headers)
     }
 }
+
+extension TaskSubmission {
+    /// Validates a reference-format (`POST /v1alpha2`) body and returns the task it asks for, with
+    /// the same errors the API answers (fuzzing and tools use it without a running stack).
+    public static func parseReference(_ body: Data, limits: RequestLimits, pools: PoolConfiguration) throws(APIError) -> TaskSubmission {
+        try ReferenceTask.parse(body, limits: limits, pools: pools).submission
+    }
+}
