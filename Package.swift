@@ -183,15 +183,17 @@ let package = Package(
 
         // MARK: Fuzzing (libFuzzer; scripts/fuzz.sh builds them with -sanitize=fuzzer -DFUZZING,
         // a normal build makes them replay the files given as arguments)
+        .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "FuzzAPIRequest", dependencies: ["ApiLambda", "SDQPlatform"], path: "Fuzz/FuzzAPIRequest",
+            name: "FuzzAPIRequest", dependencies: ["ApiLambda", "SDQPlatform", "FuzzSupport"], path: "Fuzz/FuzzAPIRequest",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "FuzzLambdaEvent", dependencies: ["ApiLambda"], path: "Fuzz/FuzzLambdaEvent", swiftSettings: swiftSettings
+            name: "FuzzLambdaEvent", dependencies: ["ApiLambda", "FuzzSupport"], path: "Fuzz/FuzzLambdaEvent",
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "FuzzQueueMessage", dependencies: ["SDQPlatform", "SDQMessages"], path: "Fuzz/FuzzQueueMessage",
+            name: "FuzzQueueMessage", dependencies: ["SDQPlatform", "SDQMessages", "FuzzSupport"], path: "Fuzz/FuzzQueueMessage",
             swiftSettings: swiftSettings
         ),
 

@@ -10,6 +10,12 @@ Modes:
                       SIGTERM, a graceful drain; the rest SIGKILL) and restarted.
   up                  `sdq up --workers N` in one process (the soak: --tasks 10000 --kills 0),
                       sampling the process's memory.
+  --aws               (services mode) the AWS transport on moto instead of the embedded store. The
+                      services reach moto through a loopback TCP proxy that is taken down for
+                      --outage seconds mid-run and brought back (every connection refused or cut),
+                      as a restart of the emulator looks to them. (moto keeps no state across a
+                      real restart, so restarting moto itself would delete the queues: that is a
+                      different failure, the loss of the whole AWS region.)
 
 Tasks are submitted over HTTP with an Idempotency-Key (a 503 is retried with the same key). At
 the end the report counts tasks submitted, succeeded, failed by reason, lost (accepted but not
@@ -36,6 +42,8 @@ parser.add_argument("--steps", type=int, default=6)
 parser.add_argument("--step-ms", type=int, default=20)
 parser.add_argument("--timeout", type=int, default=900)
 parser.add_argument("--seed", type=int, default=1)
+parser.add_argument("--aws", action="store_true")
+parser.add_argument("--outage", type=float, default=8.0)
 args = parser.parse_args()
 rng = random.Random(args.seed)
 started = time.monotonic()
@@ -61,6 +69,7 @@ def free_port():
 def environment(**extra):
     env = dict(os.environ, SDQ_DATA_DIR=data, SDQ_POOLS_FILE=pools, SDQ_LOG_FORMAT="json", LOG_LEVEL="info")
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    env.update(aws_env)
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -122,6 +131,88 @@ def request(method, url, body=None, headers=None):
         return None, None
 
 
+class Proxy:
+    """A TCP proxy on a fixed loopback port that can be taken down and brought back."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.port = free_port()
+        self.server = None
+        self.connections = set()
+        self.lock = threading.Lock()
+        self.up()
+
+    def up(self):
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", self.port))
+        self.server.listen(128)
+        threading.Thread(target=self.accept, args=(self.server,), daemon=True).start()
+
+    def down(self):
+        self.server.close()
+        with self.lock:
+            for connection in list(self.connections):
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                connection.close()
+            self.connections.clear()
+
+    def accept(self, server):
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.connections.update([client, upstream])
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    def pipe(self, source, sink):
+        try:
+            while True:
+                chunk = source.recv(65536)
+                if not chunk:
+                    break
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s_ in (source, sink):
+                try:
+                    s_.close()
+                except OSError:
+                    pass
+
+
+aws_env = {}
+proxy = None
+moto = None
+if args.aws:
+    moto_port = free_port()
+    moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(moto_port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    if not wait_http("http://127.0.0.1:%d/moto-api/" % moto_port, 60):
+        print("moto did not start")
+        sys.exit(2)
+    proxy = Proxy(moto_port)
+    aws_env = dict(SDQ_TRANSPORT="aws", SDQ_STACK="chaos%d" % rng.randrange(10 ** 6), AWS_REGION="us-east-1",
+                   AWS_ACCESS_KEY_ID="chaos", AWS_SECRET_ACCESS_KEY="chaos",
+                   AWS_ENDPOINT_URL="http://127.0.0.1:%d" % proxy.port)
+    init = subprocess.run([os.path.join(args.bin, "sdq"), "aws", "init"], env=dict(os.environ, SDQ_POOLS_FILE=pools, **aws_env),
+                          capture_output=True, text=True)
+    if init.returncode != 0:
+        print("sdq aws init failed: " + init.stderr)
+        sys.exit(2)
+
 children = []
 workers = []
 port = free_port()
@@ -178,7 +269,7 @@ try:
                 accepted.append(answer["id"])
                 break
             time.sleep(0.5)
-        if index % 500 == 0:
+        if index % 250 == 0:
             sample_memory()
     submitted_at = time.monotonic()
 
@@ -204,6 +295,16 @@ try:
         thread.start()
     else:
         thread = None
+    outages = 0
+    if proxy:
+        def outage():
+            global outages
+            time.sleep(rng.uniform(2, 6))
+            proxy.down()
+            time.sleep(args.outage)
+            proxy.up()
+            outages += 1
+        threading.Thread(target=outage, daemon=True).start()
 
     # Wait until every accepted task is terminal (or the time is up).
     states = {}
@@ -234,6 +335,8 @@ try:
     sample_memory()
 finally:
     shutdown()
+    if moto:
+        moto.terminate()
 
 # Terminal transitions per task, from the result-writer's log ("task finished" once per applied
 # transition), and manifests per task from the object folder.
@@ -261,16 +364,20 @@ failures = collections.Counter((d.get("error") or {}).get("code", d["status"]) f
 lost = len(accepted) - len(states)
 twice = sorted(t for t in accepted if finished[t] > 1 or manifests[t] > 1)
 elapsed = time.monotonic() - started
-print("chaos run: mode %s, %d workers, %d tasks, error rate %.3f, hang rate %.3f, seed %d (logs: %s)"
-      % (args.mode, args.workers, args.tasks, args.error_rate, args.hang_rate, args.seed, workdir))
+print("chaos run: mode %s%s, %d workers, %d tasks, error rate %.3f, hang rate %.3f, seed %d (logs: %s)"
+      % (args.mode, " on moto" if args.aws else "", args.workers, args.tasks, args.error_rate, args.hang_rate, args.seed, workdir))
 print("submitted: %d" % len(accepted))
 print("succeeded: %d" % succeeded)
 print("failed: %d %s" % (sum(failures.values()), dict(failures)))
 print("kills: %d (SIGKILL %d, SIGTERM %d)" % (sum(kills.values()), kills["SIGKILL"], kills["SIGTERM"]) if workers else "kills: 0")
+if proxy:
+    print("AWS emulator outages: %d of %.0f s" % (outages, args.outage))
 print("lost: %d" % lost)
 print("completed twice: %d%s" % (len(twice), (" " + ", ".join(twice[:5])) if twice else ""))
 print("time: %.0f s (%.1f tasks/s after submission)" % (elapsed, len(states) / max(0.001, time.monotonic() - submitted_at)))
 for name, samples in sorted(rss.items()):
     if len(samples) >= 2:
-        print("memory %s: RSS %d → %d MiB (max %d)" % (name, samples[0] // 1024, samples[-1] // 1024, max(samples) // 1024))
+        picks = [samples[round(i * (len(samples) - 1) / 11)] for i in range(12)] if len(samples) >= 12 else samples
+        print("memory %s: RSS %d → %d MiB (max %d); through the run: %s" % (
+            name, samples[0] // 1024, samples[-1] // 1024, max(samples) // 1024, " ".join(str(v // 1024) for v in picks)))
 sys.exit(1 if lost or twice or (workers and sum(kills.values()) < args.kills) else 0)

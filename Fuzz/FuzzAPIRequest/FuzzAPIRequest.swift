@@ -1,5 +1,6 @@
 import ApiLambda
 import Foundation
+import FuzzSupport
 import SDQPlatform
 
 /// libFuzzer target: the API's request decoders (`POST /v1/tasks` and `POST /v1alpha2` bodies).
@@ -21,10 +22,13 @@ public func fuzzAPIRequest(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt 
     return 0
 }
 
-#if !FUZZING
+#if FUZZING
+@_cdecl("FuzzAPIRequest_main")
+public func fuzzAPIRequestMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    FuzzSupport.runDriver(argc: argc, argv: argv, fuzzAPIRequest)
+}
+#else
 @main struct ReplayAPIRequest {
-    static func main() throws {
-        for path in CommandLine.arguments.dropFirst() { FuzzAPIRequest.check(try Data(contentsOf: URL(fileURLWithPath: path))) }
-    }
+    static func main() throws { try FuzzSupport.replay(FuzzAPIRequest.check) }
 }
 #endif

@@ -1,5 +1,6 @@
 import ApiLambda
 import Foundation
+import FuzzSupport
 
 /// libFuzzer target: the Lambda event decoders (API Gateway 1.0 and 2.0, Function URL, direct
 /// invocations) and the answer encoders. Any input must parse to an event or to nil.
@@ -16,10 +17,13 @@ public func fuzzLambdaEvent(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CInt
     return 0
 }
 
-#if !FUZZING
+#if FUZZING
+@_cdecl("FuzzLambdaEvent_main")
+public func fuzzLambdaEventMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    FuzzSupport.runDriver(argc: argc, argv: argv, fuzzLambdaEvent)
+}
+#else
 @main struct ReplayLambdaEvent {
-    static func main() throws {
-        for path in CommandLine.arguments.dropFirst() { FuzzLambdaEvent.check(try Data(contentsOf: URL(fileURLWithPath: path))) }
-    }
+    static func main() throws { try FuzzSupport.replay(FuzzLambdaEvent.check) }
 }
 #endif

@@ -1,4 +1,5 @@
 import Foundation
+import FuzzSupport
 import SDQMessages
 import SDQPlatform
 
@@ -22,10 +23,13 @@ public func fuzzQueueMessage(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> CIn
     return 0
 }
 
-#if !FUZZING
+#if FUZZING
+@_cdecl("FuzzQueueMessage_main")
+public func fuzzQueueMessageMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    FuzzSupport.runDriver(argc: argc, argv: argv, fuzzQueueMessage)
+}
+#else
 @main struct ReplayQueueMessage {
-    static func main() throws {
-        for path in CommandLine.arguments.dropFirst() { FuzzQueueMessage.check(try Data(contentsOf: URL(fileURLWithPath: path))) }
-    }
+    static func main() throws { try FuzzSupport.replay(FuzzQueueMessage.check) }
 }
 #endif

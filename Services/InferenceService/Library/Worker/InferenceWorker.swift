@@ -66,7 +66,9 @@ public struct InferenceWorker: Service {
                 // (SQS would hand the message over anyway) and leaves what it got in the ledger.
                 drain.addTask { await self.receiveLoop(ledger: ledger, slots: slots, output: preparedInput) }
                 drain.addTask {
-                    await withTaskGroup(of: Void.self) { uploads in
+                    // Discarding: a completed upload is released at once (a plain task group keeps every
+                    // finished child until it is awaited, which grew the worker by each task's images).
+                    await withDiscardingTaskGroup { uploads in
                         for await item in finished {
                             uploads.addTask {
                                 await self.settle(item, ledger: ledger)
