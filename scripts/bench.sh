@@ -52,7 +52,7 @@ section=$(mktemp)
   echo "Machine: $machine. Command: \`$command\`."
   echo
   echo '```text'
-  cat "$out"
+  sed "s|$PWD/||g" "$out"
   echo '```'
   echo
 } > "$section"
