@@ -111,11 +111,14 @@ struct Main {
             }
             return latencies.sorted()
         }
-        func quantile(_ q: Double) -> Double {
-            latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int((Double(latencies.count - 1) * q).rounded()))]
-        }
+        func quantile(_ q: Double) -> Double { Self.quantile(latencies, q) }
         print("idle latency benchmark: \(tasks) tasks one at a time, \(transport)")
         print(String(format: "  submission → runtime start (ms): median %.1f  p99 %.1f  max %.1f", quantile(0.5), quantile(0.99), latencies.last ?? 0))
+    }
+
+    /// The `q` quantile of sorted values (nearest rank); 0 when empty.
+    static func quantile(_ sorted: [Double], _ q: Double) -> Double {
+        sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))]
     }
 
     static func report(_ records: [TaskRecord], wall: Duration, steps: Int, stepMilliseconds: Int, transport: String) {
@@ -125,7 +128,7 @@ struct Main {
             return (start, end)
         }.sorted { $0.start < $1.start }
         let gaps = zip(runs, runs.dropFirst()).map { Double($1.start - $0.end) }.sorted()
-        func quantile(_ q: Double) -> Double { gaps.isEmpty ? 0 : gaps[min(gaps.count - 1, Int((Double(gaps.count - 1) * q).rounded()))] }
+        func quantile(_ q: Double) -> Double { Self.quantile(gaps, q) }
         let runtimeTotal = runs.reduce(0.0) { $0 + Double($1.end - $1.start) }
         let firstStart = runs.first?.start ?? 0, lastEnd = runs.last?.end ?? 0
         let busySpan = Double(lastEnd - firstStart)

@@ -69,8 +69,7 @@ extension ResultWriter {
     /// `status`, `image_url` (list of `s3://` URLs), `output_url` (the manifest) and `context`.
     public static func notificationBody(_ record: TaskRecord, bucket: String) -> JSONValue {
         let document = TaskDocument(record: record) { "s3://\(bucket)/\($0.key)" }
-        var body: [String: JSONValue] = [:]
-        if case .object(let fields)? = try? JSONValue.parse(document.jsonData()) { body = fields }
+        var body = fields(of: document)
         let referenceID = record.idempotencyKey.flatMap { $0.hasPrefix("v1alpha2:") ? String($0.dropFirst(9)) : nil }
         body["task_id"] = .string(record.id)
         body["id"] = .string(referenceID ?? record.id)
@@ -79,8 +78,14 @@ extension ResultWriter {
         body["image_url"] = .array(record.images.map { .string("s3://\(bucket)/\($0.key)") })
         body["output_url"] = .string("s3://\(bucket)/\(manifestKey(for: record.id))")
         body["context"] = document.context ?? .object([:])
-        body.removeValue(forKey: "webhook")
         return .object(body)
+    }
+
+    /// A status document's fields, without its `webhook` (delivery state is not sent to clients).
+    static func fields(of document: TaskDocument) -> [String: JSONValue] {
+        guard case .object(var fields)? = try? JSONValue.parse(document.jsonData()) else { return [:] }
+        fields.removeValue(forKey: "webhook")
+        return fields
     }
 
     private func publishNotification(_ record: TaskRecord) async throws(TransportError) {
@@ -99,10 +104,7 @@ extension ResultWriter {
             let presigned = try? await objects.presignedGetURL(key: image.key, expiresIn: .seconds(24 * 3600))
             urls[image.key] = (presigned ?? nil) ?? "s3://\(objects.bucket)/\(image.key)"
         }
-        let document = TaskDocument(record: record) { urls[$0.key] ?? "" }
-        var data: [String: JSONValue] = [:]
-        if case .object(let fields)? = try? JSONValue.parse(document.jsonData()) { data = fields }
-        data.removeValue(forKey: "webhook")
+        var data = Self.fields(of: TaskDocument(record: record) { urls[$0.key] ?? "" })
         let base = publicBaseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? ""
         data["status_url"] = .string("\(base)/v1/tasks/\(record.id)")
         return .object(data)

@@ -135,10 +135,7 @@ public struct APIHandler: Sendable {
 
     private func authenticate(_ request: APIRequest) throws(APIError) {
         guard !apiKeys.isEmpty else { return }
-        var presented = request.headers["x-api-key"]
-        if let authorization = request.headers["authorization"], authorization.lowercased().hasPrefix("bearer ") {
-            presented = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-        }
+        let presented = Self.presentedKey(request)
         // Every configured key is compared in full, without an early exit, so timing reveals nothing.
         let matches = apiKeys.reduce(false) { found, key in Self.constantTimeEquals(key, presented ?? "") || found }
         guard presented != nil, matches else {
@@ -146,15 +143,18 @@ public struct APIHandler: Sendable {
         }
     }
 
+    /// The API key a request presents: `Authorization: Bearer KEY`, else `X-Api-Key`.
+    static func presentedKey(_ request: APIRequest) -> String? {
+        if let authorization = request.headers["authorization"], authorization.lowercased().hasPrefix("bearer ") {
+            return String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        return request.headers["x-api-key"]
+    }
+
     /// The tenant a request acts for: `key-` and the first 12 hex digits of the SHA-256 of its API
     /// key (stable, and not the key); nil on an open API.
     func tenant(of request: APIRequest) -> String? {
-        guard !apiKeys.isEmpty else { return nil }
-        var presented = request.headers["x-api-key"]
-        if let authorization = request.headers["authorization"], authorization.lowercased().hasPrefix("bearer ") {
-            presented = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
-        }
-        guard let presented else { return nil }
+        guard !apiKeys.isEmpty, let presented = Self.presentedKey(request) else { return nil }
         return "key-" + SHA256.hash(data: Data(presented.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
     }
 
