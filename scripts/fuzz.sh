@@ -17,8 +17,8 @@ for pair in FuzzAPIRequest:api-request FuzzLambdaEvent:lambda-event FuzzQueueMes
   corpus="$scratch/corpus/$kind"; crashes="$scratch/crashes/$target"
   mkdir -p "$corpus" "$crashes"
   cp -n Fuzz/Corpus/"$kind"/* Fuzz/Regressions/"$kind"/* "$corpus"/ 2>/dev/null || true
-  if [ "$kind" = api-request ] && [ -d ../shared/testdata/anchor-v1alpha2 ]; then
-    cp -n ../shared/testdata/anchor-v1alpha2/*.json "$corpus"/ 2>/dev/null || true
+  if [ "$kind" = api-request ]; then
+    cp -n Tests/Fixtures/anchor-v1alpha2/*.json "$corpus"/ 2>/dev/null || true
   fi
   echo "== $target: ${seconds}s"
   if ! "$scratch/debug/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \

@@ -5,7 +5,7 @@ import SDQPlatform
 import SDQTestSupport
 import Testing
 
-/// `POST /v1alpha2`: requests in the reference guidance's format (`../shared/testdata/anchor-v1alpha2`).
+/// `POST /v1alpha2`: requests in the reference guidance's format (`Tests/Fixtures/anchor-v1alpha2`).
 @Suite struct ReferenceFormatTests {
     typealias Harness = APIHandlerTests.Harness
 

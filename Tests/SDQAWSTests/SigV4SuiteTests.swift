@@ -1,5 +1,6 @@
 import Foundation
 import SDQAWS
+import SDQTestSupport
 import Testing
 
 /// Walks AWS's SigV4 test suite (as botocore ships it) and checks the canonical request, the
@@ -21,11 +22,8 @@ import Testing
         }
     }
 
-    /// `../shared/testdata/aws-sigv4-testsuite` beside the checkout (where CI puts shared/).
-    static var bundledSuite: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("shared/testdata/aws-sigv4-testsuite")
-    }
+    /// `Tests/Fixtures/aws-sigv4-testsuite` (Apache-2.0, see `Tests/Fixtures/README.md`).
+    static var bundledSuite: URL { fixtureURL("aws-sigv4-testsuite") }
 
     static func cases(in root: URL) -> [Case] {
         guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil) else { return [] }

@@ -11,7 +11,7 @@ import Testing
         #expect(config.stack == "sdq")
         #expect(config.httpPort == 8080)
         #expect(config.apiKeys.isEmpty)
-        #expect(config.runtime == "emulator")
+        #expect(config.runtime == nil)
         #expect(!config.webhookAllowPrivate)
     }
 

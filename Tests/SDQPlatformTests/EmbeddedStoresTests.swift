@@ -134,3 +134,32 @@ import Testing
         }
     }
 }
+
+/// The database's connection has one owner that closes it once: `close()` twice, then the last
+/// reference dropped (its `deinit`), must neither crash nor lose or lock the data. SQLiteNIO's
+/// close is not idempotent: a second close passes a NULL handle to `sqlite3_update_hook`. Debug
+/// builds compile SQLite with `SQLITE_ENABLE_API_ARMOR`, which turns that into a no-op, so only a
+/// release build crashes; `scripts/release-check.sh` (CI) runs the release `sdq generate` for that.
+@Suite struct EmbeddedDatabaseLifetimeTests {
+    @Test func closingTwiceAndDroppingClosesOnce() async throws {
+        let directory = TemporaryDirectory()
+        for round in 0..<3 {
+            var transport: EmbeddedTransport? = try await EmbeddedTransport.open(
+                directory: directory.url.path, names: ResourceNames(stack: "lifetime"), logger: testLogger())
+            _ = try await transport?.tasks.create(makeRecord(id: "round-\(round)"))
+            await transport?.close()
+            await transport?.close()
+            transport = nil
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        // Dropped without close(): deinit closes it on the thread pool, once.
+        var dropped: EmbeddedTransport? = try await EmbeddedTransport.open(
+            directory: directory.url.path, names: ResourceNames(stack: "lifetime"), logger: testLogger())
+        _ = dropped
+        dropped = nil
+        try await Task.sleep(for: .milliseconds(100))
+        let reopened = try await EmbeddedTransport.open(directory: directory.url.path, names: ResourceNames(stack: "lifetime"), logger: testLogger())
+        #expect(try await reopened.tasks.get(id: "round-2") != nil)
+        await reopened.close()
+    }
+}

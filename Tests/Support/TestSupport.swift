@@ -131,9 +131,14 @@ public actor Accumulator<Element: Sendable> {
     public var count: Int { items.count }
 }
 
-/// A file of the reference guidance's sample requests, `../shared/testdata/anchor-v1alpha2/NAME`
-/// beside the checkout (where CI puts shared/).
+/// A file or folder under `Tests/Fixtures/` (the repository's own test data: see its README for
+/// where each third-party file came from and its licence).
+public func fixtureURL(_ relativePath: String) -> URL {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures").appendingPathComponent(relativePath)
+}
+
+/// A file of the reference guidance's sample requests, `Tests/Fixtures/anchor-v1alpha2/NAME`.
 public func referenceSample(_ name: String) throws -> Data {
-    let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    return try Data(contentsOf: checkout.deletingLastPathComponent().appendingPathComponent("shared/testdata/anchor-v1alpha2/\(name)"))
+    try Data(contentsOf: fixtureURL("anchor-v1alpha2/\(name)"))
 }

@@ -23,6 +23,7 @@ struct Entry {
             let configuration = try SDQConfiguration.fromEnvironment()
             LoggingSetup.bootstrap(level: configuration.logLevel, format: configuration.logFormat ?? "json", service: "api-lambda")
             logger = Logger(label: "api-lambda")
+            SettingsCheck.warnAboutUnknownVariables(logger: logger)
             let context = try await StackContext.open(configuration, logger: logger)
             handler = try await APIHandler.configured(context: context, configuration: configuration, logger: logger)
         } catch {

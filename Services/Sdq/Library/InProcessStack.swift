@@ -61,7 +61,7 @@ public struct InProcessStack: Sendable {
                 publicBaseURL: handler.publicBaseURL),
         ]
         for pool in context.pools.pools {
-            let runtime = try runtime(for: pool)
+            let runtime = try runtime(for: pool, defaultPool: context.pools.defaultPool.name)
             // An HTTP runtime runs one generation at a time and its progress and interrupt endpoints
             // are global: one worker per runtime. The in-process emulator scales with workers.
             let workers = pool.runtime == "emulator" ? workersPerPool : 1
@@ -86,22 +86,14 @@ public struct InProcessStack: Sendable {
         }
     }
 
-    private func runtime(for pool: PoolSpec) throws -> any RuntimeBackend {
-        switch pool.runtime {
-        case "emulator":
-            return EmulatorRuntime(stepDelay: emulatorStepDelay)
-        case "sdwebui":
-            guard let url = configuration.runtimeURL else {
-                throw ConfigurationError(message: "pool \(pool.name) runs sdwebui: set SDQ_RUNTIME_URL", field: "SDQ_RUNTIME_URL")
-            }
-            return SDWebUIBackend(baseURL: url)
-        case "comfyui":
-            guard let url = configuration.runtimeURL else {
-                throw ConfigurationError(message: "pool \(pool.name) runs comfyui: set SDQ_RUNTIME_URL", field: "SDQ_RUNTIME_URL")
-            }
-            return ComfyUIBackend(baseURL: url)
-        default:
-            throw ConfigurationError(message: "runtime \(pool.runtime) is not supported in this build", field: "runtime")
+    /// The pool's runtime by ``RuntimeSelection``'s one rule; `SDQ_RUNTIME`/`SDQ_RUNTIME_URL` apply
+    /// to the default pool.
+    private func runtime(for pool: PoolSpec, defaultPool: String) throws -> any RuntimeBackend {
+        let selection = try RuntimeSelection.resolve(pool: pool, configuration: configuration, isTarget: pool.name == defaultPool)
+        switch (selection.runtime, selection.url) {
+        case ("sdwebui", let url?): return SDWebUIBackend(baseURL: url)
+        case ("comfyui", let url?): return ComfyUIBackend(baseURL: url)
+        default: return EmulatorRuntime(stepDelay: emulatorStepDelay)
         }
     }
 

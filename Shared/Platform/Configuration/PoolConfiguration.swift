@@ -9,11 +9,20 @@ public struct PoolSpec: Sendable, Equatable, Codable {
     public var runtime: String
     /// Models (checkpoints) the pool serves; the first is its default.
     public var models: [String]
+    /// `runtime_url`: the base URL of the pool's HTTP runtime (`sdwebui`, `comfyui`), for stacks
+    /// with several HTTP runtimes; nil takes `SDQ_RUNTIME_URL` (see ``RuntimeSelection``).
+    public var runtimeURL: String?
 
-    public init(name: String, runtime: String, models: [String]) {
+    public init(name: String, runtime: String, models: [String], runtimeURL: String? = nil) {
         self.name = name
         self.runtime = runtime
         self.models = models
+        self.runtimeURL = runtimeURL
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, runtime, models
+        case runtimeURL = "runtime_url"
     }
 }
 
@@ -160,10 +169,33 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
         try validate()
     }
 
+    /// The model name of a pool built from `SDQ_RUNTIME` alone (no pools file) on an HTTP runtime:
+    /// "whatever checkpoint the runtime has loaded". Tasks that name no model get it, and the
+    /// runtime is then never asked to switch.
+    public static let runtimeDefaultModel = "runtime-default"
+
     /// The default when no file is given: one pool `default` on the emulator.
     public static var builtIn: PoolConfiguration {
         // Statically valid.
         try! PoolConfiguration(pools: [PoolSpec(name: "default", runtime: "emulator", models: [emulatorModel])])
+    }
+
+    /// The default when no file is given, with `SDQ_RUNTIME`/`SDQ_RUNTIME_URL` applied: one pool
+    /// `default` on that runtime (the emulator when unset).
+    public static func builtIn(runtime: String?, runtimeURL: String?) throws(ConfigurationError) -> PoolConfiguration {
+        let runtime = runtime ?? "emulator"
+        guard knownRuntimes.contains(runtime) else {
+            throw ConfigurationError(
+                message: "unknown runtime \(runtime) (one of \(knownRuntimes.sorted().joined(separator: ", ")))", field: "SDQ_RUNTIME")
+        }
+        if runtime == "emulator", let runtimeURL {
+            throw ConfigurationError(
+                message: "SDQ_RUNTIME_URL=\(runtimeURL) is set but the default pool runs the built-in emulator: "
+                    + "set SDQ_RUNTIME (sdwebui or comfyui) or unset SDQ_RUNTIME_URL",
+                field: "SDQ_RUNTIME_URL")
+        }
+        let model = runtime == "emulator" ? emulatorModel : runtimeDefaultModel
+        return try PoolConfiguration(pools: [PoolSpec(name: "default", runtime: runtime, models: [model], runtimeURL: runtimeURL)])
     }
 
     enum CodingKeys: String, CodingKey { case pools, limits, queues, webhooks }
@@ -186,6 +218,13 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
         }
         try config.validate()
         return config
+    }
+
+    /// The pools of `configuration`: its `SDQ_POOLS_FILE`, or without one the built-in pool on
+    /// `SDQ_RUNTIME`/`SDQ_RUNTIME_URL`.
+    public static func load(for configuration: SDQConfiguration) throws(ConfigurationError) -> PoolConfiguration {
+        if let path = configuration.poolsFile, !path.isEmpty { return try load(path: path) }
+        return try builtIn(runtime: configuration.runtime, runtimeURL: configuration.runtimeURL)
     }
 
     /// Loads `path`, or the built-in configuration when `path` is nil.
@@ -225,6 +264,15 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
             }
             guard !pool.models.isEmpty else {
                 throw ConfigurationError(message: "a pool serves at least one model", field: "\(field).models")
+            }
+            if let url = pool.runtimeURL {
+                guard pool.runtime != "emulator" else {
+                    throw ConfigurationError(
+                        message: "pool \(pool.name) runs the built-in emulator, which has no URL", field: "\(field).runtime_url")
+                }
+                guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+                    throw ConfigurationError(message: "not an http(s) URL: \(url)", field: "\(field).runtime_url")
+                }
             }
         }
         guard webhooks.retryDelaysSeconds.allSatisfy({ $0 >= 0 }), webhooks.retryDelaysSeconds.count <= 30 else {

@@ -15,8 +15,10 @@ public struct SDQConfiguration: Sendable {
     public var stack: String = "sdq"
     /// `SDQ_POOLS_FILE`: YAML pool configuration; nil means the built-in single emulator pool.
     public var poolsFile: String?
-    /// `SDQ_RUNTIME`: the inference service's runtime.
-    public var runtime: String = "emulator"
+    /// `SDQ_RUNTIME`: the runtime of the default pool when no pools file is given (the emulator
+    /// when unset); with a pools file it must agree with the pool's `runtime`
+    /// (``RuntimeSelection``). Nil when unset.
+    public var runtime: String?
     /// `SDQ_RUNTIME_URL`: the runtime's base URL (sdwebui, comfyui).
     public var runtimeURL: String?
     /// `SDQ_HTTP_PORT`.

@@ -2,15 +2,23 @@ import Foundation
 import Logging
 import NIOCore
 import SQLiteNIO
+import Synchronization
 
 /// The embedded transport's SQLite database (one file under `SDQ_DATA_DIR`).
 ///
 /// Concurrency: one connection per process, and every state change is a single SQL statement
 /// (`UPDATE … RETURNING`), so statements from concurrent tasks or from other processes cannot
 /// interleave inside a change. WAL mode lets readers and one writer work side by side.
+///
+/// Ownership: this object is the connection's only owner and closes it exactly once, either in
+/// `close()` or, for a database dropped without it, in `deinit`. SQLiteNIO's close is not
+/// idempotent (its first close sets the handle to NULL, a second passes NULL to
+/// `sqlite3_update_hook` and crashes), so `closed` records the one close and both paths go
+/// through `takeClose()`.
 final class EmbeddedDatabase: Sendable {
     let connection: SQLiteConnection
     let path: String
+    private let closed = Mutex(false)
 
     private init(connection: SQLiteConnection, path: String) {
         self.connection = connection
@@ -44,13 +52,24 @@ final class EmbeddedDatabase: Sendable {
         }
     }
 
+    /// Closes the connection; later calls (and `deinit`) do nothing.
     func close() async {
+        guard takeClose() else { return }
         try? await connection.close()
     }
 
+    /// True for the one caller that may close the connection.
+    private func takeClose() -> Bool {
+        closed.withLock { closed in
+            defer { closed = true }
+            return !closed
+        }
+    }
+
     deinit {
-        // A transport dropped without close(): close on the connection's thread pool. The pending
-        // close keeps the connection alive until it is done (closing twice is harmless).
+        // Dropped without close(): close on the connection's thread pool. The pending close keeps
+        // the connection alive until it is done. No other reference exists, so nothing can race it.
+        guard takeClose() else { return }
         _ = connection.close() as EventLoopFuture<Void>
     }
 

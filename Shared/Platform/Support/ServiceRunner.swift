@@ -4,7 +4,8 @@ import ServiceLifecycle
 
 /// The body of every service executable: read the environment, set up logging, open the stack,
 /// run the services until SIGTERM/SIGINT, shut down gracefully. Configuration errors end the
-/// process with a clear message and exit code 78 (EX_CONFIG).
+/// process with a clear message and exit code 78 (EX_CONFIG). `SDQ_*` variables that sdq does not
+/// read are reported as warnings (``SettingsCheck``); `SDQ_HEALTH_FILE` adds a ``HealthFile``.
 public enum ServiceRunner {
     public static func run(
         name: String, _ build: @Sendable (StackContext, SDQConfiguration, Logger) async throws -> [any Service]
@@ -16,11 +17,15 @@ public enum ServiceRunner {
         }
         LoggingSetup.bootstrap(level: configuration.logLevel, format: configuration.logFormat, service: name)
         let logger = Logger(label: name)
+        SettingsCheck.warnAboutUnknownVariables(logger: logger)
         do {
             let context = try await StackContext.open(configuration, logger: logger)
             // Exporters first: a service group stops in reverse order, so they flush last.
             let export = Telemetry.start(services: [name], metricsService: name, logger: logger)
-            let services = (export?.services ?? []) + (try await build(context, configuration, logger))
+            var services = (export?.services ?? []) + (try await build(context, configuration, logger))
+            if let path = ProcessInfo.processInfo.environment["SDQ_HEALTH_FILE"], !path.isEmpty {
+                services.append(HealthFile(path: path, logger: logger))
+            }
             let group = ServiceGroup(
                 configuration: .init(
                     services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -24,7 +24,7 @@ public struct StackContext: Sendable {
         _ configuration: SDQConfiguration, logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) async throws -> StackContext {
-        let pools = try PoolConfiguration.load(path: configuration.poolsFile)
+        let pools = try PoolConfiguration.load(for: configuration)
         let names = configuration.names
         let transport: any Transport
         switch configuration.transport {

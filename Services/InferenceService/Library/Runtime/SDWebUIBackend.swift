@@ -65,7 +65,7 @@ public struct SDWebUIBackend: RuntimeBackend {
 
     /// Loads `model` unless it is loaded (A1111 titles carry a hash suffix: `name.safetensors [abc]`).
     func ensureModel(_ model: String) async throws(RuntimeError) {
-        guard !model.isEmpty, let loaded = await loadedModel() else { return }
+        guard !model.isEmpty, model != PoolConfiguration.runtimeDefaultModel, let loaded = await loadedModel() else { return }
         if loaded == model || loaded.hasPrefix(model + ".") || loaded.hasPrefix(model + " ") { return }
         let started = ContinuousClock.now
         let body = JSONValue.object(["sd_model_checkpoint": .string(model)]).serialized()
@@ -84,7 +84,7 @@ public struct SDWebUIBackend: RuntimeBackend {
         if let options = job.runtimeOptions, case .object(let extra)? = try? JSONValue.parse(options) {
             for (key, value) in extra { body[key] = value }
         }
-        let core: [String: JSONValue] = [
+        var core: [String: JSONValue] = [
             "prompt": .string(job.prompt),
             "negative_prompt": .string(job.negativePrompt),
             "seed": .number(Double(job.seed)),
@@ -97,9 +97,12 @@ public struct SDWebUIBackend: RuntimeBackend {
             "n_iter": .number(1),
             "send_images": .bool(true),
             "save_images": .bool(false),
-            "override_settings": .object(["sd_model_checkpoint": .string(job.model)]),
-            "override_settings_restore_afterwards": .bool(false),
         ]
+        // `runtime-default` (a pool built from SDQ_RUNTIME alone): keep the loaded checkpoint.
+        if job.model != PoolConfiguration.runtimeDefaultModel {
+            core["override_settings"] = .object(["sd_model_checkpoint": .string(job.model)])
+            core["override_settings_restore_afterwards"] = .bool(false)
+        }
         for (key, value) in core { body[key] = value }
         if job.kind == "img2img" {
             body["init_images"] = .array(job.initImages.map { .string($0.base64EncodedString()) })

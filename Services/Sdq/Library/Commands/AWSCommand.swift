@@ -21,7 +21,7 @@ struct AWSInitCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let (configuration, logger) = try prepareEnvironment(defaultLevel: .warning)
-            let pools = try PoolConfiguration.load(path: configuration.poolsFile)
+            let pools = try PoolConfiguration.load(for: configuration)
             let names = configuration.names
             let transport = AWSTransport(environment: AWSEnvironment(), names: names, logger: logger)
             let topology = Topology.standard(names: names, pools: pools)

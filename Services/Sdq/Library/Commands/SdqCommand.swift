@@ -87,6 +87,7 @@ func prepareEnvironment(defaultLevel: Logger.Level) throws -> (SDQConfiguration,
     LoggingSetup.bootstrap(level: level, format: configuration.logFormat)
     var logger = Logger(label: "sdq")
     logger.logLevel = level
+    SettingsCheck.warnAboutUnknownVariables(logger: logger)
     return (configuration, logger)
 }
 
