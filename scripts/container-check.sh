@@ -39,6 +39,9 @@ mkdir -p "$HOME/.docker/cli-plugins" && ln -sf "$compose_bin" "$HOME/.docker/cli
 
 work=$(mktemp -d /tmp/sdq-containers.XXXXXX)
 export DOCKER_HOST="unix://$work/docker.sock" SDQ_CI_WORK="$work/base"
+# One builder for `docker build` and `docker compose build`, so the images hit the shared stage in
+# its cache: without the buildx plugin (Debian's engine here) that is the classic builder.
+if ! docker buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=0; fi
 mkdir -p "$SDQ_CI_WORK"
 project=sdqci$$
 dc() { docker compose -p "$project" -f compose.yaml -f scripts/ci/compose.ci.yaml "$@"; }
