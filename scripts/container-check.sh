@@ -14,14 +14,21 @@
 #     the task back, and after `start` it completes exactly once;
 #  6. `docker compose down -v` leaves no container, volume or network; stops its dockerd and
 #     removes everything it made.
-#   scripts/container-check.sh [--export-bin DIR]   # DIR: the release binaries of step 3, for scripts/release-check.sh
+#   scripts/container-check.sh [--export-bin DIR] [--keep-engine DIR]
+# --export-bin: where the release binaries of step 3 go (for scripts/release-check.sh).
+# --keep-engine: the engine's data root, kept after the run so that a rerun reuses its images and
+# build cache (local iteration; CI starts from nothing).
 # Containers on these bridge networks are the project's own test hosts; nothing else is a target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-export_bin=
+export_bin=; keep_engine=
 while [ $# -gt 0 ]; do
-  case "$1" in --export-bin) export_bin=$2; shift 2 ;; *) echo "unknown argument $1" >&2; exit 2 ;; esac
+  case "$1" in
+    --export-bin) export_bin=$2; shift 2 ;;
+    --keep-engine) keep_engine=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
 done
 start=$(date +%s)
 stamp() { echo "[container-check +$(( $(date +%s) - start ))s] $*"; }
@@ -63,7 +70,9 @@ cleanup() {
 trap cleanup EXIT
 
 stamp "dockerd on $DOCKER_HOST"
-dockerd --storage-driver=overlay2 -H "$DOCKER_HOST" --data-root "$work/data" --exec-root "$work/exec" \
+data_root="$work/data"
+if [ -n "$keep_engine" ]; then mkdir -p "$keep_engine" && data_root=$(cd "$keep_engine" && pwd); fi
+dockerd --storage-driver=overlay2 -H "$DOCKER_HOST" --data-root "$data_root" --exec-root "$work/exec" \
   --pidfile "$work/docker.pid" >"$work/dockerd.log" 2>&1 &
 dockerd_pid=$!
 for _ in $(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.3; done
