@@ -14,16 +14,8 @@ struct Entry {
                 throw ConfigurationError(message: "no pool \(configuration.pool) in the pool configuration", field: "SDQ_POOL")
             }
             let selection = try RuntimeSelection.resolve(pool: pool, configuration: configuration, isTarget: true)
-            let runtime: any RuntimeBackend
-            switch (selection.runtime, selection.url) {
-            case ("sdwebui", let url?):
-                runtime = SDWebUIBackend(baseURL: url)
-            case ("comfyui", let url?):
-                runtime = ComfyUIBackend(baseURL: url)
-            default:
-                let stepMilliseconds = ProcessInfo.processInfo.environment["SDQ_EMULATOR_STEP_MS"].flatMap(Int.init) ?? 50
-                runtime = EmulatorRuntime(stepDelay: .milliseconds(max(0, stepMilliseconds)))
-            }
+            let stepMilliseconds = ProcessInfo.processInfo.environment["SDQ_EMULATOR_STEP_MS"].flatMap(Int.init) ?? 50
+            let runtime = makeRuntimeBackend(for: selection, emulatorStepDelay: .milliseconds(max(0, stepMilliseconds)))
             logger.info("runtime selected", metadata: [
                 "pool": "\(pool.name)", "runtime": "\(selection.runtime)", "runtime_url": "\(selection.url ?? "")",
             ])

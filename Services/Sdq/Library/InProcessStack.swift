@@ -90,11 +90,7 @@ public struct InProcessStack: Sendable {
     /// to the default pool.
     private func runtime(for pool: PoolSpec, defaultPool: String) throws -> any RuntimeBackend {
         let selection = try RuntimeSelection.resolve(pool: pool, configuration: configuration, isTarget: pool.name == defaultPool)
-        switch (selection.runtime, selection.url) {
-        case ("sdwebui", let url?): return SDWebUIBackend(baseURL: url)
-        case ("comfyui", let url?): return ComfyUIBackend(baseURL: url)
-        default: return EmulatorRuntime(stepDelay: emulatorStepDelay)
-        }
+        return makeRuntimeBackend(for: selection, emulatorStepDelay: emulatorStepDelay)
     }
 
     /// Runs the services while `body` runs, then shuts them down gracefully (workers hand
