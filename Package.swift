@@ -234,6 +234,7 @@ let package = Package(
             dependencies: [
                 "ApiLambda", "SDQTestSupport", "SDQLambdaRuntime", "SDQAWS",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

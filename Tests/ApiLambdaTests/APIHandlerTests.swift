@@ -19,7 +19,11 @@ import Testing
                 ], limits: limits)
             let fixture = try await EmbeddedFixture.make(pools: pools)
             let signer = ObjectURLSigner(secret: Data(repeating: 7, count: 32))
-            return Harness(fixture: fixture, handler: APIHandler(context: fixture.context, logger: testLogger(), apiKeys: apiKeys, signer: signer))
+            // Links are based on a configured public URL (Host alone is not believed: see ProxyTrustTests).
+            return Harness(
+                fixture: fixture,
+                handler: APIHandler(
+                    context: fixture.context, logger: testLogger(), apiKeys: apiKeys, signer: signer, publicBaseURL: "http://api.test"))
         }
 
         func post(_ body: String, headers: [String: String] = [:]) async -> APIResponse {
@@ -191,7 +195,7 @@ import Testing
         let upload = try JSONValue.parse(created.body)
         let key = try #require(upload["key"]?.stringValue)
         let url = try #require(upload["url"]?.stringValue)
-        #expect(key.hasPrefix("uploads/"))
+        #expect(key.hasPrefix("uploads/anonymous/"))
         #expect(url.hasPrefix("http://api.test/v1/objects/\(key)?"))
         let (path, query) = APIRequest.splitTarget(String(url.dropFirst("http://api.test".count)))
         // A GET signature does not authorise a PUT, and a tampered one nothing.
@@ -247,10 +251,6 @@ import Testing
         #expect(await harness.post(#"{"prompt": "x"}"#, headers: ["Authorization": "Bearer secret-2"]).status == 401)
         #expect(await harness.post(#"{"prompt": "x"}"#, headers: ["Authorization": "Bearer secret-10"]).status == 401)
         #expect(await harness.post(#"{"prompt": "x"}"#, headers: ["Authorization": "Bearer secret-1"]).status == 202)
-        #expect(APIHandler.constantTimeEquals("abc", "abc"))
-        #expect(!APIHandler.constantTimeEquals("abc", "abd"))
-        #expect(!APIHandler.constantTimeEquals("abc", "abcd"))
-        #expect(!APIHandler.constantTimeEquals("", "a"))
         #expect(await harness.get("/v1/pools", headers: ["X-Api-Key": "secret-1"]).status == 200)
         #expect(await harness.get("/healthz").status == 200)
         #expect(try await harness.queued() == 1)

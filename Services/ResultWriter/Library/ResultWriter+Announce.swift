@@ -34,7 +34,7 @@ extension ResultWriter {
             try await publishNotification(holder)
             if let callback = holder.callback, callback.effectiveEvents.contains(WebhookEvents.completed) {
                 try await WebhookEvents.enqueue(
-                    event: WebhookEvents.completed, taskID: holder.id, data: webhookData(holder), trace: TraceCarrier.current(),
+                    event: WebhookEvents.completed, taskID: holder.id, data: try await webhookData(holder), trace: TraceCarrier.current(),
                     context: context)
             }
         } catch {
@@ -67,10 +67,10 @@ extension ResultWriter {
     /// guidance's result fields, so its subscribers keep working: `id` (the reference task id for
     /// `/v1alpha2` tasks, else the sdq id), `runtime` (the pool), `result` (true when succeeded),
     /// `status`, `image_url` (list of `s3://` URLs), `output_url` (the manifest) and `context`.
-    public static func notificationBody(_ record: TaskRecord, bucket: String) -> JSONValue {
+    public static func notificationBody(_ record: TaskRecord, bucket: String) throws(TransportError) -> JSONValue {
         let document = TaskDocument(record: record) { "s3://\(bucket)/\($0.key)" }
-        var body = fields(of: document)
-        let referenceID = record.idempotencyKey.flatMap { $0.hasPrefix("v1alpha2:") ? String($0.dropFirst(9)) : nil }
+        var body = try fields(of: document)
+        let referenceID = record.clientIdempotencyKey.flatMap { $0.hasPrefix("v1alpha2:") ? String($0.dropFirst(9)) : nil }
         body["task_id"] = .string(record.id)
         body["id"] = .string(referenceID ?? record.id)
         body["runtime"] = .string(record.pool)
@@ -82,14 +82,20 @@ extension ResultWriter {
     }
 
     /// A status document's fields, without its `webhook` (delivery state is not sent to clients).
-    static func fields(of document: TaskDocument) -> [String: JSONValue] {
-        guard case .object(var fields)? = try? JSONValue.parse(document.jsonData()) else { return [:] }
+    static func fields(of document: TaskDocument) throws(TransportError) -> [String: JSONValue] {
+        let value: JSONValue
+        do { value = try document.jsonValue() } catch {
+            throw TransportError(code: "document_unserialisable", message: "status of \(document.id): \(error)")
+        }
+        guard case .object(var fields) = value else {
+            throw TransportError(code: "document_unserialisable", message: "status of \(document.id) is not an object")
+        }
         fields.removeValue(forKey: "webhook")
         return fields
     }
 
     private func publishNotification(_ record: TaskRecord) async throws(TransportError) {
-        let body = Self.notificationBody(record, bucket: context.transport.objects.bucket)
+        let body = try Self.notificationBody(record, bucket: context.transport.objects.bucket)
         try await context.transport.topic(named: context.names.notificationsTopic)
             .publish(body: String(decoding: body.serialized(), as: UTF8.self), attributes: Self.notificationAttributes(record))
     }
@@ -97,14 +103,14 @@ extension ResultWriter {
     /// The `data` of a webhook event: the status document with fetchable image URLs where the
     /// store can presign them (S3, valid 24 hours), and `status_url`, the task's status endpoint
     /// (absolute when `SDQ_PUBLIC_URL` is set), where fresh links can always be had.
-    func webhookData(_ record: TaskRecord) async -> JSONValue {
+    func webhookData(_ record: TaskRecord) async throws(TransportError) -> JSONValue {
         var urls: [String: String] = [:]
         let objects = context.transport.objects
         for image in record.images {
             let presigned = try? await objects.presignedGetURL(key: image.key, expiresIn: .seconds(24 * 3600))
             urls[image.key] = (presigned ?? nil) ?? "s3://\(objects.bucket)/\(image.key)"
         }
-        var data = Self.fields(of: TaskDocument(record: record) { urls[$0.key] ?? "" })
+        var data = try Self.fields(of: TaskDocument(record: record) { urls[$0.key] ?? "" })
         let base = publicBaseURL.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? ""
         data["status_url"] = .string("\(base)/v1/tasks/\(record.id)")
         return .object(data)

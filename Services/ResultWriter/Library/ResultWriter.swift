@@ -178,7 +178,13 @@ public struct ResultWriter: Service {
         if !present {
             let bucket = objects.bucket
             let document = TaskDocument(record: record, manifest: true) { "s3://\(bucket)/\($0.key)" }
-            try await objects.put(key: key, data: document.jsonData(pretty: true), contentType: "application/json")
+            // A manifest that cannot be serialised fails the message (retried, then dead-lettered),
+            // never a 0-byte manifest.
+            let data: Data
+            do { data = try document.encoded(pretty: true) } catch {
+                throw TransportError(code: "document_unserialisable", message: "manifest of \(record.id): \(error)")
+            }
+            try await objects.put(key: key, data: data, contentType: "application/json")
         }
         guard record.manifestKey == nil else { return record }
         let outcome = try await context.transport.tasks.update(id: record.id, ifStatusIn: [record.status]) { $0.manifestKey = key }

@@ -94,14 +94,18 @@ public struct S3Client: Sendable {
         _ = try await client.send(service: "s3", endpoint: endpoint, method: .DELETE, path: path, errorFormat: .xml)
     }
 
-    /// A presigned URL for `method` (GET or PUT) valid for `expires` seconds.
-    public func presignedURL(method: String, bucket: String, key: String, expires: Int) async throws(AWSError) -> String {
+    /// A presigned URL for `method` (GET or PUT) valid for `expires` seconds; `headers` are
+    /// signed too, so a request must carry them with these values.
+    public func presignedURL(method: String, bucket: String, key: String, expires: Int, headers: [(String, String)] = [])
+        async throws(AWSError) -> String
+    {
         let credentials = try await client.credentials.credentials()
         let (endpoint, path) = location(bucket: bucket, key: key)
         let basePath = endpoint.path == "/" ? "" : endpoint.path
         let host = AWSHTTPClient.hostHeader(endpoint)
         let query = SigV4Signer(service: "s3", region: environment.region).presignedQuery(
-            method: method, path: basePath + path, host: host, credentials: credentials, date: Date(), expires: expires)
+            method: method, path: basePath + path, host: host, credentials: credentials, date: Date(), expires: expires,
+            signedHeaders: headers)
         return "\(endpoint.scheme ?? "https")://\(host)\(basePath)\(path)?\(query)"
     }
 }

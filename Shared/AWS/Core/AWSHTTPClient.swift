@@ -132,9 +132,10 @@ public struct AWSHTTPClient: Sendable {
         return "\(host):\(port)"
     }
 
-    /// Sends an AWS JSON 1.0 call (`X-Amz-Target: prefix.Operation`) and returns the decoded object.
+    /// Sends an AWS JSON call (`X-Amz-Target: prefix.Operation`; protocol 1.0, or 1.1 for
+    /// services such as Secrets Manager and SSM) and returns the decoded object.
     public func json(
-        service: String, target: String, _ payload: [String: Any], timeout: TimeAmount? = nil
+        service: String, target: String, _ payload: [String: Any], timeout: TimeAmount? = nil, version: String = "1.0"
     ) async throws(AWSError) -> [String: Any] {
         let body: Data
         do { body = try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys]) } catch {
@@ -142,7 +143,7 @@ public struct AWSHTTPClient: Sendable {
         }
         let response = try await send(
             service: service, endpoint: environment.endpoint(for: service), method: .POST, path: "/",
-            headers: [("Content-Type", "application/x-amz-json-1.0"), ("X-Amz-Target", target)], body: body, errorFormat: .json,
+            headers: [("Content-Type", "application/x-amz-json-\(version)"), ("X-Amz-Target", target)], body: body, errorFormat: .json,
             timeout: timeout)
         if response.body.isEmpty { return [:] }
         guard let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] else {

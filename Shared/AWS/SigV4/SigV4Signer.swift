@@ -107,7 +107,7 @@ public struct SigV4Signer: Sendable {
     /// valid `expires` seconds from `date` (1 s … 7 days). Only `host` (and any given headers) is signed.
     public func presignedQuery(
         method: String, path: String, query: String = "", host: String, credentials: AWSCredentials, date: Date,
-        expires: Int, payloadHash: String = SigV4Signer.unsignedPayload
+        expires: Int, payloadHash: String = SigV4Signer.unsignedPayload, signedHeaders: [(String, String)] = []
     ) -> String {
         let timestamp = Self.timestamp(date)
         let scope = credentialScope(timestamp)
@@ -117,9 +117,11 @@ public struct SigV4Signer: Sendable {
         parameters.append(("X-Amz-Date", timestamp))
         parameters.append(("X-Amz-Expires", String(max(1, min(expires, 604_800)))))
         if let token = credentials.sessionToken { parameters.append(("X-Amz-Security-Token", token)) }
-        parameters.append(("X-Amz-SignedHeaders", "host"))
+        // Headers the URL's user must send with exactly these values (S3 refuses anything else).
+        let headers = [("host", host)] + signedHeaders.map { ($0.0.lowercased(), $0.1) }
+        parameters.append(("X-Amz-SignedHeaders", headers.map(\.0).sorted().joined(separator: ";")))
         let canonicalQuery = Self.canonicalQuery(parameters)
-        let request = SigningRequest(method: method, path: path, query: canonicalQuery, headers: [("host", host)], payloadHash: payloadHash)
+        let request = SigningRequest(method: method, path: path, query: canonicalQuery, headers: headers, payloadHash: payloadHash)
         let signature = sign(request, credentials: credentials, timestamp: timestamp)
         return canonicalQuery + "&X-Amz-Signature=" + signature.signature
     }

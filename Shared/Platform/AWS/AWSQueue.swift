@@ -124,9 +124,10 @@ struct AWSObjectStore: ObjectStore {
         do { try await s3.deleteObject(bucket: bucket, key: key) } catch { throw TransportError(aws: error) }
     }
 
-    func presignedPutURL(key: String, expiresIn: Duration) async throws(TransportError) -> String? {
+    func presignedPutURL(key: String, expiresIn: Duration, headers: [(String, String)]) async throws(TransportError) -> String? {
         do {
-            return try await s3.presignedURL(method: "PUT", bucket: bucket, key: key, expires: AWSTransport.seconds(expiresIn))
+            return try await s3.presignedURL(
+                method: "PUT", bucket: bucket, key: key, expires: AWSTransport.seconds(expiresIn), headers: headers)
         } catch {
             throw TransportError(aws: error)
         }

@@ -23,7 +23,8 @@ public struct SDQConfiguration: Sendable {
     public var runtimeURL: String?
     /// `SDQ_HTTP_PORT`.
     public var httpPort: Int = 8080
-    /// `SDQ_API_KEYS`: accepted API keys; empty means open.
+    /// `SDQ_API_KEYS`: accepted API keys (the first is the CLI's default key); empty means open
+    /// unless `SDQ_API_KEYS_FILE` names a key file. The API's tenants come from ``APIKeyring``.
     public var apiKeys: [String] = []
     /// `SDQ_WEBHOOK_ALLOW_PRIVATE`.
     public var webhookAllowPrivate: Bool = false
@@ -65,9 +66,10 @@ public struct SDQConfiguration: Sendable {
             }
             config.httpPort = port
         }
-        if let raw = value("SDQ_API_KEYS") {
-            config.apiKeys = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                .filter { !$0.isEmpty }
+        if let raw = environment["SDQ_API_KEYS"], !raw.isEmpty {
+            // Set but listing nothing (" , ") is refused rather than leaving the API open.
+            _ = try APIKeyring.parse(list: raw)
+            config.apiKeys = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
         if let raw = value("SDQ_WEBHOOK_ALLOW_PRIVATE") {
             config.webhookAllowPrivate = ["1", "true", "yes"].contains(raw.lowercased())

@@ -38,6 +38,49 @@ struct EmbeddedObjectStore: ObjectStore {
             [.text("\(bucket)/\(key)"), .text(contentType), .int(data.count), .int(EpochClock.nowMillis())])
     }
 
+    /// Links the staged file into place with link(2), which fails when the target exists, so two
+    /// racing uploads cannot both win and an upload never replaces an object.
+    func createFromFile(key: String, file: URL, contentType: String) async throws(TransportError) -> Bool? {
+        let url = try fileURL(for: key)
+        do {
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        } catch {
+            throw .storage("cannot create the folder of \(key): \(error)")
+        }
+        guard link(file.path, url.path) == 0 else {
+            let code = errno
+            if code == EEXIST { return false }
+            throw .storage("cannot move upload \(key) into place: errno \(code)")
+        }
+        unlink(file.path)
+        let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+        try await database.query(
+            "INSERT OR REPLACE INTO objects (key, content_type, size, created_at) VALUES (?, ?, ?, ?)",
+            [.text("\(bucket)/\(key)"), .text(contentType), .int(size), .int(EpochClock.nowMillis())])
+        return true
+    }
+
+    /// Removes what a killed writer left: `.…tmp` files beside objects and staged uploads not
+    /// touched for `olderThan` (other processes sharing the folder may be writing newer ones; a
+    /// write takes far less). Called when the transport opens.
+    static func removeLeftovers(under root: URL, olderThan age: TimeInterval = 300, now: Date = Date()) -> Int {
+        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.contentModificationDateKey])
+        else { return 0 }
+        var removed = 0
+        for case let url as URL in walker {
+            let name = url.lastPathComponent
+            let staged = url.deletingLastPathComponent().lastPathComponent == stagingFolder
+            let modified = (try? url.resourceValues(forKeys: [.contentModificationDateKey]))?.contentModificationDate ?? now
+            if (name.hasPrefix(".") && name.hasSuffix(".tmp")) || staged, now.timeIntervalSince(modified) >= age {
+                if (try? FileManager.default.removeItem(at: url)) != nil { removed += 1 }
+            }
+        }
+        return removed
+    }
+
+    /// The folder under the object root where uploads are streamed before they are linked into place.
+    static let stagingFolder = ".staging"
+
     func get(key: String) async throws(TransportError) -> StoredObject? {
         let url = try fileURL(for: key)
         guard let data = FileManager.default.contents(atPath: url.path) else { return nil }

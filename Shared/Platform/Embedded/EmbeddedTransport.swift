@@ -29,16 +29,37 @@ public final class EmbeddedTransport: Transport {
         crossProcessPollInterval: Duration = .milliseconds(200)
     ) async throws(TransportError) -> EmbeddedTransport {
         let url = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
+        // The database holds the object-URL signing key and webhook secrets: the folder is the
+        // owner's only (0700), the database file and its journals 0600, existing ones included.
+        let databasePath = url.appendingPathComponent("sdq.sqlite").path
         do {
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            guard chmod(url.path, 0o700) == 0 else { throw TransportError.storage("cannot chmod \(url.path): errno \(errno)") }
+            if !FileManager.default.fileExists(atPath: databasePath),
+                !FileManager.default.createFile(atPath: databasePath, contents: nil, attributes: [.posixPermissions: 0o600])
+            {
+                throw TransportError.storage("cannot create \(databasePath)")
+            }
+            for suffix in ["", "-wal", "-shm", "-journal"] where FileManager.default.fileExists(atPath: databasePath + suffix) {
+                chmod(databasePath + suffix, 0o600)
+            }
         } catch {
-            throw .storage("cannot create data directory \(url.path): \(error)")
+            throw .storage("cannot prepare data directory \(url.path): \(error)")
         }
-        let database = try await EmbeddedDatabase.open(path: url.appendingPathComponent("sdq.sqlite").path, logger: logger)
+        let objectRoot = url.appendingPathComponent("objects", isDirectory: true)
+        let leftovers = EmbeddedObjectStore.removeLeftovers(under: objectRoot)
+        if leftovers > 0 { logger.notice("removed unfinished object writes", metadata: ["files": "\(leftovers)"]) }
+        let database = try await EmbeddedDatabase.open(path: databasePath, logger: logger)
         let transport = EmbeddedTransport(
             database: database, directory: url, bucket: names.bucket, pollInterval: crossProcessPollInterval)
         try await transport.purgeExpired()
         return transport
+    }
+
+    /// Where the API streams an upload before ``ObjectStore/createFromFile(key:file:contentType:)``
+    /// links it into place (same file system; emptied at every start).
+    public var uploadStagingDirectory: URL {
+        directory.appendingPathComponent("objects", isDirectory: true).appendingPathComponent(EmbeddedObjectStore.stagingFolder, isDirectory: true)
     }
 
     public func queue(named name: String) -> any MessageQueue {

@@ -32,7 +32,9 @@ public enum JSONValue: Sendable, Equatable, Codable {
         case .null: try container.encodeNil()
         case .bool(let value): try container.encode(value)
         case .number(let value):
-            if value.rounded() == value, abs(value) < 9.0e15 {
+            if !value.isFinite {
+                try container.encodeNil()  // JSON has no NaN or infinity
+            } else if value.rounded() == value, abs(value) < 9.0e15 {
                 try container.encode(Int64(value))
             } else {
                 try container.encode(value)
@@ -43,9 +45,52 @@ public enum JSONValue: Sendable, Equatable, Codable {
         }
     }
 
-    /// Parses JSON text (any top-level value).
-    public static func parse(_ data: Data) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: data)
+    /// The deepest nesting of arrays and objects ``parse(_:maxDepth:)`` accepts by default.
+    public static let defaultMaxDepth = 64
+
+    /// Why a JSON text was not parsed.
+    public enum ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+        /// Arrays and objects nest deeper than the limit.
+        case tooDeep(limit: Int)
+        /// Not JSON.
+        case invalid(String)
+
+        public var description: String {
+            switch self {
+            case .tooDeep(let limit): "arrays and objects nest deeper than \(limit) levels"
+            case .invalid(let detail): "not valid JSON: \(detail)"
+            }
+        }
+    }
+
+    /// Parses JSON text (any top-level value) nested at most `maxDepth` levels. The depth is
+    /// measured in one linear pass before decoding, so a deeply nested document costs no more
+    /// than its length (the decoder's own cost grows with the square of the depth).
+    public static func parse(_ data: Data, maxDepth: Int = defaultMaxDepth) throws(ParseError) -> JSONValue {
+        guard nestingDepth(of: data) <= maxDepth else { throw .tooDeep(limit: maxDepth) }
+        do { return try JSONDecoder().decode(JSONValue.self, from: data) } catch { throw .invalid("\(error)") }
+    }
+
+    /// The deepest nesting of `[` and `{` outside strings (brackets need not balance: that is
+    /// the decoder's to judge).
+    public static func nestingDepth(of data: Data) -> Int {
+        var depth = 0, deepest = 0
+        var inString = false, escaped = false
+        for byte in data {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                deepest = max(deepest, depth)
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
+        return deepest
     }
 
     /// Compact JSON text with sorted keys.

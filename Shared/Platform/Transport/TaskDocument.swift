@@ -96,7 +96,9 @@ public struct TaskDocument: Sendable, Codable, Equatable {
         timings = Timings(
             submittedAt: t.submittedAt, dispatchedAt: t.dispatchedAt, startedAt: t.startedAt,
             runtimeStartedAt: t.runtimeStartedAt, runtimeFinishedAt: t.runtimeFinishedAt, finishedAt: t.finishedAt)
-        context = record.context.flatMap { $0.data(using: .utf8) }.flatMap { try? JSONValue.parse($0) }
+        // A context the API would refuse today (one stored before the nesting limit) is shown as
+        // its text rather than dropped or allowed to break the document.
+        context = record.context.map { text in (try? JSONValue.parse(Data(text.utf8))) ?? .string(text) }
         attempts = record.attempts
         if let callback = record.callback {
             let state = record.webhook ?? WebhookState()
@@ -107,7 +109,7 @@ public struct TaskDocument: Sendable, Codable, Equatable {
                 })
         }
         if manifest {
-            parameters = record.parameters.flatMap { try? JSONValue.parse(Data($0.utf8)) } ?? .object([:])
+            parameters = record.parameters.flatMap { try? JSONValue.parse(Data($0.utf8), maxDepth: .max) } ?? .object([:])
             seeds = record.images.isEmpty ? [record.seed] : record.images.map(\.seed)
         }
     }
@@ -137,10 +139,15 @@ public struct TaskDocument: Sendable, Codable, Equatable {
         case queuePosition = "queue_position"
     }
 
-    /// JSON with sorted keys.
-    public func jsonData(pretty: Bool = false) -> Data {
+    /// JSON with sorted keys. Throws rather than answer an empty or partial document.
+    public func encoded(pretty: Bool = false) throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(self)) ?? Data()
+        return try encoder.encode(self)
+    }
+
+    /// The document as a JSON value (its fields, for messages that add their own).
+    public func jsonValue() throws -> JSONValue {
+        try JSONValue.parse(try encoded(), maxDepth: .max)
     }
 }

@@ -211,3 +211,18 @@ public struct TaskRecord: Sendable, Codable, Equatable {
         self.manifestKey = manifestKey
     }
 }
+
+extension TaskRecord {
+    /// The idempotency key as stored: the client's key within its tenant's scope
+    /// (`tenant|key`), so two tenants' keys never meet; the anonymous tenant's keys are stored as
+    /// they are, as they were before tenants had names.
+    public static func scopedIdempotencyKey(_ key: String, tenant: String) -> String {
+        tenant == "anonymous" ? key : "\(tenant)|\(key)"
+    }
+
+    /// The idempotency key the client sent (``scopedIdempotencyKey(_:tenant:)`` undone).
+    public var clientIdempotencyKey: String? {
+        guard let key = idempotencyKey, let tenant, tenant != "anonymous", key.hasPrefix("\(tenant)|") else { return idempotencyKey }
+        return String(key.dropFirst(tenant.count + 1))
+    }
+}

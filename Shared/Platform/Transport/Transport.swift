@@ -107,13 +107,19 @@ public protocol ObjectStore: Sendable {
     /// when the store has none and the API serves objects itself (embedded).
     func presignedGetURL(key: String, expiresIn: Duration) async throws(TransportError) -> String?
     /// A URL a client can upload the object to with `PUT` (S3 presigned PUT), or nil when the API
-    /// accepts uploads itself (embedded).
-    func presignedPutURL(key: String, expiresIn: Duration) async throws(TransportError) -> String?
+    /// accepts uploads itself (embedded). `headers` are signed: the upload must send exactly them.
+    func presignedPutURL(key: String, expiresIn: Duration, headers: [(String, String)]) async throws(TransportError) -> String?
+    /// Moves the file at `file` into place as a new object; false (and the file left) when the
+    /// key exists already. Nil when the store takes uploads only through presigned URLs (S3).
+    func createFromFile(key: String, file: URL, contentType: String) async throws(TransportError) -> Bool?
 }
 
 extension ObjectStore {
     public func presignedGetURL(key: String, expiresIn: Duration) async throws(TransportError) -> String? { nil }
-    public func presignedPutURL(key: String, expiresIn: Duration) async throws(TransportError) -> String? { nil }
+    public func presignedPutURL(key: String, expiresIn: Duration, headers: [(String, String)]) async throws(TransportError) -> String? {
+        nil
+    }
+    public func createFromFile(key: String, file: URL, contentType: String) async throws(TransportError) -> Bool? { nil }
 }
 
 /// What ``TaskStore/create(_:)`` did.

@@ -6,6 +6,21 @@ import NIOCore
 import SDQPlatform
 import ServiceLifecycle
 
+/// A request context that knows the connection's addresses (for trusted proxies and links).
+public struct PeerRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The client (or proxy) end of the connection.
+    public let peer: SocketAddress?
+    /// This server's end: the address the client reached.
+    public let local: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        peer = source.channel.remoteAddress
+        local = source.channel.localAddress
+    }
+}
+
 /// Serves ``APIHandler`` over plain HTTP (`api-lambda` outside Lambda, `sdq up`, `sdq generate`).
 /// The server only translates; every decision is the handler's.
 public struct APIHTTPServer: Service {
@@ -30,34 +45,29 @@ public struct APIHTTPServer: Service {
     public func run() async throws {
         let handler = self.handler
         let limit = handler.context.pools.limits.maxBodyBytes
-        let uploadLimit = handler.context.pools.limits.maxUploadBytes
-        let responder = CallbackResponder { (request: Request, _: BasicRequestContext) -> Response in
-            var request = request
-            var tooLarge = false
-            var body = Data()
-            // Uploads (signed PUTs of init images) may be larger than API requests.
-            let isUpload = request.method == .put && request.uri.path.hasPrefix("/v1/objects/uploads/")
-            do {
-                body = Data((try await request.collectBody(upTo: isUpload ? uploadLimit : limit)).readableBytesView)
-            } catch {
-                tooLarge = true
-            }
+        let responder = CallbackResponder { (request: Request, context: PeerRequestContext) -> Response in
             let (path, query) = APIRequest.splitTarget(request.uri.description)
             var headers: [String: String] = [:]
             for field in request.headers { headers[field.name.canonicalName] = field.value }
             // HTTP/1 `Host` arrives as the request's authority, not as a header field.
             if let authority = request.head.authority { headers["host"] = authority }
-            let response = await handler.handle(
-                APIRequest(
-                    method: request.method.rawValue, path: path, query: query, headers: headers, body: body,
-                    bodyTooLarge: tooLarge))
-            var fields = HTTPFields()
-            for (name, value) in response.headers {
-                if let fieldName = HTTPField.Name(name) { fields[fieldName] = value }
+            var head = APIRequest(method: request.method.rawValue, path: path, query: query, headers: headers)
+            head.peerAddress = context.peer?.ipAddress
+            head.localBaseURL = context.local.flatMap(Self.baseURL(of:))
+            // Refusals that need no body are answered before a byte of it is read.
+            if let refusal = handler.refusalBeforeBody(head) { return Self.response(refusal) }
+            if request.method == .put, path.hasPrefix("/v1/objects/uploads/") {
+                return Self.response(await Self.streamUpload(request, head: head, handler: handler))
             }
-            return Response(
-                status: HTTPResponse.Status(code: response.status), headers: fields,
-                body: ResponseBody(byteBuffer: ByteBuffer(data: response.body)))
+            var request = request
+            var body = Data()
+            do {
+                body = Data((try await request.collectBody(upTo: limit)).readableBytesView)
+            } catch {
+                head.bodyTooLarge = true
+            }
+            head.body = body
+            return Self.response(await handler.handle(head))
         }
         let onListening = self.onListening
         let app = Application(
@@ -66,5 +76,54 @@ public struct APIHTTPServer: Service {
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
         try await app.runService()
+    }
+
+    private static func response(_ response: APIResponse) -> Response {
+        var fields = HTTPFields()
+        for (name, value) in response.headers {
+            if let fieldName = HTTPField.Name(name) { fields[fieldName] = value }
+        }
+        return Response(
+            status: HTTPResponse.Status(code: response.status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(data: response.body)))
+    }
+
+    /// `http://address:port` of a local socket address (IPv6 in brackets).
+    static func baseURL(of address: SocketAddress) -> String? {
+        guard let ip = address.ipAddress, let port = address.port else { return nil }
+        return ip.contains(":") ? "http://[\(ip)]:\(port)" : "http://\(ip):\(port)"
+    }
+
+    /// An upload PUT: the URL is checked from the head; then the body goes chunk by chunk to a
+    /// staged file (never whole into memory), cut off past the URL's `max_bytes`.
+    private static func streamUpload(_ request: Request, head: APIRequest, handler: APIHandler) async -> APIResponse {
+        let grant: UploadGrant
+        do { grant = try handler.grantUpload(path: head.path, query: head.query, headers: head.headers) } catch {
+            return .error(error)
+        }
+        guard let staging = handler.uploadStagingDirectory else {
+            return .error(APIError(status: 501, code: "uploads_unsupported", message: "this deployment cannot accept uploads"))
+        }
+        let file = staging.appendingPathComponent(UUID().uuidString)
+        var size = 0
+        do {
+            try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
+            guard FileManager.default.createFile(atPath: file.path, contents: nil) else {
+                return .error(.unavailable("cannot stage the upload"))
+            }
+            let output = try FileHandle(forWritingTo: file)
+            defer { try? output.close() }
+            for try await chunk in request.body {
+                size += chunk.readableBytes
+                if size > grant.maxBytes {
+                    try? FileManager.default.removeItem(at: file)
+                    return .error(APIError(status: 413, code: "body_too_large", message: "this upload may be at most \(grant.maxBytes) bytes"))
+                }
+                try output.write(contentsOf: chunk.readableBytesView)
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: file)
+            return .error(APIError(status: 400, code: "upload_interrupted", message: "the upload did not arrive whole: \(error)"))
+        }
+        return await handler.completeUpload(grant, file: file, size: size)
     }
 }

@@ -14,6 +14,12 @@ public struct APIRequest: Sendable, Equatable {
     public var body: Data
     /// Set when the body exceeded the transport's limit (the body is then empty).
     public var bodyTooLarge: Bool
+    /// The address of the connection's other end, when the transport knows it; `Host` and
+    /// `X-Forwarded-*` are believed only when it is a trusted proxy.
+    public var peerAddress: String?
+    /// This server as the connection reached it (`http://address:port`), the base of links when
+    /// no public URL is configured and no trusted proxy says otherwise.
+    public var localBaseURL: String?
 
     public init(
         method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: Data = Data(),
@@ -94,6 +100,15 @@ public struct APIError: CodedError, Equatable {
     }
     static func missing(_ field: String) -> APIError {
         APIError(status: 400, code: "missing_field", message: "\(field) is required", field: field)
+    }
+    /// A request body that is not JSON, or nests deeper than ``JSONValue/defaultMaxDepth``.
+    static func unparsable(_ error: JSONValue.ParseError) -> APIError {
+        switch error {
+        case .tooDeep(let limit):
+            APIError(status: 400, code: "json_too_deep", message: "the request body nests arrays and objects deeper than \(limit) levels")
+        case .invalid:
+            APIError(status: 400, code: "invalid_json", message: "the request body is not valid JSON")
+        }
     }
     static func notFound(_ id: String) -> APIError {
         APIError(status: 404, code: "task_not_found", message: "no task \(id)", field: "id")

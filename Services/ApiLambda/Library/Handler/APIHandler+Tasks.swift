@@ -5,7 +5,7 @@ import SDQPlatform
 
 extension APIHandler {
     /// `POST /v1/tasks`: validate, store inputs, record the task, publish it, answer 202.
-    func submit(_ request: APIRequest) async throws(APIError) -> APIResponse {
+    func submit(_ request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
         let limits = try checkedLimits(request)
         let submission = try TaskSubmission.parse(request.body, limits: limits, pools: context.pools)
         let idempotencyKey = request.headers["idempotency-key"].map { $0.trimmingCharacters(in: .whitespaces) }
@@ -13,8 +13,8 @@ extension APIHandler {
             throw APIError(status: 400, code: "invalid_header", message: "Idempotency-Key must be 1...255 characters", field: "Idempotency-Key")
         }
         let (record, replayed) = try await accept(
-            submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body), tenant: tenant(of: request))
-        return await accepted(record, request: request, replayed: replayed)
+            submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body), tenant: tenant)
+        return try await accepted(record, request: request, replayed: replayed)
     }
 
     /// Refuses a webhook destination that is not http(s) or is, or resolves to, a loopback,
@@ -39,7 +39,10 @@ extension APIHandler {
 
     /// Records and publishes a validated submission (shared by every request format). Returns the
     /// task and whether it is a replay of an earlier request with the same idempotency key.
-    func accept(_ submission: TaskSubmission, idempotencyKey: String?, digest: String, tenant: String? = nil)
+    ///
+    /// Idempotency keys belong to the tenant: the same key from another tenant is another task,
+    /// and never reveals that the key is in use.
+    func accept(_ submission: TaskSubmission, idempotencyKey: String?, digest: String, tenant: Tenant)
         async throws(APIError) -> (TaskRecord, replayed: Bool)
     {
         let now = EpochClock.nowMillis()
@@ -49,14 +52,14 @@ extension APIHandler {
             ?? submission.model.flatMap { context.pools.pool(servingModel: $0) } ?? context.pools.defaultPool
         let model = submission.model ?? pool.models[0]
         try await checkCallback(submission)
-        let inputs = try await storeInputs(submission, taskID: id)
+        let inputs = try await storeInputs(submission, taskID: id, tenant: tenant)
 
         var record = TaskRecord(
             id: id, pool: pool.name, model: model, kind: submission.kind, seed: seed, width: submission.width,
             height: submission.height, batchSize: submission.batchSize, timings: TaskTimings(submittedAt: now),
-            idempotencyKey: idempotencyKey, requestDigest: digest, context: submission.context,
-            expiresAt: now + Int64(context.pools.limits.taskTTLSeconds) * 1000)
-        record.tenant = tenant
+            idempotencyKey: idempotencyKey.map { TaskRecord.scopedIdempotencyKey($0, tenant: tenant.name) }, requestDigest: digest,
+            context: submission.context, expiresAt: now + Int64(context.pools.limits.taskTTLSeconds) * 1000)
+        record.tenant = tenant.name
         record.priority = submission.highPriority ? "high" : nil
         record.parameters = submission.parameters(seed: seed, model: model)
         if let url = submission.callbackURL {
@@ -66,12 +69,16 @@ extension APIHandler {
         let created: CreateOutcome
         do { created = try await context.transport.tasks.create(record) } catch { throw .unavailable("\(error)") }
         if case .existing(let existing) = created {
+            guard existing.tenant ?? Tenant.anonymous.name == tenant.name else {
+                // Unreachable with scoped keys; refused as a store fault rather than shown.
+                throw .unavailable("idempotency key scope mismatch")
+            }
             guard existing.requestDigest == digest else {
                 throw APIError(
                     status: 409, code: "idempotency_conflict",
                     message: "Idempotency-Key was already used for a different request", field: "Idempotency-Key")
             }
-            return (try await replay(existing, submission: submission, now: now), true)
+            return (try await replay(existing, submission: submission, now: now, tenant: tenant), true)
         }
         try await publish(generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now))
         return (record, false)
@@ -100,7 +107,9 @@ extension APIHandler {
     /// publish failed, or that has sat `queued` long enough that its publish may have been lost to
     /// a crash, is published again; the dispatcher routes only `queued` tasks, so a duplicate
     /// message costs nothing.
-    private func replay(_ existing: TaskRecord, submission: TaskSubmission, now: Int64) async throws(APIError) -> TaskRecord {
+    private func replay(_ existing: TaskRecord, submission: TaskSubmission, now: Int64, tenant: Tenant) async throws(APIError)
+        -> TaskRecord
+    {
         var record = existing
         let publishFailed = existing.status == .failed && existing.error?.code == "submit_failed"
         let stale = existing.status == .queued && existing.timings.dispatchedAt == nil
@@ -116,7 +125,7 @@ extension APIHandler {
             if case .applied(let updated) = reset { record = updated }
         }
         if publishFailed || stale {
-            let inputs = try await storeInputs(submission, taskID: existing.id)
+            let inputs = try await storeInputs(submission, taskID: existing.id, tenant: tenant)
             var task = generationTask(submission, id: existing.id, model: existing.model, seed: existing.seed, inputs: inputs, now: now)
             task.submittedAtMs = existing.timings.submittedAt ?? now
             try await publish(task)
@@ -127,18 +136,22 @@ extension APIHandler {
     /// How long a task may sit `queued` before a replayed submission publishes it again.
     static let republishAfterMillis: Int64 = 30_000
 
-    private func accepted(_ record: TaskRecord, request: APIRequest, replayed: Bool) async -> APIResponse {
+    private func accepted(_ record: TaskRecord, request: APIRequest, replayed: Bool) async throws(APIError) -> APIResponse {
         var headers = ["location": "/v1/tasks/\(record.id)"]
         if replayed { headers["idempotent-replayed"] = "true" }
-        return .json(202, await document(record, request: request).jsonData(), headers: headers)
+        return try await documentResponse(202, record, request: request, headers: headers)
     }
 
-    private func storeInputs(_ submission: TaskSubmission, taskID: String) async throws(APIError) -> [Sdq_V1_ObjectRef] {
+    private func storeInputs(_ submission: TaskSubmission, taskID: String, tenant: Tenant) async throws(APIError) -> [Sdq_V1_ObjectRef] {
         guard let image = submission.initImage else { return [] }
         var reference = Sdq_V1_ObjectRef()
         reference.bucket = context.transport.objects.bucket
         switch image {
         case .upload(let key):
+            // Another tenant's upload is answered exactly as a missing one.
+            guard Self.upload(key, belongsTo: tenant) else {
+                throw APIError(status: 422, code: "upload_not_found", message: "no upload \(key)", field: "init_image.upload")
+            }
             let exists: Bool
             do { exists = try await context.transport.objects.exists(key: key) } catch {
                 if error.code == "invalid_key" { throw .invalid("init_image.upload", "not an upload key") }
@@ -201,9 +214,10 @@ extension APIHandler {
         return task
     }
 
-    /// `DELETE /v1/tasks/{id}`: cancel in any non-terminal state.
-    func cancel(_ id: String, request: APIRequest) async throws(APIError) -> APIResponse {
-        guard TaskID.isWellFormed(id) else { throw .notFound(id) }
+    /// `DELETE /v1/tasks/{id}`: cancel in any non-terminal state. Another tenant's task answers
+    /// 404 and is left alone; an operator key may cancel any task.
+    func cancel(_ id: String, request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
+        _ = try await visibleTask(id, tenant: tenant)
         let now = EpochClock.nowMillis()
         let outcome: UpdateOutcome
         do {
@@ -228,7 +242,7 @@ extension APIHandler {
             result.error.message = "cancelled by the client"
             let encoded = MessageCodec.encode(result, attributes: [MessageAttribute.taskID: id])
             try? await context.transport.queue(named: context.names.resultsQueue).send(body: encoded.body, attributes: encoded.attributes)
-            return .json(200, await document(record, request: request).jsonData())
+            return try await documentResponse(200, record, request: request)
         }
     }
 

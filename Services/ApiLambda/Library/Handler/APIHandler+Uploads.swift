@@ -1,34 +1,75 @@
 import Foundation
 import SDQPlatform
 
+/// An upload `PUT` whose URL checked out, before any of its body is read.
+public struct UploadGrant: Sendable, Equatable {
+    /// The object key (`uploads/<tenant>/<id>`).
+    public var key: String
+    /// The content type the URL was signed for (and the request sent).
+    public var contentType: String
+    /// The most bytes the body may have.
+    public var maxBytes: Int
+}
+
 extension APIHandler {
-    /// How long an upload URL stays valid.
+    /// How long an upload URL stays valid: the URL's own expiry and the answer's `expires_at`.
     static let uploadLifetime: Duration = .seconds(900)
 
+    /// Whether `key` is an upload of `tenant` (`uploads/<tenant>/…`). On an open API, keys of the
+    /// form `uploads/<id>` made before uploads had owners are accepted too.
+    static func upload(_ key: String, belongsTo tenant: Tenant) -> Bool {
+        if key.hasPrefix("uploads/\(tenant.name)/") { return true }
+        return tenant == .anonymous && key.split(separator: "/").count == 2
+    }
+
     /// `POST /v1/uploads`: a URL to `PUT` a large input (an init image) to, and the key a task then
-    /// names in `init_image: {"upload": KEY}`. S3 presigned PUT on AWS; on the embedded transport a
-    /// signed URL of this API. Optional body: `{"content_type": "image/png"}`.
-    func createUpload(_ request: APIRequest) async throws(APIError) -> APIResponse {
+    /// names in `init_image: {"upload": KEY}`. Optional body: `{"content_type": "image/png",
+    /// "size": BYTES}`.
+    ///
+    /// The URL is bound to what the answer says: `PUT` only, for `expires_at` (900 s), with the
+    /// declared `Content-Type`, at most `size` (or `max_bytes`) bytes, and once — a second upload
+    /// to the same key is refused. Keys belong to the tenant that asked (`uploads/<tenant>/…`).
+    /// S3 presigned PUT on AWS (content type and `If-None-Match: *` signed, so S3 enforces them;
+    /// with a `size`, `Content-Length` too); on the embedded transport a signed URL of this API.
+    func createUpload(_ request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
         var contentType = "application/octet-stream"
+        let limit = context.pools.limits.maxUploadBytes
+        var size: Int?
         if !request.body.isEmpty {
-            guard let body = try? JSONValue.parse(request.body), case .object(let object) = body else {
+            let body: JSONValue
+            do { body = try JSONValue.parse(request.body) } catch { throw APIError.unparsable(error) }
+            guard case .object(let object) = body else {
                 throw APIError(status: 400, code: "invalid_json", message: "the request body must be a JSON object")
             }
+            if let unknown = object.keys.filter({ !["content_type", "size"].contains($0) }).sorted().first {
+                throw APIError(status: 400, code: "unknown_field", message: "\(unknown) is not an upload field", field: unknown)
+            }
             if let value = object["content_type"] {
-                guard let text = value.stringValue, text.split(separator: "/", omittingEmptySubsequences: false).count == 2,
-                    !text.hasPrefix("/"), !text.hasSuffix("/"), text.unicodeScalars.count <= 100 else {
-                    throw .invalid("content_type", "content_type must be a MIME type")
-                }
+                guard let text = value.stringValue, Self.isMIMEType(text) else { throw .invalid("content_type", "content_type must be a MIME type") }
                 contentType = text
             }
+            if let value = object["size"] {
+                guard let bytes = value.integerValue, bytes >= 1, bytes <= limit else {
+                    throw .invalid("size", "size must be an integer 1...\(limit)")
+                }
+                size = Int(bytes)
+            }
         }
-        let key = "uploads/\(TaskID.generate())"
+        let key = "uploads/\(tenant.name)/\(TaskID.generate())"
+        let expires = EpochClock.nowMillis() / 1000 + Self.uploadLifetime.milliseconds / 1000
+        let maxBytes = size ?? limit
+        var required: [(String, String)] = [("content-type", contentType)]
         let url: String
         if let signer {
-            url = baseURL(request) + signer.signedPath(for: key, method: "PUT")
+            let terms = ObjectURLSigner.UploadTerms(contentType: contentType, maxBytes: maxBytes)
+            url = baseURL(request) + signer.signedUploadPath(for: key, terms: terms, expires: expires)
         } else {
+            required.append(("if-none-match", "*"))
+            if let size { required.append(("content-length", String(size))) }
             do {
-                guard let presigned = try await context.transport.objects.presignedPutURL(key: key, expiresIn: Self.uploadLifetime) else {
+                guard let presigned = try await context.transport.objects.presignedPutURL(
+                    key: key, expiresIn: Self.uploadLifetime, headers: required)
+                else {
                     throw APIError(status: 501, code: "uploads_unsupported", message: "this deployment cannot accept uploads")
                 }
                 url = presigned
@@ -40,28 +81,82 @@ extension APIHandler {
         }
         let body = JSONValue.object([
             "key": .string(key), "url": .string(url), "method": .string("PUT"),
-            "headers": .object(["content-type": .string(contentType)]),
-            "max_bytes": .number(Double(context.pools.limits.maxUploadBytes)),
-            "expires_at": .number(Double(EpochClock.nowMillis() + Self.uploadLifetime.milliseconds)),
+            "headers": .object(Dictionary(required.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 })),
+            "max_bytes": .number(Double(maxBytes)),
+            "expires_at": .number(Double(expires * 1000)),
         ])
         return .json(201, body.serialized(), headers: ["location": url])
     }
 
-    /// `PUT /v1/objects/uploads/…` with a signed URL from ``createUpload(_:)`` (embedded transport).
-    func acceptUpload(_ request: APIRequest, key: String) async throws(APIError) -> APIResponse {
-        let decoded = key.removingPercentEncoding ?? key
-        guard decoded.hasPrefix("uploads/"), let signer,
-            signer.verify(method: "PUT", objectKey: decoded, expires: request.query["expires"], signature: request.query["signature"])
-        else { throw APIError(status: 403, code: "invalid_signature", message: "the upload URL is invalid or has expired") }
-        let limit = context.pools.limits.maxUploadBytes
-        guard !request.bodyTooLarge, request.body.count <= limit else {
-            throw APIError(status: 413, code: "body_too_large", message: "an upload may be at most \(limit) bytes")
+    private static func isMIMEType(_ text: String) -> Bool {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty && text.unicodeScalars.count <= 100
+            && text.unicodeScalars.allSatisfy { $0.isASCII && $0.value > 32 && $0.value < 127 }
+    }
+
+    /// Checks an upload `PUT /v1/objects/uploads/…` from its head alone — signature, expiry,
+    /// content type, declared length — so a refused request costs no body bytes.
+    public func grantUpload(path: String, query: [String: String], headers: [String: String]) throws(APIError) -> UploadGrant {
+        let raw = path.split(separator: "/", omittingEmptySubsequences: true).dropFirst(2).joined(separator: "/")
+        let key = raw.removingPercentEncoding ?? raw
+        let contentType = headers["content-type"] ?? "application/octet-stream"
+        guard key.hasPrefix("uploads/"), let signer, let maxBytes = query["max_bytes"].flatMap(Int.init),
+            signer.verify(
+                method: "PUT", objectKey: key, expires: query["expires"], signature: query["signature"],
+                terms: ObjectURLSigner.UploadTerms(contentType: contentType, maxBytes: maxBytes))
+        else {
+            throw APIError(
+                status: 403, code: "invalid_signature",
+                message: "the upload URL is invalid or has expired, or the request's Content-Type is not the one it was made for")
         }
-        guard !request.body.isEmpty else { throw APIError(status: 400, code: "empty_upload", message: "the upload is empty") }
+        if let length = headers["content-length"].flatMap(Int.init), length > maxBytes {
+            throw APIError(status: 413, code: "body_too_large", message: "this upload may be at most \(maxBytes) bytes")
+        }
+        return UploadGrant(key: key, contentType: contentType, maxBytes: maxBytes)
+    }
+
+    /// Where upload bodies are streamed to before ``completeUpload(_:file:size:)``; nil when the
+    /// API takes no uploads itself (S3).
+    public var uploadStagingDirectory: URL? {
+        (context.transport as? EmbeddedTransport)?.uploadStagingDirectory
+    }
+
+    /// Stores a streamed upload body (`file`, `size` bytes) under a grant: once per key. The
+    /// staged file is gone afterwards either way.
+    public func completeUpload(_ grant: UploadGrant, file: URL, size: Int) async -> APIResponse {
+        defer { try? FileManager.default.removeItem(at: file) }
+        guard size <= grant.maxBytes else {
+            return .error(APIError(status: 413, code: "body_too_large", message: "this upload may be at most \(grant.maxBytes) bytes"))
+        }
+        guard size > 0 else { return .error(APIError(status: 400, code: "empty_upload", message: "the upload is empty")) }
+        let created: Bool?
+        do { created = try await context.transport.objects.createFromFile(key: grant.key, file: file, contentType: grant.contentType) } catch {
+            return .error(.unavailable("\(error)"))
+        }
+        guard let created else {
+            return .error(APIError(status: 501, code: "uploads_unsupported", message: "this deployment cannot accept uploads"))
+        }
+        guard created else {
+            return .error(APIError(status: 409, code: "upload_exists", message: "\(grant.key) was uploaded already; ask for a new upload URL"))
+        }
+        return .json(200, JSONValue.object(["key": .string(grant.key), "size": .number(Double(size))]).serialized())
+    }
+
+    /// `PUT /v1/objects/uploads/…` handed over whole (Lambda events, tests): the same checks as
+    /// the streaming path of ``APIHTTPServer``.
+    func acceptUpload(_ request: APIRequest) async throws(APIError) -> APIResponse {
+        let grant = try grantUpload(path: request.path, query: request.query, headers: request.headers)
+        guard !request.bodyTooLarge else {
+            throw APIError(status: 413, code: "body_too_large", message: "this upload may be at most \(grant.maxBytes) bytes")
+        }
+        guard let staging = uploadStagingDirectory else {
+            throw APIError(status: 501, code: "uploads_unsupported", message: "this deployment cannot accept uploads")
+        }
+        let file = staging.appendingPathComponent(UUID().uuidString)
         do {
-            try await context.transport.objects.put(
-                key: decoded, data: request.body, contentType: request.headers["content-type"] ?? "application/octet-stream")
-        } catch { throw .unavailable("\(error)") }
-        return .json(200, JSONValue.object(["key": .string(decoded), "size": .number(Double(request.body.count))]).serialized())
+            try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
+            try request.body.write(to: file)
+        } catch { throw .unavailable("cannot stage the upload: \(error)") }
+        return await completeUpload(grant, file: file, size: request.body.count)
     }
 }

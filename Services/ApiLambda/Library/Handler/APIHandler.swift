@@ -20,22 +20,25 @@ public protocol ObjectURLProvider: Sendable {
 public struct APIHandler: Sendable {
     public let context: StackContext
     public let logger: Logger
-    /// Accepted API keys (`SDQ_API_KEYS`); empty means open.
-    public var apiKeys: Set<String>
+    /// Accepted API keys and the tenant of each (``APIKeyring``); open when empty.
+    public var keyring: APIKeyring
     /// Signs embedded object URLs; nil when objects are served elsewhere (S3).
     public var signer: ObjectURLSigner?
-    /// Fixed public base URL (`SDQ_PUBLIC_URL`); otherwise derived from the request's Host.
+    /// Fixed public base URL (`SDQ_PUBLIC_URL`) of links to this API.
     public var publicBaseURL: String?
+    /// Proxies whose `Host`, `X-Forwarded-Host` and `X-Forwarded-Proto` are believed
+    /// (`SDQ_TRUSTED_PROXIES`); from anyone else they are ignored.
+    public var trustedProxies: [AddressRange] = []
     /// Which webhook destinations are accepted (`SDQ_WEBHOOK_ALLOW_PRIVATE`).
     public var webhookPolicy: OutboundURLPolicy
 
     public init(
-        context: StackContext, logger: Logger, apiKeys: [String] = [], signer: ObjectURLSigner? = nil, publicBaseURL: String? = nil,
-        webhookPolicy: OutboundURLPolicy = OutboundURLPolicy()
+        context: StackContext, logger: Logger, apiKeys: [String] = [], keyring: APIKeyring? = nil, signer: ObjectURLSigner? = nil,
+        publicBaseURL: String? = nil, webhookPolicy: OutboundURLPolicy = OutboundURLPolicy()
     ) {
         self.context = context
         self.logger = logger
-        self.apiKeys = Set(apiKeys)
+        self.keyring = keyring ?? APIKeyring(keys: apiKeys)
         self.signer = signer
         self.publicBaseURL = publicBaseURL
         self.webhookPolicy = webhookPolicy
@@ -90,36 +93,37 @@ public struct APIHandler: Sendable {
         case (_, "v1", _) where segments.count >= 2 && segments[1] == "objects":
             try allow(request, ["GET", "HEAD", "PUT"])
             let key = segments.dropFirst(2).joined(separator: "/")
-            return request.method == "PUT" ? try await acceptUpload(request, key: key) : try await serveObject(request, key: key)
+            return request.method == "PUT" ? try await acceptUpload(request) : try await serveObject(request, key: key)
         case (_, "v1alpha2", 1):
             fallthrough
         case (_, "v1alpha2", 2) where segments[1] == "task":
-            try authenticate(request)
+            let tenant = try authenticate(request)
             try allow(request, ["POST"])
-            return try await submitReference(request)
+            return try await submitReference(request, tenant: tenant)
         case (_, "v1", _):
-            try authenticate(request)
-            return try await routeV1(request, Array(segments.dropFirst()))
+            let tenant = try authenticate(request)
+            return try await routeV1(request, Array(segments.dropFirst()), tenant: tenant)
         default:
             throw APIError(status: 404, code: "not_found", message: "no route \(request.path)")
         }
     }
 
-    private func routeV1(_ request: APIRequest, _ segments: [String]) async throws(APIError) -> APIResponse {
+    private func routeV1(_ request: APIRequest, _ segments: [String], tenant: Tenant) async throws(APIError) -> APIResponse {
         switch (segments.first, segments.count) {
         case ("tasks", 1):
             try allow(request, ["POST"])
-            return try await submit(request)
+            return try await submit(request, tenant: tenant)
         case ("tasks", 2):
             try allow(request, ["GET", "DELETE"])
             let id = segments[1]
-            return request.method == "GET" ? try await status(id, request: request) : try await cancel(id, request: request)
+            return request.method == "GET"
+                ? try await status(id, request: request, tenant: tenant) : try await cancel(id, request: request, tenant: tenant)
         case ("pools", 1):
             try allow(request, ["GET"])
             return try await listPools()
         case ("uploads", 1):
             try allow(request, ["POST"])
-            return try await createUpload(request)
+            return try await createUpload(request, tenant: tenant)
         default:
             throw APIError(status: 404, code: "not_found", message: "no route \(request.path)")
         }
@@ -133,14 +137,12 @@ public struct APIHandler: Sendable {
         }
     }
 
-    private func authenticate(_ request: APIRequest) throws(APIError) {
-        guard !apiKeys.isEmpty else { return }
-        let presented = Self.presentedKey(request)
-        // Every configured key is compared in full, without an early exit, so timing reveals nothing.
-        let matches = apiKeys.reduce(false) { found, key in Self.constantTimeEquals(key, presented ?? "") || found }
-        guard presented != nil, matches else {
+    /// The tenant a request acts for (``APIKeyring``); 401 when a key is required and missing or unknown.
+    func authenticate(_ request: APIRequest) throws(APIError) -> Tenant {
+        guard let tenant = keyring.tenant(presenting: Self.presentedKey(request)) else {
             throw APIError(status: 401, code: "unauthorized", message: "a valid API key is required (Authorization: Bearer KEY)")
         }
+        return tenant
     }
 
     /// The API key a request presents: `Authorization: Bearer KEY`, else `X-Api-Key`.
@@ -151,31 +153,38 @@ public struct APIHandler: Sendable {
         return request.headers["x-api-key"]
     }
 
-    /// The tenant a request acts for: `key-` and the first 12 hex digits of the SHA-256 of its API
-    /// key (stable, and not the key); nil on an open API.
-    func tenant(of request: APIRequest) -> String? {
-        guard !apiKeys.isEmpty, let presented = Self.presentedKey(request) else { return nil }
-        return "key-" + SHA256.hash(data: Data(presented.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
-    }
-
-    /// Compares two strings in time that depends only on their lengths.
-    static func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
-        let a = Array(lhs.utf8), b = Array(rhs.utf8)
-        var difference = UInt8(a.count == b.count ? 0 : 1)
-        for index in 0..<max(a.count, b.count) {
-            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
-        }
-        return difference == 0
+    /// The tenant a request acts for, or nil when it presents no accepted key.
+    func tenant(of request: APIRequest) -> Tenant? {
+        keyring.tenant(presenting: Self.presentedKey(request))
     }
 
     // MARK: Reads
 
-    func status(_ id: String, request: APIRequest) async throws(APIError) -> APIResponse {
+    /// `GET /v1/tasks/{id}`. Another tenant's task answers 404, exactly as a missing one.
+    func status(_ id: String, request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
+        let record = try await visibleTask(id, tenant: tenant)
+        return try await documentResponse(200, record, request: request)
+    }
+
+    /// The task `id` when `tenant` may see it; 404 otherwise (missing and foreign look the same).
+    func visibleTask(_ id: String, tenant: Tenant) async throws(APIError) -> TaskRecord {
         guard TaskID.isWellFormed(id) else { throw .notFound(id) }
         let record: TaskRecord?
         do { record = try await context.transport.tasks.get(id: id) } catch { throw .unavailable("\(error)") }
-        guard let record else { throw .notFound(id) }
-        return .json(200, await document(record, request: request).jsonData())
+        guard let record, tenant.mayAccess(ownedBy: record.tenant) else { throw .notFound(id) }
+        return record
+    }
+
+    /// A task document as a JSON response; a document that cannot be serialised is an error the
+    /// client sees, never an empty body.
+    func documentResponse(_ status: Int, _ record: TaskRecord, request: APIRequest, headers: [String: String] = [:])
+        async throws(APIError) -> APIResponse
+    {
+        let document = await document(record, request: request)
+        do { return .json(status, try document.encoded(), headers: headers) } catch {
+            logger.error("task document not serialisable", metadata: ["task_id": "\(record.id)", "error": "\(error)"])
+            throw APIError(status: 500, code: "document_unserialisable", message: "task \(record.id) cannot be shown: \(error)", field: "id")
+        }
     }
 
     func document(_ record: TaskRecord, request: APIRequest) async -> TaskDocument {
@@ -223,11 +232,37 @@ public struct APIHandler: Sendable {
         return "s3://\(context.transport.objects.bucket)/\(key)"
     }
 
-    /// The base URL clients reach this API at.
+    /// The base URL of links to this API: `SDQ_PUBLIC_URL`; else, from a trusted proxy, its
+    /// `X-Forwarded-Proto` (http or https) and `X-Forwarded-Host` or `Host` (a host name or
+    /// address and port, nothing else); else the address the connection reached.
     func baseURL(_ request: APIRequest) -> String {
         if let publicBaseURL { return publicBaseURL.hasSuffix("/") ? String(publicBaseURL.dropLast()) : publicBaseURL }
-        let scheme = request.headers["x-forwarded-proto"] ?? "http"
-        return "\(scheme)://\(request.headers["host"] ?? "localhost")"
+        if let peer = request.peerAddress, trustedProxies.contains(where: { $0.contains(peer) }),
+            let host = (request.headers["x-forwarded-host"] ?? request.headers["host"]).flatMap(Self.authority)
+        {
+            let proto = request.headers["x-forwarded-proto"]?.split(separator: ",").first?.trimmingCharacters(in: .whitespaces).lowercased()
+            return "\(proto == "https" ? "https" : "http")://\(host)"
+        }
+        return request.localBaseURL ?? "http://localhost"
+    }
+
+    /// `text` when it is a plain authority (`host`, `host:port`, `[v6]:port`), else nil.
+    static func authority(_ text: String) -> String? {
+        let value = text.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard !value.isEmpty, value.utf8.count <= 255,
+            value.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ".-:[]".unicodeScalars.contains($0)) }),
+            URL(string: "http://\(value)/")?.host != nil
+        else { return nil }
+        return value
+    }
+
+    /// The answer to a request that can be refused from its head alone (a missing or unknown API
+    /// key), so that the server does not read its body; nil when the body is needed.
+    public func refusalBeforeBody(_ head: APIRequest) -> APIResponse? {
+        let first = head.path.split(separator: "/").first
+        guard first == "v1alpha2" || (first == "v1" && !head.path.hasPrefix("/v1/objects/")) else { return nil }
+        do { _ = try authenticate(head) } catch { return .error(error) }
+        return nil
     }
 
     private func listPools() async throws(APIError) -> APIResponse {
@@ -273,9 +308,18 @@ extension APIHandler {
         if let embedded = context.transport as? EmbeddedTransport {
             signer = ObjectURLSigner(secret: try await embedded.secret(named: "object-url-key"))
         }
-        return APIHandler(
-            context: context, logger: logger, apiKeys: configuration.apiKeys, signer: signer,
-            publicBaseURL: environment["SDQ_PUBLIC_URL"],
+        let keyring = try await APIKeyring.load(environment: environment)
+        if keyring.isOpen {
+            logger.notice(
+                "no API keys configured (SDQ_API_KEYS, SDQ_API_KEYS_FILE): the API is open and every request acts as the one tenant anonymous")
+        } else {
+            logger.notice("API keys loaded", metadata: ["tenants": "\(keyring.entries.map(\.tenant.name).joined(separator: ","))"])
+        }
+        var handler = APIHandler(
+            context: context, logger: logger, keyring: keyring, signer: signer,
+            publicBaseURL: environment["SDQ_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 },
             webhookPolicy: OutboundURLPolicy(allowPrivate: configuration.webhookAllowPrivate))
+        handler.trustedProxies = try AddressRange.parseList(environment["SDQ_TRUSTED_PROXIES"] ?? "", field: "SDQ_TRUSTED_PROXIES")
+        return handler
     }
 }

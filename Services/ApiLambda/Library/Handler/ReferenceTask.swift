@@ -116,6 +116,7 @@ struct ReferenceTask {
     private static func renamed(_ error: APIError, kind: String) -> APIError {
         guard let field = error.field else { return error }
         if field.hasPrefix("runtime_options.") { return error.naming("task.content." + field.dropFirst("runtime_options.".count)) }
+        if field.hasPrefix("workflow.") { return error.naming("task.content." + field.dropFirst("workflow.".count)) }
         if field.hasPrefix("init_image") { return error.naming(kind == "extras" ? "task.content.image" : "task.content.init_images") }
         switch field {
         case "context": return error.naming("task.metadata.context")
@@ -133,12 +134,12 @@ struct ReferenceTask {
 extension APIHandler {
     /// `POST /v1alpha2` (also `/v1alpha2/task`): a task in the reference format, answered 200 in
     /// its shape `{id, runtime, output_location}` plus `task_id` and `status_url`.
-    func submitReference(_ request: APIRequest) async throws(APIError) -> APIResponse {
+    func submitReference(_ request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
         let limits = try checkedLimits(request)
         let reference = try ReferenceTask.parse(request.body, limits: limits, pools: context.pools)
         let key = reference.clientID.map { "v1alpha2:" + $0 }
         let (record, replayed) = try await accept(
-            reference.submission, idempotencyKey: key, digest: Self.digest(request.body), tenant: tenant(of: request))
+            reference.submission, idempotencyKey: key, digest: Self.digest(request.body), tenant: tenant)
         let bucket = context.transport.objects.bucket
         let answer: JSONValue = .object([
             "id": .string(reference.clientID ?? record.id),

@@ -47,7 +47,7 @@ public struct TaskSubmission: Sendable, Equatable {
         ]
         if let pool { fields["pool"] = .string(pool) }
         // Runtime-native options are kept when small (a workflow with embedded images is not).
-        if let runtimeRequest, runtimeRequest.count <= 32 * 1024, let options = try? JSONValue.parse(runtimeRequest) {
+        if let runtimeRequest, runtimeRequest.count <= 32 * 1024, let options = try? JSONValue.parse(runtimeRequest, maxDepth: .max) {
             fields[kind == "comfyui_workflow" ? "workflow" : "runtime_options"] = options
         }
         return String(decoding: JSONValue.object(fields).serialized(), as: UTF8.self)
@@ -130,7 +130,7 @@ public struct TaskSubmission: Sendable, Equatable {
             s.denoisingStrength = strength
         }
         try parseRouting(fields, into: &s, pools: pools)
-        try parseInputs(object: object, into: &s)
+        try parseInputs(object: object, into: &s, limits: limits)
         try parseDelivery(fields, object: object, into: &s)
         return s
     }
@@ -150,7 +150,7 @@ public struct TaskSubmission: Sendable, Equatable {
         }
     }
 
-    private static func parseInputs(object: [String: JSONValue], into s: inout TaskSubmission) throws(APIError) {
+    private static func parseInputs(object: [String: JSONValue], into s: inout TaskSubmission, limits: RequestLimits) throws(APIError) {
         if let image = object["init_image"], image != .null {
             guard case .object(let spec) = image else {
                 throw .invalid("init_image", "init_image must be {\"upload\": KEY}, {\"base64\": DATA} or {\"url\": URL}")
@@ -182,10 +182,12 @@ public struct TaskSubmission: Sendable, Equatable {
             if let shadowed = fields.keys.filter(shadowedByCore.contains).sorted().first {
                 throw .invalid("runtime_options.\(shadowed)", "\(shadowed) is a task field; set it at the top level, where limits apply")
             }
+            try WorkLimits.checkRuntimeOptions(fields, task: s, limits: limits)
             s.runtimeRequest = options.serialized()
         }
         if let workflow = object["workflow"], workflow != .null {
-            guard case .object = workflow else { throw .invalid("workflow", "workflow must be a ComfyUI API-format object") }
+            guard case .object(let nodes) = workflow else { throw .invalid("workflow", "workflow must be a ComfyUI API-format object") }
+            try WorkLimits.checkWorkflow(nodes, limits: limits)
             s.runtimeRequest = workflow.serialized()
         }
         if s.kind == "comfyui_workflow", object["workflow"] == nil || object["workflow"] == .null { throw .missing("workflow") }
@@ -241,7 +243,7 @@ struct Fields {
         guard !body.isEmpty else { throw APIError(status: 400, code: "invalid_json", message: "the request body is empty") }
         let json: JSONValue
         do { json = try JSONValue.parse(body) } catch {
-            throw APIError(status: 400, code: "invalid_json", message: "the request body is not valid JSON")
+            throw APIError.unparsable(error)
         }
         guard case .object(let object) = json else {
             throw APIError(status: 400, code: "invalid_json", message: "the request body must be a JSON object")

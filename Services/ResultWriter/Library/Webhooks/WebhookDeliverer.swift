@@ -141,17 +141,15 @@ public struct WebhookDeliverer: Sendable {
         }
         guard let url = URL(string: callback.url) else { return attempt(status: nil, error: "refused: not a URL", permanent: true) }
         let pinned: String?
-        switch policy.vet(url) {
+        switch await policy.vet(url) {
         case .refused(let reason): return attempt(status: nil, error: "refused: \(reason)", permanent: true)
+        case .unresolved(let error): return attempt(status: nil, error: "failed: \(error)")
         case .allowed(let address): pinned = address
         }
-        var request = HTTPClientRequest(url: Self.target(url, pinnedTo: pinned))
+        var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "sdq-webhooks")
-        if pinned != nil, url.scheme?.lowercased() == "http", let host = url.host {
-            request.headers.replaceOrAdd(name: "Host", value: url.port.map { "\(host):\($0)" } ?? host)
-        }
         let timestamp = EpochClock.nowMillis() / 1000
         let headers: [(String, String)]
         if let secret = callback.secret, let signer = try? WebhookSigner(secret: secret) {
@@ -163,23 +161,16 @@ public struct WebhookDeliverer: Sendable {
         request.body = .bytes(ByteBuffer(bytes: event.payload))
         let timeout = TimeAmount.milliseconds(Int64(settings.timeoutSeconds * 1000))
         do {
-            let response = try await http.execute(request, timeout: timeout)
-            _ = try? await response.body.collect(upTo: 64 * 1024)
-            let status = Int(response.status.code)
+            // Connected to the checked address; the name stays in the URL, Host and TLS SNI.
+            let status = try await OutboundHTTP.execute(request, url: url, address: pinned, timeout: timeout, shared: http) { response in
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                return Int(response.status.code)
+            }
             if (200..<300).contains(status) { return attempt(status: status, error: nil) }
             return attempt(status: status, error: "answered \(status)")
         } catch {
             let text = "\(error)"
             return attempt(status: nil, error: text.contains("deadlineExceeded") || text.contains("readTimeout") ? "timed out" : "failed: \(text)")
         }
-    }
-
-    /// A plain-http URL pointed at the checked address, so the connection cannot resolve the
-    /// name to something else; https and unpinned URLs are unchanged.
-    static func target(_ url: URL, pinnedTo address: String?) -> String {
-        guard let address, url.scheme?.lowercased() == "http", var parts = URLComponents(url: url, resolvingAgainstBaseURL: false)
-        else { return url.absoluteString }
-        parts.host = address.contains(":") ? "[\(address)]" : address
-        return parts.string ?? url.absoluteString
     }
 }

@@ -18,7 +18,7 @@ struct SubmitCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let document = try await server.client().submit(generation.requestBody, idempotencyKey: idempotencyKey)
-            print(json ? String(decoding: document.jsonData(), as: UTF8.self) : document.id)
+            print(json ? String(decoding: try document.encoded(), as: UTF8.self) : document.id)
         }
     }
 }
@@ -35,7 +35,7 @@ struct StatusCommand: AsyncParsableCommand {
         try await reportingFailures {
             let document = try await server.client().status(id)
             if json {
-                print(String(decoding: document.jsonData(pretty: true), as: UTF8.self))
+                print(String(decoding: try document.encoded(pretty: true), as: UTF8.self))
             } else {
                 print(describe(document))
             }
@@ -57,7 +57,7 @@ struct WaitCommand: AsyncParsableCommand {
             let display = ProgressDisplay(enabled: !json)
             let document = try await server.client().wait(id, timeout: .seconds(timeout)) { display.update($0) }
             display.finish()
-            print(json ? String(decoding: document.jsonData(pretty: true), as: UTF8.self) : describe(document))
+            print(json ? String(decoding: try document.encoded(pretty: true), as: UTF8.self) : describe(document))
             if document.status != .succeeded { throw CommandFailure(description: "task \(id) \(document.status.rawValue)", exitCode: 1) }
         }
     }

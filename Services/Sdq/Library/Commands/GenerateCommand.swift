@@ -119,7 +119,7 @@ struct GenerateCommand: AsyncParsableCommand {
         }
         if json {
             let files = JSONValue.array(paths.map { .string($0) })
-            var object = (try? JSONValue.parse(document.jsonData()))?.objectValue ?? [:]
+            var object = try document.jsonValue().objectValue ?? [:]
             object["files"] = files
             print(String(decoding: JSONValue.object(object).serialized(), as: UTF8.self))
         } else {

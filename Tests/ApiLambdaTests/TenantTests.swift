@@ -1,0 +1,165 @@
+@testable import ApiLambda
+import Crypto
+import Foundation
+import SDQAWS
+import SDQPlatform
+import SDQTestSupport
+import Testing
+
+/// Tenants: every read, cancel, upload use and idempotency key belongs to the API key's tenant.
+@Suite struct TenantTests {
+    static let keyFile = """
+        keys:
+          - name: alice
+            key: k1-alice
+          - name: bob
+            key: "20240101"
+            role: client
+          - name: ops
+            key_sha256: \(APIKeyringFixture.sha256("k3-ops"))
+            role: operator
+            quotas: {tasks_per_minute: 60}
+        """
+
+    static func harness() async throws -> APIHandlerTests.Harness {
+        var harness = try await APIHandlerTests.Harness.make()
+        harness = APIHandlerTests.Harness(
+            fixture: harness.fixture,
+            handler: APIHandler(
+                context: harness.fixture.context, logger: testLogger(),
+                keyring: try APIKeyring.parse(file: keyFile, source: "keys.yaml"),
+                signer: ObjectURLSigner(secret: Data(repeating: 7, count: 32)), publicBaseURL: "http://api.test"))
+        return harness
+    }
+
+    static func auth(_ key: String) -> [String: String] { ["Authorization": "Bearer \(key)"] }
+
+    @Test func anotherTenantsTaskIsNotFoundExactlyAsAMissingOne() async throws {
+        let harness = try await Self.harness()
+        let submitted = await harness.post(#"{"prompt": "alice's", "context": {"secret": "alice"}}"#, headers: Self.auth("k1-alice"))
+        #expect(submitted.status == 202)
+        let id = try #require(try JSONValue.parse(submitted.body)["id"]?.stringValue)
+        let record = try #require(try await harness.fixture.transport.tasks.get(id: id))
+        #expect(record.tenant == "alice")
+
+        let foreign = await harness.get("/v1/tasks/\(id)", headers: Self.auth("20240101"))
+        let missing = await harness.get("/v1/tasks/01aaaaaaaaaaaaaaaaaaaaaaaa", headers: Self.auth("20240101"))
+        #expect(foreign.status == 404 && missing.status == 404)
+        #expect(APIHandlerTests.error(foreign).code == "task_not_found")
+        #expect(!String(decoding: foreign.body, as: UTF8.self).contains("alice"))
+        let cancel = await harness.handler.handle(APIRequest(method: "DELETE", path: "/v1/tasks/\(id)", headers: Self.auth("20240101")))
+        #expect(cancel.status == 404)
+        #expect(try await harness.fixture.transport.tasks.get(id: id)?.status == .queued)
+
+        // The owner and an operator see it; an operator may cancel it.
+        #expect(await harness.get("/v1/tasks/\(id)", headers: Self.auth("k1-alice")).status == 200)
+        #expect(await harness.get("/v1/tasks/\(id)", headers: Self.auth("k3-ops")).status == 200)
+        let cancelled = await harness.handler.handle(APIRequest(method: "DELETE", path: "/v1/tasks/\(id)", headers: Self.auth("k3-ops")))
+        #expect(cancelled.status == 200)
+    }
+
+    @Test func idempotencyKeysBelongToTheirTenant() async throws {
+        let harness = try await Self.harness()
+        let body = #"{"prompt": "same", "context": {"owner": "alice"}}"#
+        let alice = await harness.post(body, headers: Self.auth("k1-alice").merging(["Idempotency-Key": "shared"]) { $1 })
+        let bob = await harness.post(body, headers: Self.auth("20240101").merging(["Idempotency-Key": "shared"]) { $1 })
+        #expect(alice.status == 202 && bob.status == 202)
+        #expect(bob.headers["idempotent-replayed"] == nil)
+        let aliceID = try JSONValue.parse(alice.body)["id"]?.stringValue
+        let bobID = try JSONValue.parse(bob.body)["id"]?.stringValue
+        #expect(aliceID != bobID)
+        // A different body under alice's key is bob's own new task, not a 409 that reveals alice's.
+        let otherKey = await harness.post(#"{"prompt": "bob"}"#, headers: Self.auth("20240101").merging(["Idempotency-Key": "alice-only"]) { $1 })
+        _ = await harness.post(body, headers: Self.auth("k1-alice").merging(["Idempotency-Key": "alice-only"]) { $1 })
+        #expect(otherKey.status == 202)
+        // Within a tenant, replays and conflicts work as before.
+        let replay = await harness.post(body, headers: Self.auth("20240101").merging(["Idempotency-Key": "shared"]) { $1 })
+        #expect(replay.headers["idempotent-replayed"] == "true")
+        #expect(try JSONValue.parse(replay.body)["id"]?.stringValue == bobID)
+        let conflict = await harness.post(#"{"prompt": "changed"}"#, headers: Self.auth("20240101").merging(["Idempotency-Key": "shared"]) { $1 })
+        #expect(conflict.status == 409)
+        let bobTask = try #require(bobID)
+        let record = try #require(try await harness.fixture.transport.tasks.get(id: bobTask))
+        #expect(record.idempotencyKey == "bob|shared" && record.clientIdempotencyKey == "shared")
+    }
+
+    @Test func anotherTenantsUploadCannotBeUsed() async throws {
+        let harness = try await Self.harness()
+        let created = await harness.handler.handle(APIRequest(
+            method: "POST", path: "/v1/uploads", headers: Self.auth("k1-alice"), body: Data(#"{"content_type": "image/png"}"#.utf8)))
+        let key = try #require(try JSONValue.parse(created.body)["key"]?.stringValue)
+        #expect(key.hasPrefix("uploads/alice/"))
+        let url = try #require(try JSONValue.parse(created.body)["url"]?.stringValue)
+        let (path, query) = APIRequest.splitTarget(String(url.dropFirst("http://api.test".count)))
+        let put = await harness.handler.handle(APIRequest(
+            method: "PUT", path: path, query: query, headers: ["content-type": "image/png"], body: Data([0x89, 0x50])))
+        #expect(put.status == 200)
+        let body = #"{"prompt": "x", "kind": "img2img", "init_image": {"upload": "\#(key)"}}"#
+        let bob = await harness.post(body, headers: Self.auth("20240101"))
+        #expect(bob.status == 422 && APIHandlerTests.error(bob).code == "upload_not_found")
+        #expect(await harness.post(body, headers: Self.auth("k1-alice")).status == 202)
+    }
+
+    @Test func keyFilesAreCheckedWhole() throws {
+        let ring = try APIKeyring.parse(file: Self.keyFile, source: "keys.yaml")
+        #expect(ring.tenant(presenting: "k1-alice") == Tenant(name: "alice"))
+        #expect(ring.tenant(presenting: "20240101")?.name == "bob")  // digits stay a key
+        #expect(ring.tenant(presenting: "k3-ops") == Tenant(name: "ops", role: .operator))
+        #expect(ring.tenant(presenting: "k1-alicE") == nil && ring.tenant(presenting: nil) == nil)
+        #expect(ring.entries[2].quotas == .object(["tasks_per_minute": .number(60)]))
+        // Unnamed keys keep the key- + hash names records already carry.
+        let unnamed = APIKeyring(keys: ["k-one"])
+        #expect(unnamed.tenant(presenting: "k-one")?.name == "key-" + APIKeyringFixture.sha256("k-one").prefix(12))
+        #expect(APIKeyring.open.tenant(presenting: "anything") == .anonymous)
+
+        for (text, complaint) in [
+            ("keys: []", "lists no key"), ("nothing: 1", "keys list"), ("keys:\n  - name: a\n", "exactly one of key"),
+            ("keys:\n  - key: x\n    role: admin\n", "client or operator"), ("keys:\n  - key: x\n    name: anonymous\n", "name must be"),
+            ("keys:\n  - key: x\n    name: a\n  - key: y\n    name: a\n", "appears twice"), ("keys:\n  - key: x\n    colour: red\n", "colour"),
+            ("keys:\n  - key_sha256: abc\n", "64 hex"),
+        ] {
+            #expect(throws: ConfigurationError.self) { try APIKeyring.parse(file: text, source: "f") }
+            do { _ = try APIKeyring.parse(file: text, source: "f") } catch { #expect(error.message.contains(complaint), "\(error.message)") }
+        }
+    }
+
+    @Test func aKeyListThatYieldsNothingRefusesToStart() async throws {
+        #expect(throws: ConfigurationError.self) { try SDQConfiguration.fromEnvironment(["SDQ_API_KEYS": " , "]) }
+        await #expect(throws: ConfigurationError.self) { try await APIKeyring.load(environment: ["SDQ_API_KEYS": ","]) }
+        await #expect(throws: ConfigurationError.self) {
+            try await APIKeyring.load(environment: ["SDQ_API_KEYS": "a", "SDQ_API_KEYS_FILE": "/nonexistent"])
+        }
+        let directory = try TemporaryDirectory()
+        let file = directory.url.appendingPathComponent("keys.yaml")
+        try Self.keyFile.write(to: file, atomically: true, encoding: .utf8)
+        let ring = try await APIKeyring.load(environment: ["SDQ_API_KEYS_FILE": file.path])
+        #expect(ring.entries.map(\.tenant.name) == ["alice", "bob", "ops"])
+        #expect(try await APIKeyring.load(environment: [:]).isOpen)
+    }
+
+    @Test(.enabled(if: AWSTestEnvironment.available, "needs an AWS emulator (moto)"))
+    func keyFilesCanLiveInSecretsManagerOrSSM() async throws {
+        let variables = AWSTestEnvironment.variables()
+        let client = SecretsClient(client: AWSHTTPClient(
+            environment: AWSEnvironment(variables), credentials: EnvironmentCredentialProvider(variables: variables)))
+        let name = AWSTestEnvironment.uniqueStack()
+        _ = try await client.client.json(
+            service: "secretsmanager", target: "secretsmanager.CreateSecret", ["Name": name, "SecretString": Self.keyFile], version: "1.1")
+        _ = try await client.client.json(
+            service: "ssm", target: "AmazonSSM.PutParameter", ["Name": "/\(name)/keys", "Value": Self.keyFile, "Type": "SecureString"],
+            version: "1.1")
+        for source in ["secretsmanager:\(name)", "ssm:/\(name)/keys"] {
+            let ring = try await APIKeyring.load(environment: variables.merging(["SDQ_API_KEYS_FILE": source]) { $1 })
+            #expect(ring.tenant(presenting: "k3-ops")?.role == .operator, "\(source)")
+        }
+        await #expect(throws: ConfigurationError.self) {
+            try await APIKeyring.load(environment: variables.merging(["SDQ_API_KEYS_FILE": "secretsmanager:\(name)-missing"]) { $1 })
+        }
+    }
+}
+
+enum APIKeyringFixture {
+    static func sha256(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+}
