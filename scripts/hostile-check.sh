@@ -36,12 +36,15 @@ remaining() { awk -v a="$started" -v b="$(date +%s.%N)" -v n="$budget" 'BEGIN { 
 
 dir=$(mktemp -d /tmp/sdq-hostile.XXXXXX)
 server_pid='' hole_pid=''
-stop() {  # stop PID: TERM, up to 5 s to go, then KILL
+running() {  # PID exists and is not a zombie waiting to be reaped
+    [[ -e /proc/$1/stat ]] && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+stop() {  # stop PID: TERM, up to 10 s to go, then KILL
     local pid=$1
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    [[ -n $pid ]] && running "$pid" || { [[ -n $pid ]] && wait "$pid" 2>/dev/null; return 0; }
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -KILL "$pid" 2>/dev/null; then echo "(process $pid did not exit within 5 s of SIGTERM; killed)"; fi
+    for _ in $(seq 100); do running "$pid" || break; sleep 0.1; done
+    if running "$pid" && kill -KILL "$pid" 2>/dev/null; then echo "(process $pid did not exit within 10 s of SIGTERM; killed)"; fi
     wait "$pid" 2>/dev/null || true
 }
 cleanup() {
@@ -86,9 +89,12 @@ else
 fi
 
 # What a crash in the middle of an object write leaves behind; the server must sweep it at start.
+# Leftovers untouched for 5 minutes are swept (newer ones may belong to another process sharing
+# the folder), so the planted file is dated an hour back, as after a crash and a later restart.
 # (This also creates the data folder, 0755 by the umask: the server must tighten it.)
 mkdir -p "$dir/data/objects/sdq-objects/outputs/stale"
 : >"$dir/data/objects/sdq-objects/outputs/stale/.image-0.png.0000.tmp"
+touch -d '1 hour ago' "$dir/data/objects/sdq-objects/outputs/stale/.image-0.png.0000.tmp"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 base="http://127.0.0.1:$port"
@@ -101,14 +107,14 @@ env -u SDQ_PUBLIC_URL "${keys[@]}" SDQ_DATA_DIR="$dir/data" LOG_LEVEL=error \
 server_pid=$!
 up=0
 for _ in $(seq 300); do  # GET /healthz, up to 60 s
-    kill -0 "$server_pid" 2>/dev/null || break
+    running "$server_pid" || break
     if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=1)' "$base" 2>/dev/null; then
         up=1; break
     fi
     sleep 0.2
 done
 if [[ $up != 1 ]]; then
-    why=$(kill -0 "$server_pid" 2>/dev/null && echo "did not become healthy on $base within 60 s" || echo "exited before it was healthy")
+    why=$(running "$server_pid" && echo "did not become healthy on $base within 60 s" || echo "exited before it was healthy")
     echo "hostile-check: the server $why; its output:" >&2
     tail -n 30 "$dir/server.log" >&2
     exit 2
@@ -125,7 +131,7 @@ checks=$(( $(remaining) - 30 ))  # leave time for the start-up check and cleanup
 timeout -k 5 "$checks" python3 -u "$root/scripts/ci/hostile_client.py" "$base" "$server_pid" "$dir/data" || status=$?
 if [[ $status == 124 || $status == 137 ]]; then echo "FAILED hostile client: did not finish within $checks s"; fi
 echo "DNS queries the black hole swallowed: $(grep -c '^query' "$dir/hole.log" || true)"
-if ! kill -0 "$server_pid" 2>/dev/null; then
+if ! running "$server_pid"; then
     echo "FAILED server: exited during the checks; its last output:"; tail -n 20 "$dir/server.log"; status=1
 fi
 stage "hostile checks"

@@ -179,4 +179,19 @@ import Testing
             try harness.handler.grantUpload(path: "/v1/objects/uploads/x/y", query: ["expires": "9999999999", "signature": "bad"], headers: [:])
         }
     }
+
+    @Test(.enabled(if: AWSTestEnvironment.available, "needs an AWS emulator (moto)"))
+    func s3UploadURLsSignWhatTheyRequire() async throws {
+        let fixture = try await StackFixture.make(.aws)
+        let handler = APIHandler(context: fixture.context, logger: testLogger(), apiKeys: ["k"])
+        let created = await handler.handle(APIRequest(
+            method: "POST", path: "/v1/uploads", headers: ["x-api-key": "k"], body: Data(#"{"content_type": "image/png", "size": 3}"#.utf8)))
+        #expect(created.status == 201)
+        let answer = try JSONValue.parse(created.body)
+        let url = try #require(answer["url"]?.stringValue)
+        #expect(answer["headers"] == .object(["content-type": .string("image/png"), "if-none-match": .string("*"), "content-length": .string("3")]))
+        #expect(url.contains("X-Amz-Expires=900"))
+        #expect(url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bif-none-match"))
+        #expect(try #require(answer["key"]?.stringValue).hasPrefix("uploads/key-"))
+    }
 }

@@ -14,7 +14,7 @@ import Testing
             {"version": "2.0", "rawPath": "/v1/tasks", "rawQueryString": "a=1&b=two%20words",
              "headers": {"content-type": "application/json", "x-forwarded-for": "1.1.1.1,2.2.2.2"},
              "cookies": ["c1=v1", "c2=v2"],
-             "requestContext": {"http": {"method": "POST", "path": "/v1/tasks"}},
+             "requestContext": {"http": {"method": "POST", "path": "/v1/tasks"}, "domainName": "abc.lambda-url.us-east-1.on.aws"},
              "body": "eyJwcm9tcHQiOiAieCJ9", "isBase64Encoded": true}
             """#.utf8)
         guard case .apiGatewayV2(let request, let cookies)? = LambdaEvent.parse(event) else { Issue.record("not 2.0"); return }
@@ -25,11 +25,14 @@ import Testing
         #expect(request.headers["cookie"] == "c1=v1; c2=v2")
         #expect(cookies == ["c1=v1", "c2=v2"])
         #expect(String(decoding: request.body, as: UTF8.self) == #"{"prompt": "x"}"#)
+        // Links are based on the domain AWS says the request reached, not on client headers.
+        #expect(request.localBaseURL == "https://abc.lambda-url.us-east-1.on.aws")
     }
 
     @Test func restAPIEventsJoinRepeatedHeaders() throws {
         let event = Data(#"""
             {"httpMethod": "GET", "path": "/v1/tasks/abc", "headers": {"Host": "api.example.com"},
+             "requestContext": {"domainName": "api.example.com"},
              "multiValueHeaders": {"Accept": ["text/plain", "application/json"]},
              "queryStringParameters": {"x": "1"}, "body": null, "isBase64Encoded": false}
             """#.utf8)
@@ -37,6 +40,7 @@ import Testing
         #expect(request.method == "GET")
         #expect(request.headers["accept"] == "text/plain,application/json")
         #expect(request.headers["host"] == "api.example.com")
+        #expect(request.localBaseURL == "https://api.example.com")
         #expect(request.query == ["x": "1"])
     }
 

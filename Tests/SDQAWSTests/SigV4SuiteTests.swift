@@ -95,6 +95,32 @@ import Testing
         #expect(query.contains("X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"))
     }
 
+    /// Upload URLs sign the headers the uploader must send: the signature is the suite-checked
+    /// header signature of a request carrying exactly them, so S3 refuses other values.
+    @Test func presignedURLsSignTheHeadersTheyRequire() throws {
+        let signer = SigV4Signer(service: "s3", region: "us-east-1")
+        let credentials = AWSCredentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        let date = Date(timeIntervalSince1970: 1_369_353_600)
+        let required = [("Content-Type", "image/png"), ("If-None-Match", "*")]
+        let query = signer.presignedQuery(
+            method: "PUT", path: "/uploads/a/b", host: "bucket.s3.amazonaws.com", credentials: credentials, date: date, expires: 900,
+            signedHeaders: required)
+        #expect(query.contains("X-Amz-SignedHeaders=content-type%3Bhost%3Bif-none-match"))
+        #expect(query.contains("X-Amz-Expires=900"))
+        let unsignedPart = try #require(query.components(separatedBy: "&X-Amz-Signature=").first)
+        let signature = try #require(query.components(separatedBy: "&X-Amz-Signature=").last)
+        let expected = signer.sign(
+            SigningRequest(
+                method: "PUT", path: "/uploads/a/b", query: unsignedPart,
+                headers: [("host", "bucket.s3.amazonaws.com"), ("content-type", "image/png"), ("if-none-match", "*")],
+                payloadHash: SigV4Signer.unsignedPayload),
+            credentials: credentials, timestamp: "20130524T000000Z")
+        #expect(signature == expected.signature)
+        let hostOnly = signer.presignedQuery(
+            method: "PUT", path: "/uploads/a/b", host: "bucket.s3.amazonaws.com", credentials: credentials, date: date, expires: 900)
+        #expect(!hostOnly.hasSuffix(signature))
+    }
+
     @Test func s3PathsAreSignedAsSentOthersNormalised() {
         let s3 = SigV4Signer(service: "s3", region: "us-east-1")
         let sqs = SigV4Signer(service: "sqs", region: "us-east-1")

@@ -163,3 +163,46 @@ import Testing
         await reopened.close()
     }
 }
+
+/// What the data folder looks like to other users and after a crash.
+@Suite struct EmbeddedDataFolderTests {
+    static func mode(_ path: String) throws -> Int {
+        (try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int ?? 0) & 0o777
+    }
+
+    @Test func theFolderIsTheOwnersAndTheDatabaseUnreadableToOthers() async throws {
+        let directory = TemporaryDirectory()
+        let data = directory.url.appendingPathComponent("data").path
+        // An existing folder and database made with a permissive umask are tightened too.
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        _ = try await EmbeddedTransport.open(directory: data, names: ResourceNames(stack: "t"), logger: testLogger())
+        #expect(try Self.mode(data) == 0o700)
+        #expect(try Self.mode(data + "/sdq.sqlite") == 0o600)
+        chmod(data + "/sdq.sqlite", 0o644)
+        chmod(data, 0o755)
+        let reopened = try await EmbeddedTransport.open(directory: data, names: ResourceNames(stack: "t"), logger: testLogger())
+        _ = try await reopened.secret(named: "object-url-key")
+        #expect(try Self.mode(data) == 0o700)
+        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: data + "/sdq.sqlite" + suffix) {
+            #expect(try Self.mode(data + "/sdq.sqlite" + suffix) == 0o600, "sdq.sqlite\(suffix)")
+        }
+    }
+
+    @Test func unfinishedWritesFromBeforeAreRemovedAtStartAndFreshOnesKept() async throws {
+        let directory = TemporaryDirectory()
+        let names = ResourceNames(stack: "t")
+        let objects = directory.url.appendingPathComponent("objects/\(names.bucket)/outputs/x")
+        try FileManager.default.createDirectory(at: objects, withIntermediateDirectories: true)
+        let old = objects.appendingPathComponent(".image-0.png.0000.tmp")
+        let fresh = objects.appendingPathComponent(".image-1.png.1111.tmp")
+        let kept = objects.appendingPathComponent("image-2.png")
+        for file in [old, fresh, kept] { try Data([1]).write(to: file) }
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: old.path)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: kept.path)
+        _ = try await EmbeddedTransport.open(directory: directory.path, names: names, logger: testLogger())
+        #expect(!FileManager.default.fileExists(atPath: old.path))
+        // Another process sharing the folder may be writing this one now.
+        #expect(FileManager.default.fileExists(atPath: fresh.path))
+        #expect(FileManager.default.fileExists(atPath: kept.path))
+    }
+}

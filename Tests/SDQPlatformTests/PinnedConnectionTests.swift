@@ -70,7 +70,7 @@ final class CapturingListener: Sendable {
         let url = URL(string: "https://rebind.invalid:\(listener.port)/hook")!
         await #expect(throws: (any Error).self) {
             _ = try await OutboundHTTP.execute(
-                HTTPClientRequest(url: url.absoluteString), url: url, address: "127.0.0.1", timeout: .seconds(5)
+                HTTPClientRequest(url: url.absoluteString), url: url, address: "127.0.0.1", timeout: .seconds(2)
             ) { response in Int(response.status.code) }
         }
         // A TLS ClientHello (record type 22) whose server_name extension names the host.

@@ -31,6 +31,13 @@ public enum LambdaEvent: Sendable, Equatable {
         return Data(text.utf8)
     }
 
+    /// `https://` and the domain API Gateway or the Function URL was reached at
+    /// (`requestContext.domainName`, set by AWS, not by the client): the base of links.
+    private static func baseURL(_ object: [String: JSONValue]) -> String? {
+        guard let domain = object["requestContext"]?["domainName"]?.stringValue, let authority = APIHandler.authority(domain) else { return nil }
+        return "https://\(authority)"
+    }
+
     private static func parseV2(_ object: [String: JSONValue], http: JSONValue) -> LambdaEvent {
         var headers: [String: String] = [:]
         for (name, value) in object["headers"]?.objectValue ?? [:] { headers[name.lowercased()] = value.stringValue }
@@ -40,8 +47,9 @@ public enum LambdaEvent: Sendable, Equatable {
         let rawPath = object["rawPath"]?.stringValue ?? http["path"]?.stringValue ?? "/"
         let rawQuery = object["rawQueryString"]?.stringValue ?? ""
         let (path, query) = APIRequest.splitTarget(rawQuery.isEmpty ? rawPath : "\(rawPath)?\(rawQuery)")
-        let request = APIRequest(
+        var request = APIRequest(
             method: http["method"]?.stringValue ?? "GET", path: path, query: query, headers: headers, body: body(object))
+        request.localBaseURL = baseURL(object)
         return .apiGatewayV2(request, cookies: cookies)
     }
 
@@ -59,7 +67,9 @@ public enum LambdaEvent: Sendable, Equatable {
             if case .array(let list) = values, let last = list.last?.stringValue { query[name] = last }
         }
         let path = object["path"]?.stringValue ?? "/"
-        return .apiGatewayV1(APIRequest(method: method, path: path, query: query, headers: headers, body: body(object)))
+        var request = APIRequest(method: method, path: path, query: query, headers: headers, body: body(object))
+        request.localBaseURL = baseURL(object)
+        return .apiGatewayV1(request)
     }
 
     private static func parseDirect(_ object: [String: JSONValue], action: String) -> LambdaEvent {
