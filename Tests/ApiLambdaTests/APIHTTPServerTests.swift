@@ -9,15 +9,28 @@ import Testing
 
 /// The same handler behind the live HTTP server on a loopback port.
 @Suite struct APIHTTPServerTests {
-    @Test func servesTheHandlerOverHTTP() async throws {
-        let fixture = try await EmbeddedFixture.make()
-        let handler = APIHandler(context: fixture.context, logger: testLogger())
+    /// Runs `handler` behind the HTTP server on a free loopback port while `body` runs.
+    static func withServer(_ handler: APIHandler, _ body: @Sendable (_ port: Int) async throws -> Void) async throws {
         let port = PortBox()
         let server = APIHTTPServer(handler: handler, port: 0, logger: testLogger()) { await port.set($0) }
         let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: testLogger()))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            let bound = await port.wait()
+            do {
+                try await body(await port.wait())
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    @Test func servesTheHandlerOverHTTP() async throws {
+        let fixture = try await EmbeddedFixture.make()
+        let handler = APIHandler(context: fixture.context, logger: testLogger())
+        try await Self.withServer(handler) { bound in
             let base = "http://127.0.0.1:\(bound)"
 
             var bad = HTTPClientRequest(url: "\(base)/v1/tasks")
@@ -43,9 +56,6 @@ import Testing
             #expect(goodResponse.headers["location"].first?.hasPrefix("/v1/tasks/") == true)
             _ = try await goodResponse.body.collect(upTo: 1 << 20)
             #expect(try await fixture.queue(fixture.context.names.dispatchQueue).depth().visible == 1)
-
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
         }
     }
 
@@ -75,12 +85,7 @@ import Testing
         let fixture = try await EmbeddedFixture.make()
         let handler = APIHandler(
             context: fixture.context, logger: testLogger(), apiKeys: ["k"], signer: ObjectURLSigner(secret: Data(repeating: 3, count: 32)))
-        let port = PortBox()
-        let server = APIHTTPServer(handler: handler, port: 0, logger: testLogger()) { await port.set($0) }
-        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: testLogger()))
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            let bound = await port.wait()
+        try await Self.withServer(handler) { bound in
             let base = "http://127.0.0.1:\(bound)"
             // 16 MiB announced, none sent: answered anyway.
             let unsigned = Self.answerToHead(
@@ -118,9 +123,6 @@ import Testing
             // Nothing is left in the staging folder.
             let staged = (try? FileManager.default.contentsOfDirectory(atPath: fixture.transport.uploadStagingDirectory.path)) ?? []
             #expect(staged.isEmpty)
-
-            await group.triggerGracefulShutdown()
-            try await tasks.waitForAll()
         }
     }
 }
