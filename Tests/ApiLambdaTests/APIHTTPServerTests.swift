@@ -13,7 +13,7 @@ import Testing
     static func withServer(_ handler: APIHandler, _ body: @Sendable (_ port: Int) async throws -> Void) async throws {
         let port = PortBox()
         let server = APIHTTPServer(handler: handler, port: 0, logger: testLogger()) { await port.set($0) }
-        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: testLogger()))
+        let group = ServiceGroup(configuration: .serverUnderTest([server], logger: testLogger()))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             do {

@@ -19,7 +19,8 @@ import Testing
                 ], limits: limits)
             let fixture = try await EmbeddedFixture.make(pools: pools)
             let signer = ObjectURLSigner(secret: Data(repeating: 7, count: 32))
-            // Links are based on a configured public URL (Host alone is not believed: see ProxyTrustTests).
+            // Links are based on a configured public URL (Host alone is not believed: see
+            // HostileInputTests.headersOfUntrustedPeersDoNotMakeLinks).
             return Harness(
                 fixture: fixture,
                 handler: APIHandler(

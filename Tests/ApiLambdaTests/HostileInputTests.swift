@@ -48,11 +48,20 @@ import Testing
         (#"{"hr_scale": "big"}"#, "runtime_options.hr_scale"),
         (#"{"enable_hr": "yes"}"#, "runtime_options.enable_hr"),
         (#"{"upscaling_resize": 64}"#, "runtime_options.upscaling_resize"),
+        // Figures far outside any integer are refused, not converted (that would trap).
+        (#"{"enable_hr": true, "hr_scale": 1e300}"#, "runtime_options.hr_scale"),
+        (#"{"hr_second_pass_steps": 1e300}"#, "runtime_options.hr_second_pass_steps"),
+        // A1111 derives the other side from the aspect ratio: 512 wide → 2048 makes 2048 × 2048 here,
+        // but a 64 × 512 image resized to 2048 wide is 16384 high.
+        (#"{"enable_hr": true, "hr_resize_x": 2048}"#, "runtime_options.hr_resize_x"),
+        (#"{"enable_hr": true, "hr_resize_x": 2048, "hr_resize_y": 256}"#, "runtime_options.hr_resize_y"),
+        (#"{"script_name": "x/y/z plot", "script_args": [1, "10,20,30", 9]}"#, "runtime_options.script_name"),
     ])
     func runtimeOptionsCannotAskForMoreThanTheLimits(options: String, field: String) async throws {
         let harness = try await APIHandlerTests.Harness.make()
-        let response = await harness.post(#"{"prompt": "x", "width": 512, "height": 512, "runtime_options": \#(options)}"#)
-        #expect(response.status == 400)
+        let size = options.contains("hr_resize") ? #""width": 64, "height": 512"# : #""width": 512, "height": 512"#
+        let response = await harness.post(#"{"prompt": "x", \#(size), "runtime_options": \#(options)}"#)
+        #expect(response.status == 400, "\(String(decoding: response.body, as: UTF8.self))")
         #expect(APIHandlerTests.error(response).field == field)
         #expect(try await harness.queued() == 0)
     }
@@ -93,6 +102,40 @@ import Testing
         #expect(await harness.post(Self.workflow(scale: 2, samplers: 2)).status == 202)
     }
 
+    @Test(arguments: [
+        // Figures ComfyUI would convert, hidden from a numeric check.
+        (#""1": {"class_type": "EmptyLatentImage", "inputs": {"width": "16384", "height": 512, "batch_size": 1}}"#, "workflow.1.inputs.width"),
+        (#""1": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": {"__value__": 4096}}}"#,
+         "workflow.1.inputs.batch_size"),
+        // A link to a primitive node is followed; a link to anything else is refused.
+        (#""1": {"class_type": "KSampler", "inputs": {"steps": ["9", 0]}}, "9": {"class_type": "PrimitiveInt", "inputs": {"value": 100000}}"#,
+         "workflow.1.inputs.steps"),
+        (#""1": {"class_type": "KSampler", "inputs": {"steps": ["9", 0]}}, "9": {"class_type": "SomeMathNode", "inputs": {"a": 1}}"#,
+         "workflow.1.inputs.steps"),
+        // Enlarging an image whose size is not known before it runs.
+        (#""1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}}, "2": {"class_type": "ImageScaleBy", "inputs": {"image": ["1", 0], "scale_by": 2}}"#,
+         "workflow.2.inputs.scale_by"),
+        (#""1": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}}, "2": {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["1", 0], "scale_by": 1e300}}"#,
+         "workflow.2.inputs.scale_by"),
+        (#""1": {"class_type": "ImageScaleToTotalPixels", "inputs": {"image": ["0", 0], "megapixels": 100}}"#, "workflow.1.inputs.megapixels"),
+    ])
+    func workflowFiguresMustBeVisible(nodes: String, field: String) async throws {
+        let harness = try await APIHandlerTests.Harness.make()
+        let response = await harness.post(#"{"kind": "comfyui_workflow", "prompt": "", "workflow": {\#(nodes)}}"#)
+        #expect(response.status == 400, "\(String(decoding: response.body, as: UTF8.self))")
+        #expect(APIHandlerTests.error(response).field == field)
+    }
+
+    @Test func eachKindTakesOnlyItsOwnRuntimePart() async throws {
+        let harness = try await APIHandlerTests.Harness.make()
+        // A workflow on an A1111 task would reach the runtime as unchecked options.
+        let options = await harness.post(#"{"prompt": "x", "workflow": {"enable_hr": true, "hr_scale": 8}}"#)
+        #expect(options.status == 400 && APIHandlerTests.error(options).field == "workflow")
+        let comfy = await harness.post(
+            #"{"kind": "comfyui_workflow", "prompt": "", "runtime_options": {"x": 1}, "workflow": {"1": {"class_type": "SaveImage", "inputs": {}}}}"#)
+        #expect(comfy.status == 400 && APIHandlerTests.error(comfy).field == "runtime_options")
+    }
+
     static func upload(_ harness: APIHandlerTests.Harness, _ body: String = #"{"content_type": "image/png"}"#) async throws
         -> (key: String, path: String, query: [String: String], answer: JSONValue)
     {
@@ -124,7 +167,10 @@ import Testing
         let again = await put("image/png", Data([9]))
         #expect(again.status == 409 && APIHandlerTests.error(again).code == "upload_exists")
         #expect(try await harness.fixture.transport.objects.get(key: key)?.data == Data([1, 2, 3]))
-        // An expired URL and a GET signature do not authorise a PUT.
+        // A GET signature of the key and an expired URL do not authorise a PUT.
+        let getOnly = APIRequest.splitTarget(ObjectURLSigner(secret: Data(repeating: 7, count: 32)).signedPath(for: key))
+        #expect(await harness.handler.handle(APIRequest(
+            method: "PUT", path: getOnly.path, query: getOnly.query, headers: ["content-type": "image/png"], body: Data([1]))).status == 403)
         var expired = query
         expired["expires"] = String(EpochClock.nowMillis() / 1000 - 1)
         #expect(await harness.handler.handle(APIRequest(method: "PUT", path: path, query: expired, headers: ["content-type": "image/png"])).status == 403)
@@ -164,6 +210,9 @@ import Testing
         #expect(base(peer: "10.1.2.3", forged) == "http://evil.example")
         #expect(base(peer: "10.1.2.3", ["host": "api.example.com", "x-forwarded-proto": "https"]) == "https://api.example.com")
         #expect(base(peer: "10.1.2.3", ["host": "a/b@c", "x-forwarded-host": "javascript:alert(1)//"]) == "http://127.0.0.1:8080")
+        // A dual-stack listener sees the proxy as ::ffff:10.1.2.3; the proxy's own values are the last.
+        #expect(base(peer: "::ffff:10.1.2.3", ["x-forwarded-host": "evil.example, api.example.com", "x-forwarded-proto": "javascript, https"])
+            == "https://api.example.com")
         handler.publicBaseURL = "https://sdq.example.com/"
         #expect(base(peer: "10.1.2.3", forged) == "https://sdq.example.com")
     }
@@ -193,5 +242,9 @@ import Testing
         #expect(url.contains("X-Amz-Expires=900"))
         #expect(url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bif-none-match"))
         #expect(try #require(answer["key"]?.stringValue).hasPrefix("uploads/key-"))
+        // Without a size S3 could not be held to max_bytes: refused.
+        let unsized = await handler.handle(APIRequest(
+            method: "POST", path: "/v1/uploads", headers: ["x-api-key": "k"], body: Data(#"{"content_type": "image/png"}"#.utf8)))
+        #expect(unsized.status == 400 && APIHandlerTests.error(unsized).field == "size")
     }
 }

@@ -69,9 +69,12 @@ import Testing
         let bobID = try JSONValue.parse(bob.body)["id"]?.stringValue
         #expect(aliceID != bobID)
         // A different body under alice's key is bob's own new task, not a 409 that reveals alice's.
+        #expect(await harness.post(body, headers: Self.auth("k1-alice").merging(["Idempotency-Key": "alice-only"]) { $1 }).status == 202)
         let otherKey = await harness.post(#"{"prompt": "bob"}"#, headers: Self.auth("20240101").merging(["Idempotency-Key": "alice-only"]) { $1 })
-        _ = await harness.post(body, headers: Self.auth("k1-alice").merging(["Idempotency-Key": "alice-only"]) { $1 })
-        #expect(otherKey.status == 202)
+        #expect(otherKey.status == 202 && otherKey.headers["idempotent-replayed"] == nil)
+        // A key cannot spell another tenant's stored form.
+        let forged = await harness.post(body, headers: Self.auth("20240101").merging(["Idempotency-Key": "alice|shared"]) { $1 })
+        #expect(forged.status == 400 && APIHandlerTests.error(forged).field == "Idempotency-Key")
         // Within a tenant, replays and conflicts work as before.
         let replay = await harness.post(body, headers: Self.auth("20240101").merging(["Idempotency-Key": "shared"]) { $1 })
         #expect(replay.headers["idempotent-replayed"] == "true")

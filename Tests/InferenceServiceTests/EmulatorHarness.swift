@@ -13,7 +13,7 @@ func withEmulatorServer<T: Sendable>(
     let server = EmulatorServer(port: 0, stepDelay: stepDelay, models: models, faults: faults, logger: testLogger()) {
         await port.set($0)
     }
-    let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: testLogger()))
+    let group = ServiceGroup(configuration: .serverUnderTest([server], logger: testLogger()))
     return try await withThrowingTaskGroup(of: T?.self) { tasks in
         tasks.addTask {
             try await group.run()

@@ -14,7 +14,7 @@ import Testing
         let server = EmulatorServer(port: 0, stepDelay: .milliseconds(20), models: ["emulator-v1", "other"], logger: testLogger()) {
             await port.set($0)
         }
-        let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: testLogger()))
+        let group = ServiceGroup(configuration: .serverUnderTest([server], logger: testLogger()))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             let bound = await port.wait()

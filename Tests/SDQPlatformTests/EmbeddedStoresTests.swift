@@ -173,11 +173,10 @@ import Testing
     @Test func theFolderIsTheOwnersAndTheDatabaseUnreadableToOthers() async throws {
         let directory = TemporaryDirectory()
         let data = directory.url.appendingPathComponent("data").path
-        // An existing folder and database made with a permissive umask are tightened too.
-        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         _ = try await EmbeddedTransport.open(directory: data, names: ResourceNames(stack: "t"), logger: testLogger())
         #expect(try Self.mode(data) == 0o700)
         #expect(try Self.mode(data + "/sdq.sqlite") == 0o600)
+        // An sdq folder loosened later (a permissive umask, a copy) is tightened again.
         chmod(data + "/sdq.sqlite", 0o644)
         chmod(data, 0o755)
         let reopened = try await EmbeddedTransport.open(directory: data, names: ResourceNames(stack: "t"), logger: testLogger())
@@ -186,6 +185,18 @@ import Testing
         for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: data + "/sdq.sqlite" + suffix) {
             #expect(try Self.mode(data + "/sdq.sqlite" + suffix) == 0o600, "sdq.sqlite\(suffix)")
         }
+    }
+
+    @Test func aFolderThatIsNotSdqsKeepsItsModeButTheDatabaseIsPrivate() async throws {
+        // `SDQ_DATA_DIR=/tmp` or a shared volume: sdq does not take the folder over.
+        let directory = TemporaryDirectory()
+        let shared = directory.url.appendingPathComponent("shared").path
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o1777])
+        try Data("other".utf8).write(to: URL(fileURLWithPath: shared + "/someone-elses-file"))
+        _ = try await EmbeddedTransport.open(directory: shared, names: ResourceNames(stack: "t"), logger: testLogger())
+        let mode = (try FileManager.default.attributesOfItem(atPath: shared)[.posixPermissions] as? Int ?? 0) & 0o7777
+        #expect(mode == 0o1777)
+        #expect(try Self.mode(shared + "/sdq.sqlite") == 0o600)
     }
 
     @Test func unfinishedWritesFromBeforeAreRemovedAtStartAndFreshOnesKept() async throws {

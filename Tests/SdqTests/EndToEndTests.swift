@@ -112,17 +112,27 @@ import Testing
         let server = APIHTTPServer(handler: stack.handler, port: 0, logger: testLogger()) { await port.set($0) }
         let finished: TaskDocument = try await whileRunning(try stack.services() + [server]) { _ in
             let base = "http://127.0.0.1:\(await port.wait())"
+            let payload = Array(repeating: UInt8(7), count: 3 << 20)  // larger than an API request may be
             var create = HTTPClientRequest(url: "\(base)/v1/uploads")
             create.method = .POST
+            create.body = .bytes(ByteBuffer(string: #"{"content_type": "image/png", "size": \#(payload.count)}"#))
             let created = try await HTTPClient.shared.execute(create, timeout: .seconds(10))
             let upload = try JSONValue.parse(Data(try await created.body.collect(upTo: 1 << 20).readableBytesView))
             #expect(created.status.code == 201)
             var put = HTTPClientRequest(url: try #require(upload["url"]?.stringValue))
             put.method = .PUT
-            put.body = .bytes(ByteBuffer(bytes: Array(repeating: UInt8(7), count: 3 << 20)))  // larger than an API request may be
+            // The headers the URL was signed with (content type; on S3 also If-None-Match and the length).
+            for (name, value) in upload["headers"]?.objectValue ?? [:] where name != "content-length" {
+                put.headers.add(name: name, value: value.stringValue ?? "")
+            }
+            put.body = .bytes(ByteBuffer(bytes: payload))
             let uploaded = try await HTTPClient.shared.execute(put, timeout: .seconds(30))
             _ = try await uploaded.body.collect(upTo: 1 << 20)
             #expect(uploaded.status.code == 200)
+            // The URL writes once: S3 holds the signed If-None-Match (412), the API refuses (409).
+            let again = try await HTTPClient.shared.execute(put, timeout: .seconds(30))
+            _ = try await again.body.collect(upTo: 1 << 20)
+            #expect(again.status.code == (kind == .aws ? 412 : 409))
             let client = SDQClient(baseURL: base)
             let accepted = try await client.submit(.object([
                 "prompt": .string("from an upload"), "kind": .string("img2img"), "seed": .number(2), "width": .number(64),

@@ -539,6 +539,40 @@ def name_that_never_resolves(f):
            + ", ".join(f"{status}/{seconds:.1f}s" for status, seconds in stalls))
 
 
+@check("one tenant's dead zone")
+def dead_zone(f):
+    """Alice floods the resolver: 24 submissions at once, each naming another host under one
+    zone whose DNS never answers. A resolver without a per-zone share fills every thread with
+    them, and bob's lookup of `localhost` (answered from /etc/hosts) then waits behind them,
+    times out and lets his loopback callback through. HELD: bob's submission is refused
+    (callback_refused) within 1 s while alice's are still stalled."""
+    def flood(i):
+        reply = call("POST", "/v1/tasks", task(f"flood {i}", callback={"url": f"http://h{i}.dead-zone.example/hook"}),
+                     who="alice", timeout=45)
+        if reply.status == 202 and reply.json:
+            call("DELETE", f"/v1/tasks/{reply.json['id']}", who="alice")
+        return reply.status, reply.elapsed
+
+    pool = concurrent.futures.ThreadPoolExecutor(24)
+    futures = [pool.submit(flood, i) for i in range(24)]
+    time.sleep(0.3)
+    in_flight = sum(not fu.done() for fu in futures)
+    reply = call("POST", "/v1/tasks", task("bob behind the flood", callback={"url": "http://localhost/hook"}), who="bob")
+    floods = [future.result(timeout=50) for future in futures]
+    pool.shutdown(wait=False)
+    if reply.status == 202 and reply.json:
+        call("DELETE", f"/v1/tasks/{reply.json['id']}", who="bob")
+    slow = sum(1 for status, seconds in floods if seconds > 1.0)
+    note(f"resolver flood: 24 names in one dead zone, {in_flight} still in flight when bob submitted; "
+         f"bob {reply.status} {reply.code or ''} in {ms(reply.elapsed)}; alice: {slow} waited the 2 s bound, "
+         f"{24 - slow} answered at once")
+    f.expect(reply.status == 400 and reply.code == "callback_refused", f"bob's loopback callback answered {reply}")
+    f.expect(reply.elapsed <= 1.0, f"bob waited {reply.elapsed:.2f} s behind alice's lookups")
+    f.expect(all(status == 202 for status, _ in floods), "alice's submissions: " + ", ".join(str(s) for s, _ in floods))
+    f.fact(f"bob {reply.status} {reply.code} in {ms(reply.elapsed)} with {in_flight} of alice's in flight; "
+           f"alice {slow} × 2 s, {24 - slow} at once")
+
+
 @check("forwarded headers")
 def forwarded_headers(f):
     """Image links are built from the request; a spoofed Host / X-Forwarded-* must not turn them

@@ -159,7 +159,8 @@ public struct APIKeyring: Sendable {
             } else {
                 name = hashedName(digest)
             }
-            guard names.insert(name).inserted else { throw fail("keys[\(index)]: tenant \(name) appears twice") }
+            // Names differing only in case would share folders on case-insensitive file systems.
+            guard names.insert(name.lowercased()).inserted else { throw fail("keys[\(index)]: tenant \(name) appears twice") }
             guard !entries.contains(where: { $0.digest == digest }) else { throw fail("keys[\(index)]: the same key appears twice") }
             var quotas: JSONValue?
             if let raw = spec["quotas"] {

@@ -54,22 +54,30 @@ struct EmbeddedObjectStore: ObjectStore {
         }
         unlink(file.path)
         let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
-        try await database.query(
-            "INSERT OR REPLACE INTO objects (key, content_type, size, created_at) VALUES (?, ?, ?, ?)",
-            [.text("\(bucket)/\(key)"), .text(contentType), .int(size), .int(EpochClock.nowMillis())])
+        do {
+            try await database.query(
+                "INSERT OR REPLACE INTO objects (key, content_type, size, created_at) VALUES (?, ?, ?, ?)",
+                [.text("\(bucket)/\(key)"), .text(contentType), .int(size), .int(EpochClock.nowMillis())])
+        } catch {
+            // Not recorded, not kept: the same URL may try again.
+            unlink(url.path)
+            throw error
+        }
         return true
     }
 
-    /// Removes what a killed writer left: `.…tmp` files beside objects and staged uploads not
-    /// touched for `olderThan` (other processes sharing the folder may be writing newer ones; a
-    /// write takes far less). Called when the transport opens.
-    static func removeLeftovers(under root: URL, olderThan age: TimeInterval = 300, now: Date = Date()) -> Int {
+    /// Removes what a killed writer left: `.…tmp` files beside objects and files in `staging`
+    /// not touched for `olderThan` (other processes sharing the folder may be writing newer ones;
+    /// a write takes far less). Called when the transport opens; walks the object tree once.
+    static func removeLeftovers(
+        under root: URL, staging: URL, olderThan age: TimeInterval = 300, now: Date = Date()
+    ) -> Int {
         guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.contentModificationDateKey])
         else { return 0 }
         var removed = 0
         for case let url as URL in walker {
             let name = url.lastPathComponent
-            let staged = url.deletingLastPathComponent().lastPathComponent == stagingFolder
+            let staged = url.deletingLastPathComponent().standardizedFileURL.path == staging.standardizedFileURL.path
             let modified = (try? url.resourceValues(forKeys: [.contentModificationDateKey]))?.contentModificationDate ?? now
             if (name.hasPrefix(".") && name.hasSuffix(".tmp")) || staged, now.timeIntervalSince(modified) >= age {
                 if (try? FileManager.default.removeItem(at: url)) != nil { removed += 1 }
@@ -78,7 +86,8 @@ struct EmbeddedObjectStore: ObjectStore {
         return removed
     }
 
-    /// The folder under the object root where uploads are streamed before they are linked into place.
+    /// The folder in the bucket's folder (so on the same file system, for link(2)) where uploads
+    /// are streamed before they are linked into place. No object key has a `.staging` segment.
     static let stagingFolder = ".staging"
 
     func get(key: String) async throws(TransportError) -> StoredObject? {

@@ -29,25 +29,39 @@ public final class EmbeddedTransport: Transport {
         crossProcessPollInterval: Duration = .milliseconds(200)
     ) async throws(TransportError) -> EmbeddedTransport {
         let url = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
-        // The database holds the object-URL signing key and webhook secrets: the folder is the
-        // owner's only (0700), the database file and its journals 0600, existing ones included.
+        // The database holds the object-URL signing key and webhook secrets: a folder sdq creates,
+        // or one that already is sdq's (it holds the database or the object folder), is made the
+        // owner's only (0700); any other existing folder (`/tmp`, a shared volume) is left as it
+        // is, with a warning when others can enter it. The database and its journals are 0600.
         let databasePath = url.appendingPathComponent("sdq.sqlite").path
+        let manager = FileManager.default
         do {
-            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-            guard chmod(url.path, 0o700) == 0 else { throw TransportError.storage("cannot chmod \(url.path): errno \(errno)") }
-            if !FileManager.default.fileExists(atPath: databasePath),
-                !FileManager.default.createFile(atPath: databasePath, contents: nil, attributes: [.posixPermissions: 0o600])
+            let existed = manager.fileExists(atPath: url.path)
+            let ours = !existed || manager.fileExists(atPath: databasePath)
+                || manager.fileExists(atPath: url.appendingPathComponent("objects").path)
+            try manager.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let mode = ((try? manager.attributesOfItem(atPath: url.path)[.posixPermissions] as? Int) ?? 0) & 0o777
+            if ours, mode != 0o700, chmod(url.path, 0o700) != 0 {
+                logger.warning("cannot make the data folder private", metadata: ["path": "\(url.path)", "errno": "\(errno)"])
+            } else if !ours, mode & 0o077 != 0 {
+                logger.warning(
+                    "the data folder is open to other users; the database inside is 0600",
+                    metadata: ["path": "\(url.path)", "mode": "\(String(mode, radix: 8))"])
+            }
+            if !manager.fileExists(atPath: databasePath),
+                !manager.createFile(atPath: databasePath, contents: nil, attributes: [.posixPermissions: 0o600])
             {
                 throw TransportError.storage("cannot create \(databasePath)")
             }
-            for suffix in ["", "-wal", "-shm", "-journal"] where FileManager.default.fileExists(atPath: databasePath + suffix) {
+            for suffix in ["", "-wal", "-shm", "-journal"] where manager.fileExists(atPath: databasePath + suffix) {
                 chmod(databasePath + suffix, 0o600)
             }
         } catch {
             throw .storage("cannot prepare data directory \(url.path): \(error)")
         }
         let objectRoot = url.appendingPathComponent("objects", isDirectory: true)
-        let leftovers = EmbeddedObjectStore.removeLeftovers(under: objectRoot)
+        let leftovers = EmbeddedObjectStore.removeLeftovers(
+            under: objectRoot, staging: Self.stagingDirectory(objects: objectRoot, bucket: names.bucket))
         if leftovers > 0 { logger.notice("removed unfinished object writes", metadata: ["files": "\(leftovers)"]) }
         let database = try await EmbeddedDatabase.open(path: databasePath, logger: logger)
         let transport = EmbeddedTransport(
@@ -59,7 +73,11 @@ public final class EmbeddedTransport: Transport {
     /// Where the API streams an upload before ``ObjectStore/createFromFile(key:file:contentType:)``
     /// links it into place (same file system; emptied at every start).
     public var uploadStagingDirectory: URL {
-        directory.appendingPathComponent("objects", isDirectory: true).appendingPathComponent(EmbeddedObjectStore.stagingFolder, isDirectory: true)
+        Self.stagingDirectory(objects: directory.appendingPathComponent("objects", isDirectory: true), bucket: objects.bucket)
+    }
+
+    static func stagingDirectory(objects: URL, bucket: String) -> URL {
+        objects.appendingPathComponent(bucket, isDirectory: true).appendingPathComponent(EmbeddedObjectStore.stagingFolder, isDirectory: true)
     }
 
     public func queue(named name: String) -> any MessageQueue {

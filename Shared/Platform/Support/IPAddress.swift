@@ -52,8 +52,17 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
         self.length = length
     }
 
-    /// Whether `address` lies in this range (an IPv4 range never contains an IPv6 address).
+    /// Whether `address` lies in this range. An IPv4-mapped IPv6 address (how a dual-stack
+    /// listener sees IPv4 peers) counts as its IPv4 address; otherwise an IPv4 range never
+    /// contains an IPv6 address.
     public func contains(_ address: IPAddress) -> Bool {
+        var address = address
+        let b = address.bytes
+        if b.count == 16, network.isIPv4, b[0..<10].allSatisfy({ $0 == 0 }), b[10] == 0xff, b[11] == 0xff,
+            let v4 = IPAddress(bytes: Array(b[12..<16]))
+        {
+            address = v4
+        }
         guard address.bytes.count == network.bytes.count else { return false }
         var remaining = length
         for (a, b) in zip(address.bytes, network.bytes) where remaining > 0 {

@@ -66,7 +66,10 @@ public enum JSONValue: Sendable, Equatable, Codable {
     /// Parses JSON text (any top-level value) nested at most `maxDepth` levels. The depth is
     /// measured in one linear pass before decoding, so a deeply nested document costs no more
     /// than its length (the decoder's own cost grows with the square of the depth).
+    /// Only UTF-8 is JSON here (RFC 8259 §8.1): the depth scan reads bytes, and another
+    /// encoding could hide brackets from it.
     public static func parse(_ data: Data, maxDepth: Int = defaultMaxDepth) throws(ParseError) -> JSONValue {
+        guard String(validating: data, as: UTF8.self) != nil else { throw .invalid("the text is not UTF-8") }
         guard nestingDepth(of: data) <= maxDepth else { throw .tooDeep(limit: maxDepth) }
         do { return try JSONDecoder().decode(JSONValue.self, from: data) } catch { throw .invalid("\(error)") }
     }

@@ -37,56 +37,124 @@ public struct ResolutionError: Error, Sendable, Equatable, CustomStringConvertib
 /// thread pool of its own, so a resolver that never answers ties up none of the threads that
 /// storage (SQLite's pool) or the event loops need.
 ///
-/// Bounded twice: a caller gets an answer or `timedOut` within `timeout`, whatever the lookup
-/// does (the stuck lookup finishes on its own thread later); and at most `maxWaiting` lookups
-/// exist at once — past that a caller is told `busy` at once instead of queueing behind stuck
-/// ones. Numeric hosts are answered without a lookup.
+/// Bounded so that names that never resolve cost their owner, not everyone:
+/// - a caller gets an answer or `timedOut` within `timeout`, whatever the lookup does (a stuck
+///   lookup finishes on its own thread later);
+/// - concurrent lookups of one name share one lookup;
+/// - at most `maxPerZone` lookups run or wait per zone (the name's registrable part, roughly: the
+///   last two labels, three under `co.uk`-style suffixes), so one owner's dead domain cannot
+///   occupy the pool — past that, names in that zone are `busy` at once;
+/// - at most `maxWaiting` lookups exist in all; past that a caller is `busy` at once;
+/// - a queued lookup whose callers have all given up is dropped instead of run.
+///
+/// Numeric hosts are answered without a lookup.
 public final class SystemNameResolver: NameResolver {
-    /// The process-wide resolver: 4 threads, 2 s, 64 lookups.
-    public static let shared = SystemNameResolver(threads: 4, timeout: .seconds(2), maxWaiting: 64)
+    /// The process-wide resolver: 16 threads, 2 s, 4 per zone, 64 in all.
+    public static let shared = SystemNameResolver(threads: 16, timeout: .seconds(2), maxWaiting: 64, maxPerZone: 4)
+
+    private final class Lookup: Sendable {
+        let result = Once<[String]>()
+    }
+    private struct Entry {
+        let lookup: Lookup
+        let zone: String
+        /// Callers still waiting for it.
+        var pending: Int
+    }
+    private struct State {
+        var entries: [String: Entry] = [:]
+        var perZone: [String: Int] = [:]
+        var total = 0
+    }
+    private enum Admission {
+        case join(Lookup)
+        case start(Lookup)
+        case busy
+    }
 
     private let pool: NIOThreadPool
     public let timeout: Duration
     public let maxWaiting: Int
-    private let waiting = Mutex(0)
+    public let maxPerZone: Int
+    private let state = Mutex(State())
     private let lookup: @Sendable (String) -> [String]
 
     /// `lookup` is the blocking resolution (getaddrinfo; tests give a slow one).
     public init(
-        threads: Int, timeout: Duration, maxWaiting: Int, lookup: @escaping @Sendable (String) -> [String] = SystemNameResolver.lookup
+        threads: Int, timeout: Duration, maxWaiting: Int, maxPerZone: Int = .max,
+        lookup: @escaping @Sendable (String) -> [String] = SystemNameResolver.lookup
     ) {
         pool = NIOThreadPool(numberOfThreads: threads)
         pool.start()
         self.timeout = timeout
         self.maxWaiting = maxWaiting
+        self.maxPerZone = maxPerZone
         self.lookup = lookup
     }
 
     public func addresses(of host: String) async throws(ResolutionError) -> [String] {
-        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        let bare = (host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host).lowercased()
         if IPAddress(bare) != nil { return [bare] }
-        let admitted = waiting.withLock { count -> Bool in
-            guard count < maxWaiting else { return false }
-            count += 1
-            return true
+        let zone = Self.zone(of: bare)
+        let admission = state.withLock { state -> Admission in
+            if let entry = state.entries[bare] {
+                state.entries[bare]?.pending += 1
+                return .join(entry.lookup)
+            }
+            guard state.total < maxWaiting, state.perZone[zone, default: 0] < maxPerZone else { return .busy }
+            let lookup = Lookup()
+            state.entries[bare] = Entry(lookup: lookup, zone: zone, pending: 1)
+            state.perZone[zone, default: 0] += 1
+            state.total += 1
+            return .start(lookup)
         }
-        guard admitted else { throw ResolutionError(.busy, host: host) }
-        let outcome = Once<Result<[String], ResolutionError>>()
+        let shared: Lookup
+        switch admission {
+        case .busy: throw ResolutionError(.busy, host: host)
+        case .join(let lookup): shared = lookup
+        case .start(let lookup):
+            shared = lookup
+            pool.submit { [self] poolState in
+                // Dropped when every caller has given up before a thread was free.
+                let wanted = state.withLock { ($0.entries[bare]?.pending ?? 0) > 0 }
+                let found = wanted && poolState == .active ? self.lookup(bare) : []
+                state.withLock { state in
+                    state.entries.removeValue(forKey: bare)
+                    state.perZone[zone, default: 1] -= 1
+                    if state.perZone[zone] == 0 { state.perZone.removeValue(forKey: zone) }
+                    state.total -= 1
+                }
+                lookup.result.resolve(found)
+            }
+        }
+        let mine = Once<Result<[String], ResolutionError>>()
         let timeout = self.timeout
-        let timer = Task {
+        let timer = Task { [self] in
             try? await Task.sleep(for: timeout)
-            if !Task.isCancelled { outcome.resolve(.failure(ResolutionError(.timedOut, host: host))) }
+            guard !Task.isCancelled, mine.resolve(.failure(ResolutionError(.timedOut, host: host))) else { return }
+            self.state.withLock { state in
+                if state.entries[bare]?.lookup === shared { state.entries[bare]?.pending -= 1 }
+            }
         }
-        pool.submit { [self] state in
-            let found = state == .active ? self.lookup(bare) : []
-            self.waiting.withLock { $0 -= 1 }
-            outcome.resolve(found.isEmpty ? .failure(ResolutionError(.notFound, host: host)) : .success(found))
+        shared.result.onResolve { found in
+            mine.resolve(found.isEmpty ? .failure(ResolutionError(.notFound, host: host)) : .success(found))
         }
         let result: Result<[String], ResolutionError> = await withCheckedContinuation { continuation in
-            outcome.onResolve { continuation.resume(returning: $0) }
+            mine.onResolve { continuation.resume(returning: $0) }
         }
         timer.cancel()
         return try result.get()
+    }
+
+    /// The part of a name one owner controls, approximately (no public-suffix list here): the
+    /// last two labels, or three when the last two look like a country's second level
+    /// (`co.uk`, `com.au`: a two-letter top level under a label of at most three letters).
+    static func zone(of name: String) -> String {
+        let labels = name.split(separator: ".").map(String.init)
+        guard labels.count > 2 else { return name }
+        let top = labels[labels.count - 1], second = labels[labels.count - 2]
+        let keep = top.count == 2 && second.count <= 3 ? 3 : 2
+        return labels.suffix(keep).joined(separator: ".")
     }
 
     /// `getaddrinfo` of `host` as numeric text (blocking; on the resolver's own threads only).
@@ -110,35 +178,35 @@ public final class SystemNameResolver: NameResolver {
     }
 }
 
-/// A value delivered once, to one waiter, by whichever of several racers comes first.
+/// A value delivered once, to every waiter, by whichever of several racers comes first.
 final class Once<Value: Sendable>: Sendable {
     private struct State {
         var value: Value?
-        var waiter: (@Sendable (Value) -> Void)?
-        var done = false
+        var waiters: [@Sendable (Value) -> Void] = []
     }
     private let state = Mutex(State())
 
+    /// Calls `waiter` with the value, now if it is there, else when it comes.
     func onResolve(_ waiter: @escaping @Sendable (Value) -> Void) {
         let ready: Value? = state.withLock { state in
-            if let value = state.value, !state.done {
-                state.done = true
-                return value
-            }
-            state.waiter = waiter
+            if let value = state.value { return value }
+            state.waiters.append(waiter)
             return nil
         }
         if let ready { waiter(ready) }
     }
 
-    func resolve(_ value: Value) {
-        let waiter: (@Sendable (Value) -> Void)? = state.withLock { state in
+    /// Sets the value unless one is set; true when this call set it.
+    @discardableResult
+    func resolve(_ value: Value) -> Bool {
+        let waiters: [@Sendable (Value) -> Void]? = state.withLock { state in
             guard state.value == nil else { return nil }
             state.value = value
-            guard let waiter = state.waiter, !state.done else { return nil }
-            state.done = true
-            return waiter
+            defer { state.waiters = [] }
+            return state.waiters
         }
-        waiter?(value)
+        guard let waiters else { return false }
+        for waiter in waiters { waiter(value) }
+        return true
     }
 }

@@ -54,7 +54,9 @@ public struct APIHTTPServer: Service {
             var head = APIRequest(method: request.method.rawValue, path: path, query: query, headers: headers)
             head.peerAddress = context.peer?.ipAddress
             head.localBaseURL = context.local.flatMap(Self.baseURL(of:))
-            // Refusals that need no body are answered before a byte of it is read.
+            // Refusals that need no body are answered before any of it is read; Hummingbird then
+            // discards the rest as it arrives (so the answer reaches the client, rather than a
+            // reset), holding none of it.
             if let refusal = handler.refusalBeforeBody(head) { return Self.response(refusal) }
             if request.method == .put, path.hasPrefix("/v1/objects/uploads/") {
                 return Self.response(await Self.streamUpload(request, head: head, handler: handler))
@@ -70,8 +72,10 @@ public struct APIHTTPServer: Service {
             return Self.response(await handler.handle(head))
         }
         let onListening = self.onListening
+        // A connection idle for a minute is closed (a client that opens connections and sends
+        // nothing, or drips a body, holds them no longer).
         let app = Application(
-            responder: responder,
+            responder: responder, server: .http1(configuration: .init(idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(host, port: port), serverName: "sdq"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)

@@ -9,8 +9,14 @@ extension APIHandler {
         let limits = try checkedLimits(request)
         let submission = try TaskSubmission.parse(request.body, limits: limits, pools: context.pools)
         let idempotencyKey = request.headers["idempotency-key"].map { $0.trimmingCharacters(in: .whitespaces) }
-        if let idempotencyKey, idempotencyKey.isEmpty || idempotencyKey.count > 255 {
-            throw APIError(status: 400, code: "invalid_header", message: "Idempotency-Key must be 1...255 characters", field: "Idempotency-Key")
+        // `|` separates a stored key's tenant from the client's key (TaskRecord.scopedIdempotencyKey).
+        if let idempotencyKey,
+            idempotencyKey.isEmpty || idempotencyKey.count > 255
+                || idempotencyKey.unicodeScalars.contains(where: { $0 == "|" || $0.value < 0x20 || $0.value == 0x7f })
+        {
+            throw APIError(
+                status: 400, code: "invalid_header", message: "Idempotency-Key must be 1...255 characters, without | or control characters",
+                field: "Idempotency-Key")
         }
         let (record, replayed) = try await accept(
             submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body), tenant: tenant)

@@ -15,11 +15,12 @@ extension APIHandler {
     /// How long an upload URL stays valid: the URL's own expiry and the answer's `expires_at`.
     static let uploadLifetime: Duration = .seconds(900)
 
-    /// Whether `key` is an upload of `tenant` (`uploads/<tenant>/…`). On an open API, keys of the
-    /// form `uploads/<id>` made before uploads had owners are accepted too.
+    /// Whether `key` is an upload of `tenant`: exactly `uploads/<tenant>/<id>`. On an open API,
+    /// keys of the form `uploads/<id>` made before uploads had owners are accepted too.
     static func upload(_ key: String, belongsTo tenant: Tenant) -> Bool {
-        if key.hasPrefix("uploads/\(tenant.name)/") { return true }
-        return tenant == .anonymous && key.split(separator: "/").count == 2
+        let parts = key.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        if parts.count == 3, parts[0] == "uploads", parts[1] == tenant.name, TaskID.isWellFormed(parts[2]) { return true }
+        return tenant == .anonymous && parts.count == 2 && parts[0] == "uploads" && TaskID.isWellFormed(parts[1])
     }
 
     /// `POST /v1/uploads`: a URL to `PUT` a large input (an init image) to, and the key a task then
@@ -29,8 +30,8 @@ extension APIHandler {
     /// The URL is bound to what the answer says: `PUT` only, for `expires_at` (900 s), with the
     /// declared `Content-Type`, at most `size` (or `max_bytes`) bytes, and once — a second upload
     /// to the same key is refused. Keys belong to the tenant that asked (`uploads/<tenant>/…`).
-    /// S3 presigned PUT on AWS (content type and `If-None-Match: *` signed, so S3 enforces them;
-    /// with a `size`, `Content-Length` too); on the embedded transport a signed URL of this API.
+    /// S3 presigned PUT on AWS (content type, `If-None-Match: *` and `Content-Length` signed, so S3
+    /// enforces them); on the embedded transport a signed URL of this API.
     func createUpload(_ request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
         var contentType = "application/octet-stream"
         let limit = context.pools.limits.maxUploadBytes
@@ -64,8 +65,14 @@ extension APIHandler {
             let terms = ObjectURLSigner.UploadTerms(contentType: contentType, maxBytes: maxBytes)
             url = baseURL(request) + signer.signedUploadPath(for: key, terms: terms, expires: expires)
         } else {
+            // A presigned PUT cannot sign a maximum, only an exact length: on S3 the size is required.
+            guard let size else {
+                throw APIError(
+                    status: 400, code: "missing_field", message: "size (the upload's exact length in bytes) is required on this deployment",
+                    field: "size")
+            }
             required.append(("if-none-match", "*"))
-            if let size { required.append(("content-length", String(size))) }
+            required.append(("content-length", String(size)))
             do {
                 guard let presigned = try await context.transport.objects.presignedPutURL(
                     key: key, expiresIn: Self.uploadLifetime, headers: required)

@@ -240,15 +240,17 @@ public struct APIHandler: Sendable {
         if let peer = request.peerAddress, trustedProxies.contains(where: { $0.contains(peer) }),
             let host = (request.headers["x-forwarded-host"] ?? request.headers["host"]).flatMap(Self.authority)
         {
-            let proto = request.headers["x-forwarded-proto"]?.split(separator: ",").first?.trimmingCharacters(in: .whitespaces).lowercased()
+            // The last value is the one the trusted proxy added; earlier ones came from the client.
+            let proto = request.headers["x-forwarded-proto"]?.split(separator: ",").last?.trimmingCharacters(in: .whitespaces).lowercased()
             return "\(proto == "https" ? "https" : "http")://\(host)"
         }
         return request.localBaseURL ?? "http://localhost"
     }
 
-    /// `text` when it is a plain authority (`host`, `host:port`, `[v6]:port`), else nil.
+    /// The last value of `text` when it is a plain authority (`host`, `host:port`, `[v6]:port`),
+    /// else nil.
     static func authority(_ text: String) -> String? {
-        let value = text.split(separator: ",").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        let value = text.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
         guard !value.isEmpty, value.utf8.count <= 255,
             value.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ".-:[]".unicodeScalars.contains($0)) }),
             URL(string: "http://\(value)/")?.host != nil

@@ -177,6 +177,14 @@ public struct TaskSubmission: Sendable, Equatable {
             }
         }
         if s.kind == "img2img" || s.kind == "extras", s.initImage == nil { throw .missing("init_image") }
+        // A workflow is ComfyUI's whole request, runtime_options the A1111 extras: each only with
+        // its kind, so neither slips past the other's checks.
+        if s.kind == "comfyui_workflow", let options = object["runtime_options"], options != .null {
+            throw .invalid("runtime_options", "a comfyui_workflow task carries its settings in workflow, not runtime_options")
+        }
+        if s.kind != "comfyui_workflow", let workflow = object["workflow"], workflow != .null {
+            throw .invalid("workflow", "workflow is only for kind comfyui_workflow; A1111 settings go in runtime_options")
+        }
         if let options = object["runtime_options"], options != .null {
             guard case .object(let fields) = options else { throw .invalid("runtime_options", "runtime_options must be a JSON object") }
             if let shadowed = fields.keys.filter(shadowedByCore.contains).sorted().first {

@@ -12,7 +12,10 @@ public enum LambdaEvent: Sendable, Equatable {
 
     /// Recognises an event; nil when it has none of the known shapes.
     public static func parse(_ data: Data) -> LambdaEvent? {
-        guard let event = try? JSONValue.parse(data), case .object(let object) = event else { return nil }
+        // A direct invocation holds the task one level down: the task itself is held to the limit.
+        guard let event = try? JSONValue.parse(data, maxDepth: JSONValue.defaultMaxDepth + 1), case .object(let object) = event else {
+            return nil
+        }
         if object["version"]?.stringValue == "2.0", let http = object["requestContext"]?["http"] {
             return parseV2(object, http: http)
         }

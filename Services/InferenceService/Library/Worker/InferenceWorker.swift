@@ -179,6 +179,10 @@ public struct InferenceWorker: Service {
                 }
                 inputs.append(object.data)
             }
+            if let refusal = Self.extrasRefusal(task, inputs: inputs, limits: context.pools.limits) {
+                await finish(message, ledger: ledger, result: failure(task, code: "limit_exceeded", message: refusal, timings: .init()))
+                return nil
+            }
             return PreparedTask(message: message, task: task, inputs: inputs)
         } catch {
             logger.warning("preparing a task failed; it will be retried", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
@@ -186,6 +190,20 @@ public struct InferenceWorker: Service {
             try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .seconds(2))
             return nil
         }
+    }
+
+    /// Why an extras (upscale) task may not run: its output — the input's size, known only now,
+    /// times `upscaling_resize` (A1111's default 2; with `resize_mode` 1 the explicit
+    /// `upscaling_resize_w/h`, already bounded at submission) — is larger than the pool's
+    /// `max_width` × `max_height`. Nil when it may, or when the input's size cannot be read.
+    static func extrasRefusal(_ task: Sdq_V1_GenerationTask, inputs: [Data], limits: RequestLimits) -> String? {
+        guard task.kind == .extras, let input = inputs.first, let (width, height) = ImageDimensions.of(input) else { return nil }
+        let options = task.runtimeRequest.isEmpty ? nil : (try? JSONValue.parse(task.runtimeRequest))
+        if options?["resize_mode"]?.numberValue == 1 { return nil }
+        let factor = options?["upscaling_resize"]?.numberValue ?? 2
+        let (outWidth, outHeight) = (Double(width) * factor, Double(height) * factor)
+        guard outWidth > Double(limits.maxWidth) || outHeight > Double(limits.maxHeight) else { return nil }
+        return "upscaling the \(width)×\(height) input by \(factor) makes \(Int(outWidth))×\(Int(outHeight)), more than \(limits.maxWidth)×\(limits.maxHeight)"
     }
 
     /// Downloads an input named by URL (reference-format init images) under the fetch policy.
