@@ -598,11 +598,13 @@ def forwarded_headers(f):
 @check("runtime_options limits")
 def runtime_options_limits(f):
     """runtime_options and ComfyUI workflows reach the runtime as they are; they must be held to
-    the same size and step limits as the task fields. HELD: the oversized ones are 400 naming the
-    field (runtime_options.* / workflow*), and hr_scale 2 on 512×512 (1024, within 2048) is 202."""
+    the same size and step limits as the task fields. HELD: the oversized ones are refused naming
+    the field (runtime_options.* / workflow*) — 400 for one field out of range, 422
+    limit_exceeded for a combination or a workflow node — and hr_scale 2 on 512×512 (1024,
+    within 2048) is 202."""
     base = {"prompt": "x", "width": 512, "height": 512}
     cases = [
-        ("hr_scale 8", {**base, "runtime_options": {"enable_hr": True, "hr_scale": 8}}, 400, "runtime_options."),
+        ("hr_scale 8", {**base, "runtime_options": {"enable_hr": True, "hr_scale": 8}}, 422, "runtime_options."),
         ("hr_resize 8192²", {**base, "runtime_options": {"enable_hr": True, "hr_resize_x": 8192, "hr_resize_y": 8192}}, 400, ""),
         ("hr_second_pass_steps 1000", {**base, "runtime_options": {"enable_hr": True, "hr_second_pass_steps": 1000}}, 400, ""),
         ("hr_scale 2", {**base, "runtime_options": {"enable_hr": True, "hr_scale": 2}}, 202, None),
@@ -612,8 +614,8 @@ def runtime_options_limits(f):
         return {"kind": "comfyui_workflow", "prompt": "", "workflow": {
             "1": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
             "2": {"class_type": "KSampler", "inputs": {"steps": steps, "latent_image": ["1", 0]}}}}
-    cases += [("EmptyLatentImage 16384²", workflow(16384, 20), 400, "workflow"),
-              ("KSampler steps 10000", workflow(512, 10000), 400, "workflow")]
+    cases += [("EmptyLatentImage 16384²", workflow(16384, 20), 422, "workflow"),
+              ("KSampler steps 10000", workflow(512, 10000), 422, "workflow")]
     seen = []
     for label, body, want, field in cases:
         reply = call("POST", "/v1/tasks", body, who="bob")

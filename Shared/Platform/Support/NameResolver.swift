@@ -53,7 +53,8 @@ public final class SystemNameResolver: NameResolver {
     public static let shared = SystemNameResolver(threads: 16, timeout: .seconds(2), maxWaiting: 64, maxPerZone: 4)
 
     private final class Lookup: Sendable {
-        let result = Once<[String]>()
+        /// The addresses; nil when the lookup was dropped unrun (everyone had given up).
+        let result = Once<[String]?>()
     }
     private struct Entry {
         let lookup: Lookup
@@ -117,7 +118,7 @@ public final class SystemNameResolver: NameResolver {
             pool.submit { [self] poolState in
                 // Dropped when every caller has given up before a thread was free.
                 let wanted = state.withLock { ($0.entries[bare]?.pending ?? 0) > 0 }
-                let found = wanted && poolState == .active ? self.lookup(bare) : []
+                let found: [String]? = wanted && poolState == .active ? self.lookup(bare) : nil
                 state.withLock { state in
                     state.entries.removeValue(forKey: bare)
                     state.perZone[zone, default: 1] -= 1
@@ -137,7 +138,12 @@ public final class SystemNameResolver: NameResolver {
             }
         }
         shared.result.onResolve { found in
-            mine.resolve(found.isEmpty ? .failure(ResolutionError(.notFound, host: host)) : .success(found))
+            switch found {
+            // Joined a lookup just as it was dropped: as if this caller's own had timed out.
+            case nil: mine.resolve(.failure(ResolutionError(.timedOut, host: host)))
+            case let found? where found.isEmpty: mine.resolve(.failure(ResolutionError(.notFound, host: host)))
+            case let found?: mine.resolve(.success(found))
+            }
         }
         let result: Result<[String], ResolutionError> = await withCheckedContinuation { continuation in
             mine.onResolve { continuation.resume(returning: $0) }

@@ -5,12 +5,23 @@ import SDQPlatform
 /// (`runtime_options`, a ComfyUI `workflow`): no image larger than `max_width` × `max_height`, no
 /// sampling pass longer than `max_steps`, at most two passes' worth of steps in all (a base and a
 /// hires pass), no batch larger than `max_batch_size`, no A1111 script that multiplies the work.
+/// An extras upscale's output depends on its input's size, known only to the worker: the
+/// inference service checks it there (`InferenceWorker.extrasRefusal`, `limit_exceeded`).
 ///
 /// Every figure is checked as a `Double` before it is used: nothing here converts an unbounded
 /// client number to an integer.
+///
+/// A single field out of its range is `400 invalid_field` (the OpenAPI document says so); fields
+/// each in range whose combination asks too much, and anything a workflow node asks, are
+/// `422 limit_exceeded` (the document cannot express those rules), naming the field.
 enum WorkLimits {
     /// The largest upscale factor accepted anywhere (hires fix, extras, workflow scale nodes).
     static let maxScale = 8.0
+
+    /// A request whose parts are each valid but together ask more than the limits allow.
+    static func exceeded(_ field: String, _ message: String) -> APIError {
+        APIError(status: 422, code: "limit_exceeded", message: message, field: field)
+    }
 
     // MARK: SD WebUI options
 
@@ -45,9 +56,11 @@ enum WorkLimits {
         }
         let (width, height) = hiresTarget(
             width: Double(task.width), height: Double(task.height), scale: scale, resizeX: resizeX, resizeY: resizeY)
-        if width > Double(limits.maxWidth) || height > Double(limits.maxHeight) {
+        // The hires pass runs when enable_hr is set; its size fields alone are judged too, as asked for.
+        let asked = options["enable_hr"]?.boolValue == true || ["hr_scale", "hr_resize_x", "hr_resize_y"].contains { options[$0] != nil && options[$0] != .null }
+        if asked, width > Double(limits.maxWidth) || height > Double(limits.maxHeight) {
             let field = resizeX == 0 && resizeY == 0 ? "hr_scale" : (resizeY == 0 ? "hr_resize_x" : "hr_resize_y")
-            throw .invalid(
+            throw exceeded(
                 "runtime_options.\(field)",
                 "hires fix would make a \(Self.text(width))×\(Self.text(height)) image, more than \(limits.maxWidth)×\(limits.maxHeight)")
         }
@@ -102,43 +115,43 @@ enum WorkLimits {
             }
             for (name, maximum) in [("width", limits.maxWidth), ("height", limits.maxHeight)] {
                 if let value = values[name], value > Double(maximum) {
-                    throw .invalid(field(name), "node \(id): \(name) must be at most \(maximum)")
+                    throw exceeded(field(name), "node \(id): \(name) must be at most \(maximum)")
                 }
             }
             for name in ["batch_size", "amount"] {
                 if let value = values[name], value > Double(limits.maxBatchSize) {
-                    throw .invalid(field(name), "node \(id): \(name) must be at most \(limits.maxBatchSize)")
+                    throw exceeded(field(name), "node \(id): \(name) must be at most \(limits.maxBatchSize)")
                 }
             }
             if let length = values["length"], length > Double(limits.maxBatchSize) {
-                throw .invalid(field("length"), "node \(id): length (frames) must be at most \(limits.maxBatchSize)")
+                throw exceeded(field("length"), "node \(id): length (frames) must be at most \(limits.maxBatchSize)")
             }
             if let steps = values["steps"] {
                 guard steps <= Double(limits.maxSteps) else {
-                    throw .invalid(field("steps"), "node \(id): steps must be at most \(limits.maxSteps)")
+                    throw exceeded(field("steps"), "node \(id): steps must be at most \(limits.maxSteps)")
                 }
                 totalSteps += max(0, steps)
             }
             if let scale = values["scale_by"], scale > maxScale {
-                throw .invalid(field("scale_by"), "node \(id): scale_by must be at most \(Int(maxScale))")
+                throw exceeded(field("scale_by"), "node \(id): scale_by must be at most \(Int(maxScale))")
             }
             if let megapixels = values["megapixels"], megapixels * 1_000_000 > Double(limits.maxWidth * limits.maxHeight) {
-                throw .invalid(field("megapixels"), "node \(id): megapixels must be at most \(Double(limits.maxWidth * limits.maxHeight) / 1_000_000)")
+                throw exceeded(field("megapixels"), "node \(id): megapixels must be at most \(Double(limits.maxWidth * limits.maxHeight) / 1_000_000)")
             }
             // The scale nodes make the sizes nothing above has seen.
             let scaling = ["LatentUpscaleBy", "ImageScaleBy"].contains(node["class_type"]?.stringValue ?? "")
             switch scaling ? size(of: id, in: nodes, depth: 0) : .unknown {
             case .known(let width, let height) where width > Double(limits.maxWidth) || height > Double(limits.maxHeight):
-                throw .invalid(
+                throw exceeded(
                     field("scale_by"),
                     "node \(id) makes a \(text(width))×\(text(height)) image, more than \(limits.maxWidth)×\(limits.maxHeight)")
             case .unknownScaledBy(let scale) where scale > 1:
-                throw .invalid(field("scale_by"), "node \(id) enlarges an image whose size is not known before it runs")
+                throw exceeded(field("scale_by"), "node \(id) enlarges an image whose size is not known before it runs")
             default: break
             }
         }
         guard totalSteps <= Double(2 * limits.maxSteps) else {
-            throw .invalid("workflow", "the workflow's samplers take \(text(totalSteps)) steps in all, more than \(2 * limits.maxSteps)")
+            throw exceeded("workflow", "the workflow's samplers take \(text(totalSteps)) steps in all, more than \(2 * limits.maxSteps)")
         }
     }
 
@@ -150,9 +163,9 @@ enum WorkLimits {
         case .array(let link)? where link.count == 2:
             guard let source = link[0].stringValue, let node = nodes[source], node["class_type"]?.stringValue?.hasPrefix("Primitive") == true,
                 case .number(let number)? = node["inputs"]?["value"], number.isFinite
-            else { throw .invalid(field, "\(field) must be a number or a link to a Primitive node holding one") }
+            else { throw exceeded(field, "\(field) must be a number or a link to a Primitive node holding one") }
             return number
-        default: throw .invalid(field, "\(field) must be a number")
+        default: throw exceeded(field, "\(field) must be a number")
         }
     }
 
