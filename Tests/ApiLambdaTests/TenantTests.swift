@@ -103,6 +103,39 @@ import Testing
         #expect(await harness.post(body, headers: Self.auth("k1-alice")).status == 202)
     }
 
+    @Test func referenceTaskIDsBelongToTheirTenant() async throws {
+        let harness = try await Self.harness()
+        let body = try referenceSample("t2i.json")
+        func post(_ key: String) async throws -> (id: String?, replayed: Bool) {
+            let response = await harness.handler.handle(APIRequest(method: "POST", path: "/v1alpha2", headers: Self.auth(key), body: body))
+            #expect(response.status == 200)
+            return (try JSONValue.parse(response.body)["task_id"]?.stringValue, response.headers["idempotent-replayed"] == "true")
+        }
+        let alice = try await post("k1-alice")
+        let bob = try await post("20240101")
+        #expect(alice.id != nil && alice.id != bob.id && !bob.replayed)
+        let again = try await post("20240101")
+        #expect(again.id == bob.id && again.replayed)
+        // Each tenant's SNS notification carries its own reference id and tenant.
+        let bobTask = try #require(bob.id)
+        let record = try #require(try await harness.fixture.transport.tasks.get(id: bobTask))
+        #expect(record.tenant == "bob" && record.clientIdempotencyKey == "v1alpha2:test-t2i")
+    }
+
+    @Test func directLambdaInvocationsAreScopedToo() async throws {
+        let harness = try await Self.harness()
+        let submitted = await harness.post(#"{"prompt": "alice's"}"#, headers: Self.auth("k1-alice"))
+        let id = try #require(try JSONValue.parse(submitted.body)["id"]?.stringValue)
+        func direct(_ payload: String) async throws -> APIResponse {
+            guard case .direct(let request)? = LambdaEvent.parse(Data(payload.utf8)) else { throw CancellationError() }
+            return await harness.handler.handle(request)
+        }
+        #expect(try await direct(#"{"action": "status", "id": "\#(id)", "api_key": "20240101"}"#).status == 404)
+        #expect(try await direct(#"{"action": "cancel", "id": "\#(id)", "api_key": "20240101"}"#).status == 404)
+        #expect(try await direct(#"{"action": "status", "id": "\#(id)"}"#).status == 401)
+        #expect(try await direct(#"{"action": "status", "id": "\#(id)", "api_key": "k1-alice"}"#).status == 200)
+    }
+
     @Test func keyFilesAreCheckedWhole() throws {
         let ring = try APIKeyring.parse(file: Self.keyFile, source: "keys.yaml")
         #expect(ring.tenant(presenting: "k1-alice") == Tenant(name: "alice"))

@@ -13,8 +13,18 @@ import Testing
         faults: EmulatorFaults = EmulatorFaults(), models: [String] = ["emulator-v1", "other"],
         _ body: @Sendable (SDWebUIBackend) async throws -> T
     ) async throws -> T {
+        // A client of its own, shut down before the server stops: the shared client keeps idle
+        // connections for 600 s, and a server stopping gracefully may wait for them.
         try await withEmulatorServer(models: models, faults: faults) { base in
-            try await body(SDWebUIBackend(baseURL: base, progressInterval: .milliseconds(30)))
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+            do {
+                let value = try await body(SDWebUIBackend(baseURL: base, client: client, progressInterval: .milliseconds(30)))
+                try await client.shutdown()
+                return value
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
         }
     }
 
