@@ -101,14 +101,19 @@ public struct APIKeyring: Sendable {
         "key-" + digest.prefix(6).map { String(format: "%02x", $0) }.joined()
     }
 
-    /// Parses `SDQ_API_KEYS`: comma-separated keys. A value that lists no key is an error (an
+    /// The keys of `SDQ_API_KEYS` (comma-separated). A value that lists no key is an error (an
     /// operator who set the variable meant to close the API).
-    public static func parse(list: String) throws(ConfigurationError) -> APIKeyring {
+    public static func keys(inList list: String) throws(ConfigurationError) -> [String] {
         let keys = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !keys.isEmpty else {
             throw ConfigurationError(message: "is set but lists no key; unset it to run an open API", field: "SDQ_API_KEYS")
         }
-        return APIKeyring(keys: keys)
+        return keys
+    }
+
+    /// Parses `SDQ_API_KEYS` (``keys(inList:)``): one unnamed client tenant per key.
+    public static func parse(list: String) throws(ConfigurationError) -> APIKeyring {
+        APIKeyring(keys: try keys(inList: list))
     }
 
     /// Parses a key file (YAML or JSON); `source` names it in errors.

@@ -68,8 +68,7 @@ public struct SDQConfiguration: Sendable {
         }
         if let raw = environment["SDQ_API_KEYS"], !raw.isEmpty {
             // Set but listing nothing (" , ") is refused rather than leaving the API open.
-            _ = try APIKeyring.parse(list: raw)
-            config.apiKeys = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            config.apiKeys = try APIKeyring.keys(inList: raw)
         }
         if let raw = value("SDQ_WEBHOOK_ALLOW_PRIVATE") {
             config.webhookAllowPrivate = ["1", "true", "yes"].contains(raw.lowercased())

@@ -120,7 +120,7 @@ public struct APIHTTPServer: Service {
                 size += chunk.readableBytes
                 if size > grant.maxBytes {
                     try? FileManager.default.removeItem(at: file)
-                    return .error(APIError(status: 413, code: "body_too_large", message: "this upload may be at most \(grant.maxBytes) bytes"))
+                    return .error(APIError.uploadTooLarge(grant.maxBytes))
                 }
                 try output.write(contentsOf: chunk.readableBytesView)
             }

@@ -110,6 +110,10 @@ public struct APIError: CodedError, Equatable {
             APIError(status: 400, code: "invalid_json", message: "the request body is not valid JSON")
         }
     }
+    /// An upload body larger than its URL allows.
+    static func uploadTooLarge(_ maxBytes: Int) -> APIError {
+        APIError(status: 413, code: "body_too_large", message: "this upload may be at most \(maxBytes) bytes")
+    }
     static func notFound(_ id: String) -> APIError {
         APIError(status: 404, code: "task_not_found", message: "no task \(id)", field: "id")
     }

@@ -117,7 +117,7 @@ extension APIHandler {
                 message: "the upload URL is invalid or has expired, or the request's Content-Type is not the one it was made for")
         }
         if let length = headers["content-length"].flatMap(Int.init), length > maxBytes {
-            throw APIError(status: 413, code: "body_too_large", message: "this upload may be at most \(maxBytes) bytes")
+            throw APIError.uploadTooLarge(maxBytes)
         }
         return UploadGrant(key: key, contentType: contentType, maxBytes: maxBytes)
     }
@@ -133,7 +133,7 @@ extension APIHandler {
     public func completeUpload(_ grant: UploadGrant, file: URL, size: Int) async -> APIResponse {
         defer { try? FileManager.default.removeItem(at: file) }
         guard size <= grant.maxBytes else {
-            return .error(APIError(status: 413, code: "body_too_large", message: "this upload may be at most \(grant.maxBytes) bytes"))
+            return .error(APIError.uploadTooLarge(grant.maxBytes))
         }
         guard size > 0 else { return .error(APIError(status: 400, code: "empty_upload", message: "the upload is empty")) }
         let created: Bool?
@@ -154,7 +154,7 @@ extension APIHandler {
     func acceptUpload(_ request: APIRequest) async throws(APIError) -> APIResponse {
         let grant = try grantUpload(path: request.path, query: request.query, headers: request.headers)
         guard !request.bodyTooLarge else {
-            throw APIError(status: 413, code: "body_too_large", message: "this upload may be at most \(grant.maxBytes) bytes")
+            throw APIError.uploadTooLarge(grant.maxBytes)
         }
         guard let staging = uploadStagingDirectory else {
             throw APIError(status: 501, code: "uploads_unsupported", message: "this deployment cannot accept uploads")
