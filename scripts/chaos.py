@@ -198,7 +198,9 @@ proxy = None
 moto = None
 if args.aws:
     moto_port = free_port()
-    moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(moto_port)], stdout=subprocess.DEVNULL,
+    # moto with atomic DynamoDB writes (scripts/ci/moto_atomic.py), as the tests run it.
+    moto = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "ci", "moto_atomic.py"),
+                             "-H", "127.0.0.1", "-p", str(moto_port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     if not wait_http("http://127.0.0.1:%d/moto-api/" % moto_port, 60):
         print("moto did not start")

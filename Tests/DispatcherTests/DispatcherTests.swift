@@ -109,11 +109,16 @@ import Testing
         #expect(results.first?.error.code == code)
     }
 
-    @Test func cancelledTasksAreDroppedBeforeAGPUIsSpent() async throws {
+    @Test func cancelledTasksAreDroppedBeforeAGPUIsSpentAndTheirEndingForwarded() async throws {
         let harness = try await Harness.make()
-        #expect(await harness.dispatcher.route(try await harness.message(for: Self.task(), status: .cancelled)) == .delete)
+        let task = Self.task()
+        #expect(await harness.dispatcher.route(try await harness.message(for: task, status: .cancelled)) == .delete)
         #expect(try await harness.drain(harness.names.poolQueue("default")).isEmpty)
-        #expect(try await harness.results().isEmpty)
+        // Not announced yet (the cancel's own result may be lost): a `cancelled` result ends it.
+        let results = try await harness.results()
+        #expect(results.map(\.id) == [task.id])
+        #expect(results.first?.outcome == .cancelled)
+        #expect(results.first?.trace.traceparent.isEmpty == false)
     }
 
     @Test func aRedeliveredMessageForADispatchedTaskIsNotRoutedAgain() async throws {

@@ -24,7 +24,7 @@ import Testing
                 context: fixture.context, runtime: EmulatorRuntime(stepDelay: stepDelay),
                 configuration: InferenceConfiguration(
                     pool: "default", workerID: id, visibilityTimeout: visibility, heartbeatInterval: heartbeat,
-                    receiveWait: .milliseconds(200)),
+                    receiveWait: .milliseconds(200), progressInterval: .milliseconds(200)),
                 logger: testLogger())
         }
 
@@ -105,11 +105,16 @@ import Testing
         let stuck = StuckRuntime()
         let worker = InferenceWorker(
             context: harness.fixture.context, runtime: stuck,
-            configuration: InferenceConfiguration(pool: "default", receiveWait: .milliseconds(200)), logger: testLogger())
+            configuration: InferenceConfiguration(pool: "default", receiveWait: .milliseconds(200), progressInterval: .milliseconds(200)),
+            logger: testLogger())
         try await whileRunning([worker]) { _ in
             #expect(await eventually { try await harness.status(task.id) == .running })
-            _ = try await harness.fixture.transport.tasks.update(id: task.id, ifStatusIn: TaskStatus.nonTerminal) { $0.status = .cancelled }
-            // The watcher reads the record about once a second and stops the runtime.
+            // Announced already (as the result-writer would have): nothing is owed.
+            _ = try await harness.fixture.transport.tasks.update(id: task.id, ifStatusIn: TaskStatus.nonTerminal) {
+                $0.status = .cancelled
+                $0.announcedAt = EpochClock.nowMillis()
+            }
+            // The watcher reads the record every progress interval and stops the runtime.
             #expect(await eventually(timeout: .seconds(10)) { try await harness.poolQueue.depth() == QueueDepth(visible: 0, inFlight: 0) })
         }
         #expect(try await harness.results().isEmpty)
@@ -188,15 +193,18 @@ import Testing
         }
     }
 
-    @Test func cancellingARunningTaskStopsItWithoutAResult() async throws {
+    @Test func cancellingARunningTaskStopsItAndForwardsTheCancel() async throws {
         let harness = try await Harness.make()
         let task = try await harness.enqueue(steps: 400)
         try await whileRunning([harness.worker(stepDelay: .milliseconds(20))]) { _ in
             #expect(await eventually { try await harness.status(task.id) == .running })
-            _ = try await harness.fixture.transport.tasks.update(id: task.id, ifStatusIn: TaskStatus.nonTerminal) { $0.status = .cancelled }
+            _ = try await harness.fixture.transport.tasks.apply(.cancelled(at: EpochClock.nowMillis(), message: "stop"), to: task.id)
             #expect(await eventually { try await harness.poolQueue.depth() == QueueDepth(visible: 0, inFlight: 0) })
         }
-        #expect(try await harness.results().isEmpty)
+        // No image result: the cancel's ending, forwarded because nobody announced it yet.
+        let results = try await harness.results()
+        #expect(results.map(\.outcome) == [.cancelled])
+        #expect(results.first?.images.isEmpty == true && results.first?.error.message == "stop")
     }
 
     @Test func aTaskPastItsDeadlineIsInterruptedAndFailsForGood() async throws {

@@ -72,7 +72,7 @@ import Testing
             #expect(delivery.body?["data"]?["status_url"]?.stringValue == "/v1/tasks/\(id)")
             #expect(delivery.path == "/hooks/sdq")
             let record = try await harness.record(id)
-            #expect(record.webhook?.status == "succeeded")
+            #expect(record.webhook?.status == .succeeded)
             #expect(record.webhook?.attempts.map(\.statusCode) == [200])
             #expect(record.status == .succeeded)
         }
@@ -88,7 +88,7 @@ import Testing
             #expect(Set(deliveries.compactMap(\.id)) == ["msg_\(id)_completed"])
             #expect(deliveries.allSatisfy { $0.verified })
             let record = try await harness.record(id)
-            #expect(record.webhook?.status == "succeeded")
+            #expect(record.webhook?.status == .succeeded)
             #expect(record.webhook?.attempts.map(\.attempt) == [1, 2, 3])
             #expect(record.webhook?.attempts.map(\.statusCode) == [500, 503, 200])
         }
@@ -101,7 +101,7 @@ import Testing
             #expect(try await harness.deliverAll() == 3)
             #expect(receiver.deliveries().count == 3)
             let record = try await harness.record(id)
-            #expect(record.webhook?.status == "failed")
+            #expect(record.webhook?.status == .failed)
             #expect(record.webhook?.attempts.count == 3)
             #expect(record.status == .succeeded)
             #expect(try await harness.webhooks.depth() == QueueDepth(visible: 0, inFlight: 0))
@@ -114,7 +114,7 @@ import Testing
             let id = try await harness.finishedTask(callback: receiver.url)
             #expect(try await harness.deliverAll() == 2)
             let record = try await harness.record(id)
-            #expect(record.webhook?.status == "failed")
+            #expect(record.webhook?.status == .failed)
             #expect(record.webhook?.attempts.map(\.error) == ["timed out", "timed out"])
             #expect(record.webhook?.attempts.allSatisfy { $0.statusCode == nil && $0.durationMs < 1_900 } == true)
         }
@@ -128,7 +128,7 @@ import Testing
             #expect(receiver.deliveries().count == 1)
             // The retry waits in the queue (not visible), marked not before an hour from now.
             #expect(try await harness.webhooks.depth() == QueueDepth(visible: 0, inFlight: 1))
-            #expect(try await harness.record(id).webhook?.status == "pending")
+            #expect(try await harness.record(id).webhook?.status == .pending)
             // An event that arrives before its time is sent around again, not delivered.
             var early = Sdq_V1_WebhookEvent()
             early.taskID = id
@@ -152,7 +152,7 @@ import Testing
             #expect(try await harness.deliverAll() == 1)
             #expect(receiver.deliveries().isEmpty)
             let record = try await harness.record(id)
-            #expect(record.webhook?.status == "failed")
+            #expect(record.webhook?.status == .failed)
             #expect(record.webhook?.attempts.count == 1)
             #expect(record.webhook?.attempts.first?.error?.hasPrefix("refused:") == true)
         }

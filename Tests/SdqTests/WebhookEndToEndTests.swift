@@ -32,7 +32,7 @@ import Testing
                     """)
                 let delivered = await eventually(timeout: .seconds(60)) {
                     guard receiver.deliveries().contains(where: { $0.type == "task.completed" }) else { return false }
-                    return try await EndToEndTests.record(stack, id)?.webhook?.status == "succeeded"
+                    return try await EndToEndTests.record(stack, id)?.webhook?.status == .succeeded
                 }
                 #expect(delivered)
                 try await Task.sleep(for: .milliseconds(500))  // room for a duplicate to show up

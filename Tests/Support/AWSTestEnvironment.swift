@@ -11,8 +11,11 @@ public enum AWSTestEnvironment {
     public static let endpoint: String? = {
         let environment = ProcessInfo.processInfo.environment
         if let url = environment["SDQ_TEST_AWS_ENDPOINT"], !url.isEmpty { return url }
-        guard environment["SDQ_TEST_NO_MOTO"] == nil, let moto = findExecutable("moto_server") else { return nil }
-        return startMoto(moto)
+        guard environment["SDQ_TEST_NO_MOTO"] == nil, findExecutable("moto_server") != nil else { return nil }
+        // moto with atomic DynamoDB writes (scripts/ci/moto_atomic.py says why), as CI runs it.
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/ci/moto_atomic.py").path
+        return startMoto("python3 \(script)")
     }()
 
     /// Whether AWS-transport tests can run here.

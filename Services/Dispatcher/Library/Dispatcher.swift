@@ -87,7 +87,10 @@ public struct Dispatcher: Service {
         }
         // Only a queued task is routed: `dispatched` is written after the pool send succeeded, so a
         // redelivered dispatch message must not put the task on a pool queue twice.
-        guard record.status == .queued else { return .delete }
+        guard record.status == .queued else {
+            if case .forwardCancel(let record) = TaskLifecycle.onSkipped(record) { return await forwardCancel(record, trace: task.trace) }
+            return .delete
+        }
         let now = EpochClock.nowMillis()
         if task.deadlineMs > 0, now > task.deadlineMs {
             return await fail(task, code: "deadline_exceeded", message: "the task's deadline passed before it was dispatched")
@@ -109,27 +112,21 @@ public struct Dispatcher: Service {
         task.runtime = Self.runtimeKind(pool.runtime)
         task.attempt = UInt32(max(1, message.receiveCount))
         task.trace = TraceCarrier.current()  // the worker's span is a child of this one
-
-        var attributes = [
-            MessageAttribute.taskID: task.id, MessageAttribute.pool: pool.name,
-            MessageAttribute.priority: task.priority == .high ? "high" : "normal",
-        ]
-        if !task.trace.traceparent.isEmpty { attributes[MessageAttribute.traceparent] = task.trace.traceparent }
-        let encoded = MessageCodec.encode(task, attributes: attributes)
         let high = task.priority == .high
-        let lane = high ? context.names.highPriorityQueue(pool.name) : context.names.poolQueue(pool.name)
         do {
             let position = await positionAtDispatch(pool: pool.name, high: high)
-            try await context.transport.queue(named: lane).send(body: encoded.body, attributes: encoded.attributes)
-            let model = task.model
-            // A fast worker may already have marked the task running: record the dispatch time
-            // anyway, but never move a running task back to `dispatched`.
-            _ = try await context.transport.tasks.update(id: task.id, ifStatusIn: [.queued, .running]) { record in
-                if record.status == .queued { record.status = .dispatched }
-                record.pool = pool.name
-                record.model = model
-                if record.timings.dispatchedAt == nil { record.timings.dispatchedAt = now }
-                if record.queuePositionAtDispatch == nil { record.queuePositionAtDispatch = position }
+            try await context.lane(pool: pool.name, high: high).send(task)
+            let dispatched = TaskEvent.dispatched(pool: pool.name, model: task.model, at: now, queuePosition: position)
+            let outcome = try await context.transport.tasks.apply(dispatched, to: task.id)
+            switch TaskLifecycle.afterDispatch(outcome) {
+            case .recordDispatch:
+                // A fast worker already marked the task running: record the dispatch anyway.
+                _ = try await context.transport.tasks.apply(
+                    .dispatchRecorded(pool: pool.name, model: task.model, at: now, queuePosition: position), to: task.id)
+            case .forwardCancel(let record):
+                return await forwardCancel(record, trace: task.trace)
+            default:
+                break
             }
         } catch {
             logger.warning("dispatch failed; retrying", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
@@ -211,39 +208,40 @@ public struct Dispatcher: Service {
                 metadata: ["queue": "\(source)", "message_id": "\(message.messageID)"])
             return .retry(after: .seconds(3600))
         }
-        var result = Sdq_V1_TaskResult()
-        result.id = taskID
-        result.outcome = .failed
         SDQMetrics.deadLettered(queue: source)
         let attempts = context.pools.queues.maxReceiveCount
-        result.error.code = "dead_lettered"
-        result.error.message = "the task's message on \(source) could not be processed after \(attempts) attempts"
+        var result = Sdq_V1_TaskResult.failure(
+            taskID: taskID, code: "dead_lettered",
+            message: "the task's message on \(source) could not be processed after \(attempts) attempts",
+            pool: message.attributes[MessageAttribute.pool] ?? "")
         result.attempt = UInt32(attempts)
-        result.pool = message.attributes[MessageAttribute.pool] ?? ""
+        result.trace = TraceCarrier.current()
         return await send(result)
     }
 
     private func fail(_ task: Sdq_V1_GenerationTask, code: String, message: String) async -> MessageDisposition {
-        var result = Sdq_V1_TaskResult()
-        result.id = task.id
-        result.outcome = .failed
-        result.pool = task.pool
+        var result = Sdq_V1_TaskResult.failure(taskID: task.id, code: code, message: message, pool: task.pool)
         result.model = task.model
-        result.error.code = code
-        result.error.message = message
         result.trace = task.trace
         result.clientContext = task.clientContext
         return await send(result)
     }
 
+    /// Sends a `cancelled` result for a cancelled task whose ending was not announced (the API's
+    /// own result may have been lost): the result-writer ends it like any other, once.
+    private func forwardCancel(_ record: TaskRecord, trace: Sdq_V1_TraceContext) async -> MessageDisposition {
+        var result = Sdq_V1_TaskResult.cancelled(taskID: record.id, message: record.error?.message ?? "cancelled by the client")
+        result.pool = record.pool
+        result.trace = trace
+        return await send(result)
+    }
+
     private func send(_ result: Sdq_V1_TaskResult) async -> MessageDisposition {
-        let encoded = MessageCodec.encode(result, attributes: [MessageAttribute.taskID: result.id])
         do {
-            try await context.transport.queue(named: context.names.resultsQueue)
-                .send(body: encoded.body, attributes: encoded.attributes)
+            try await context.results.send(result)
             return .delete
         } catch {
-            logger.warning("cannot send a failure result; retrying", metadata: ["task_id": "\(result.id)", "error": "\(error)"])
+            logger.warning("cannot send a result; retrying", metadata: ["task_id": "\(result.id)", "error": "\(error)"])
             return .retry(after: .seconds(2))
         }
     }

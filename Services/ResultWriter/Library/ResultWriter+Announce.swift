@@ -3,56 +3,35 @@ import SDQMessages
 import SDQPlatform
 
 extension ResultWriter {
-    /// How long an announcement claim holds before another result-writer may take it over (the
-    /// holder crashed between claiming and finishing).
-    static let claimLifetimeMillis: Int64 = 60_000
-
-    /// Announces a terminal task once: publishes its notification and queues its `completed`
-    /// webhook event, then marks the record `announcedAt`.
+    /// Announces an ended task whose claim `claim` holds: writes its manifest, publishes its
+    /// notification and queues its `completed` webhook event, then marks the record announced.
     ///
-    /// Concurrent result-writers first claim the announcement with a conditional write on the
-    /// record; only the claim's holder sends. Returns false when another writer holds a fresh
-    /// claim (the caller retries the message later, and takes over if that writer died). A writer
-    /// that crashes after sending and before marking makes a stale claim, and the announcement is
-    /// sent again by whoever takes it over: at-least-once, with the same webhook id, so receivers
-    /// can drop the repeat.
-    func announce(_ record: TaskRecord) async throws(TransportError) -> Bool {
-        guard record.announcedAt == nil else { return true }
-        let token = UUID().uuidString
-        let now = EpochClock.nowMillis()
-        let claimed = try await context.transport.tasks.update(id: record.id, ifStatusIn: [record.status]) { current in
-            guard current.announcedAt == nil else { return }
-            if let at = current.announceClaimAt, current.announceClaim != nil, now - at < Self.claimLifetimeMillis { return }
-            current.announceClaim = token
-            current.announceClaimAt = now
-            if current.callback != nil, current.webhook == nil { current.webhook = WebhookState() }
-        }
-        guard case .applied(let holder) = claimed else { return true }  // gone or changed: nothing to announce
-        if holder.announcedAt != nil { return true }
-        guard holder.announceClaim == token else { return false }
+    /// Only the claim's holder sends. If sending fails the claim is released, so the retry (ours
+    /// or another writer's) claims at once; a writer that crashes after sending and before marking
+    /// leaves a claim that goes stale after ``TaskLifecycle/claimLifetimeMillis``, and whoever
+    /// takes it over sends again: at-least-once, with the same webhook id, so receivers can drop
+    /// the repeat.
+    func announce(_ record: TaskRecord, claim: AnnouncementClaim) async throws(TransportError) {
+        let store = context.transport.tasks
         do {
-            try await publishNotification(holder)
-            if let callback = holder.callback, callback.effectiveEvents.contains(WebhookEvents.completed) {
+            try await writeManifest(for: record)
+            try await publishNotification(record)
+            if let callback = record.callback, callback.effectiveEvents.contains(WebhookEvents.completed) {
                 try await WebhookEvents.enqueue(
-                    event: WebhookEvents.completed, taskID: holder.id, data: try await webhookData(holder), trace: TraceCarrier.current(),
+                    event: WebhookEvents.completed, taskID: record.id, data: try await webhookData(record), trace: TraceCarrier.current(),
                     context: context)
             }
         } catch {
-            // Let the next attempt (ours or another writer's) claim at once.
-            _ = try? await context.transport.tasks.update(id: record.id, ifStatusIn: [record.status]) { current in
-                if current.announceClaim == token { current.announceClaim = nil }
+            do {
+                _ = try await store.apply(.releaseAnnouncement(token: claim.token), to: record.id)
+            } catch let releaseError {
+                // The claim goes stale instead, and is taken over then.
+                logger.warning("cannot release an announcement claim", metadata: ["task_id": "\(record.id)", "error": "\(releaseError)"])
             }
             throw error
         }
-        let sentAt = EpochClock.nowMillis()
-        _ = try await context.transport.tasks.update(id: record.id, ifStatusIn: [record.status]) { current in
-            current.announcedAt = sentAt
-            current.announceClaim = nil
-            if current.callback != nil, !(current.callback?.effectiveEvents.contains(WebhookEvents.completed) ?? false) {
-                current.webhook?.status = "not_requested"
-            }
-        }
-        return true
+        let notRequested = record.callback.map { !$0.effectiveEvents.contains(WebhookEvents.completed) } ?? false
+        _ = try await store.apply(.announced(token: claim.token, at: EpochClock.nowMillis(), webhookNotRequested: notRequested), to: record.id)
     }
 
     /// The notification's message attributes, for subscription filter policies.

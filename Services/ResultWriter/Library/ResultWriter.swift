@@ -98,30 +98,22 @@ public struct ResultWriter: Service {
         case .cancelled: status = .cancelled
         default: status = .failed
         }
-        let finishedAt = EpochClock.nowMillis()
-        return await finalise(taskID: result.id) { record in
-            record.status = status
-            if status == .succeeded { record.progress = 1 }
-            record.images = result.images.map { image in
-                ImageRecord(
-                    key: image.object.key, contentType: image.object.contentType.isEmpty ? "image/png" : image.object.contentType,
-                    width: Int(image.width), height: Int(image.height), seed: image.seed, sha256: image.object.sha256,
-                    size: Int(image.object.size))
-            }
-            if status == .failed {
-                let code = result.error.code.isEmpty ? "failed" : result.error.code
-                record.error = TaskFailure(code: code, message: result.error.message)
-            }
-            if !result.worker.workerID.isEmpty { record.worker = result.worker.workerID }
-            if result.attempt > 0 { record.attempts = Int(result.attempt) }
-            if !result.pool.isEmpty, record.pool.isEmpty { record.pool = result.pool }
-            let t = result.timings
-            func keep(_ current: Int64?, _ reported: Int64) -> Int64? { reported > 0 ? reported : current }
-            record.timings.startedAt = keep(record.timings.startedAt, t.startedAtMs)
-            record.timings.runtimeStartedAt = keep(record.timings.runtimeStartedAt, t.runtimeStartedAtMs)
-            record.timings.runtimeFinishedAt = keep(record.timings.runtimeFinishedAt, t.runtimeFinishedAtMs)
-            record.timings.finishedAt = finishedAt
+        let images = result.images.map { image in
+            ImageRecord(
+                key: image.object.key, contentType: image.object.contentType.isEmpty ? "image/png" : image.object.contentType,
+                width: Int(image.width), height: Int(image.height), seed: image.seed, sha256: image.object.sha256,
+                size: Int(image.object.size))
         }
+        var error: TaskFailure?
+        if status != .succeeded {
+            error = TaskFailure(code: result.error.code.isEmpty ? status.rawValue : result.error.code, message: result.error.message)
+        }
+        let t = result.timings
+        let conclusion = TaskConclusion(
+            status: status, images: images, error: error, worker: result.worker.workerID, pool: result.pool,
+            attempts: Int(result.attempt), startedAt: t.startedAtMs, runtimeStartedAt: t.runtimeStartedAtMs,
+            runtimeFinishedAt: t.runtimeFinishedAtMs, finishedAt: EpochClock.nowMillis())
+        return await finalise(taskID: result.id, conclusion)
     }
 
     /// Handles a result that could not be processed and was dead-lettered.
@@ -135,61 +127,63 @@ public struct ResultWriter: Service {
             logger.error("a result without a task id is in the dead-letter queue; leaving it for an operator")
             return .retry(after: .seconds(3600))
         }
-        let finishedAt = EpochClock.nowMillis()
-        return await finalise(taskID: taskID) { record in
-            record.status = .failed
-            record.error = TaskFailure(code: "dead_lettered", message: "the task's result could not be processed")
-            record.timings.finishedAt = finishedAt
-        }
+        let conclusion = TaskConclusion(
+            status: .failed, error: TaskFailure(code: "dead_lettered", message: "the task's result could not be processed"),
+            finishedAt: EpochClock.nowMillis())
+        return await finalise(taskID: taskID, conclusion)
     }
 
-    private func finalise(taskID: String, _ mutate: @escaping @Sendable (inout TaskRecord) -> Void) async -> MessageDisposition {
+    /// Ends the task and announces it: the terminal state, the manifest's key and the
+    /// announcement claim in one conditional write (``TaskEvent/finished(_:claim:)``); a result
+    /// for a task that already ended (a duplicate, a cancel's) claims the announcement if nobody
+    /// made it yet. What happens next is the lifecycle's decision (``TaskLifecycle/afterClaim(_:claim:)``).
+    private func finalise(taskID: String, _ conclusion: TaskConclusion) async -> MessageDisposition {
         let store = context.transport.tasks
+        let claim = AnnouncementClaim(token: UUID().uuidString, at: EpochClock.nowMillis(), manifestKey: Self.manifestKey(for: taskID))
         do {
-            let outcome = try await store.update(id: taskID, ifStatusIn: TaskStatus.nonTerminal, mutate)
-            var record: TaskRecord
-            switch outcome {
-            case .applied(let updated):
-                record = updated
+            var outcome = try await store.apply(.finished(conclusion, claim: claim), to: taskID)
+            if case .applied(let updated) = outcome {
                 logger.info("task finished", metadata: ["task_id": "\(taskID)", "status": "\(updated.status.rawValue)"])
                 if let submitted = updated.timings.submittedAt, let finished = updated.timings.finishedAt {
                     SDQMetrics.endToEnd(pool: updated.pool, outcome: updated.status.rawValue, .milliseconds(max(0, finished - submitted)))
                 }
-            case .conflict(let current):
-                guard current.status.isTerminal else { return .retry(after: .seconds(1)) }
-                record = current  // a duplicate or a result after a cancel: the first terminal state stands
-            case .notFound:
-                logger.warning("result for an unknown or expired task; dropping it", metadata: ["task_id": "\(taskID)"])
-                return .delete
             }
-            record = try await writeManifest(for: record)
-            guard try await announce(record) else { return .retry(after: .seconds(5)) }
-            return .delete
+            for _ in 0..<3 {
+                switch TaskLifecycle.afterClaim(outcome, claim: claim) {
+                case .claimAnnouncement:
+                    outcome = try await store.apply(.claimAnnouncement(claim), to: taskID)
+                case .announce(let record):
+                    try await announce(record, claim: claim)
+                    return .delete
+                case .retryLater:
+                    return .retry(after: .seconds(5))
+                default:
+                    if case .notFound = outcome {
+                        logger.warning("result for an unknown or expired task; dropping it", metadata: ["task_id": "\(taskID)"])
+                    }
+                    return .delete
+                }
+            }
+            return .retry(after: .seconds(5))
         } catch {
             logger.warning("finalising failed; retrying", metadata: ["task_id": "\(taskID)", "error": "\(error)"])
             return .retry(after: .seconds(2))
         }
     }
 
-    private func writeManifest(for record: TaskRecord) async throws(TransportError) -> TaskRecord {
-        let key = Self.manifestKey(for: record.id)
+    /// Writes the manifest of an ended task under its fixed key (the same document each time, so
+    /// a takeover that writes it again changes nothing).
+    func writeManifest(for record: TaskRecord) async throws(TransportError) {
         let objects = context.transport.objects
-        let present = record.manifestKey != nil ? try await objects.exists(key: key) : false
-        if !present {
-            let bucket = objects.bucket
-            let document = TaskDocument(record: record, manifest: true) { "s3://\(bucket)/\($0.key)" }
-            // A manifest that cannot be serialised fails the message (retried, then dead-lettered),
-            // never a 0-byte manifest.
-            let data: Data
-            do { data = try document.encoded(pretty: true) } catch {
-                throw TransportError(code: "document_unserialisable", message: "manifest of \(record.id): \(error)")
-            }
-            try await objects.put(key: key, data: data, contentType: "application/json")
+        let bucket = objects.bucket
+        let document = TaskDocument(record: record, manifest: true) { "s3://\(bucket)/\($0.key)" }
+        // A manifest that cannot be serialised fails the message (retried, then dead-lettered),
+        // never a 0-byte manifest.
+        let data: Data
+        do { data = try document.encoded(pretty: true) } catch {
+            throw TransportError(code: "document_unserialisable", message: "manifest of \(record.id): \(error)")
         }
-        guard record.manifestKey == nil else { return record }
-        let outcome = try await context.transport.tasks.update(id: record.id, ifStatusIn: [record.status]) { $0.manifestKey = key }
-        if case .applied(let updated) = outcome { return updated }
-        return record
+        try await objects.put(key: Self.manifestKey(for: record.id), data: data, contentType: "application/json")
     }
 
     /// Deletes expired objects now and every ``sweepInterval`` (embedded; a no-op on AWS).

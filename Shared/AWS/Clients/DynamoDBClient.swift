@@ -144,4 +144,20 @@ public struct DynamoDBClient: Sendable {
     public func transactPut(_ puts: [DynamoPut]) async throws(AWSError) {
         _ = try await call("TransactWriteItems", ["TransactItems": puts.map { ["Put": $0.json] }])
     }
+
+    /// Changes attributes of an item with an update expression, if `condition` holds (throws
+    /// `ConditionalCheckFailedException` otherwise); returns the item as it is after the update.
+    public func updateItem(
+        table: String, key: DynamoItem, update: String, condition: String? = nil, names: [String: String] = [:],
+        values: DynamoItem = [:]
+    ) async throws(AWSError) -> DynamoItem? {
+        var payload: [String: Any] = [
+            "TableName": table, "Key": Self.encode(key), "UpdateExpression": update, "ReturnValues": "ALL_NEW",
+        ]
+        if let condition { payload["ConditionExpression"] = condition }
+        if !names.isEmpty { payload["ExpressionAttributeNames"] = names }
+        if !values.isEmpty { payload["ExpressionAttributeValues"] = Self.encode(values) }
+        let response = try await call("UpdateItem", payload)
+        return Self.decode(response["Attributes"])
+    }
 }

@@ -1,10 +1,11 @@
 import Foundation
 import SDQAWS
 
-/// Task records in DynamoDB. An item: `id` (key), `status`, `version` (optimistic concurrency),
-/// `record` (the JSON record) and `expires_at` (epoch seconds, the table's TTL attribute). An
-/// idempotency key is an item of its own (`id` = `idem#<key>`, `task_id`), written in the same
-/// transaction as the task, so a key maps to exactly one task.
+/// Task records in DynamoDB, laid out as ``TaskItemLayout`` describes: each lifecycle event is
+/// one conditional `UpdateItem` (status and guards in the condition, the new item returned), with
+/// a read only when the condition fails. An idempotency key is an item of its own
+/// (`id` = `idem#<key>`, `task_id`), written in the same transaction as the task, so a key maps to
+/// exactly one task.
 public struct AWSTaskStore: TaskStore {
     static let ttlAttribute = "expires_at"
     /// The TTL attribute of the task table.
@@ -12,27 +13,12 @@ public struct AWSTaskStore: TaskStore {
     let table: String
     let dynamo: DynamoDBClient
 
-    private static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return encoder
-    }()
-
     private func item(_ record: TaskRecord, version: Int64) throws(TransportError) -> DynamoItem {
-        guard let data = try? Self.encoder.encode(record), let text = String(data: data, encoding: .utf8) else {
-            throw .storage("cannot encode task \(record.id)")
-        }
-        return [
-            "id": .string(record.id), "status": .string(record.status.rawValue), "version": .int(version),
-            "record": .string(text), Self.ttlAttribute: .int(record.expiresAt / 1000),
-        ]
+        try TaskItemLayout.item(record, version: version, ttlAttribute: Self.ttlAttribute)
     }
 
     private func decode(_ item: DynamoItem) throws(TransportError) -> (TaskRecord, Int64) {
-        guard let text = item["record"]?.stringValue, let record = try? JSONDecoder().decode(TaskRecord.self, from: Data(text.utf8)) else {
-            throw .storage("corrupt task item")
-        }
-        return (record, item["version"]?.intValue ?? 0)
+        try TaskItemLayout.record(from: item)
     }
 
     private func fetch(_ id: String) async throws(TransportError) -> DynamoItem? {
@@ -81,16 +67,49 @@ public struct AWSTaskStore: TaskStore {
         return try decode(item).0
     }
 
+    public func apply(_ event: TaskEvent, to id: String) async throws(TransportError) -> UpdateOutcome {
+        let transition = TaskLifecycle.transition(for: event)
+        guard let fields = transition.fields, !transition.guards.contains(.submitFailed) else {
+            return try await readModifyWrite(id: id, permits: transition.permits) { TaskLifecycle.apply(event, to: &$0) }
+        }
+        let expression = try UpdateExpression(fields: fields, transition: transition, ttlAttribute: Self.ttlAttribute)
+        let updated: DynamoItem?
+        do throws(AWSError) {
+            updated = try await dynamo.updateItem(
+                table: table, key: ["id": .string(id)], update: expression.update, condition: expression.condition,
+                names: expression.names, values: expression.values)
+        } catch where error.code == "ConditionalCheckFailedException" {
+            // Missing, expired, refused by the lifecycle, or still in layout 1.
+            guard let item = live(try await fetch(id)) else { return .notFound }
+            let (current, _) = try decode(item)
+            guard transition.permits(current) else { return .conflict(current) }
+            return try await readModifyWrite(id: id, permits: transition.permits) { TaskLifecycle.apply(event, to: &$0) }
+        } catch {
+            throw TransportError(aws: error)
+        }
+        guard let updated else { throw .storage("UpdateItem returned no item for task \(id)") }
+        return .applied(try decode(updated).0)
+    }
+
     public func update(id: String, ifStatusIn allowed: Set<TaskStatus>, _ mutate: @Sendable (inout TaskRecord) -> Void)
         async throws(TransportError) -> UpdateOutcome
     {
+        try await readModifyWrite(id: id, permits: { allowed.contains($0.status) }, mutate)
+    }
+
+    /// Reads the item, applies `mutate` if `permits` allows, and puts the whole item back in
+    /// layout 2 on condition that nobody wrote it meanwhile (`version`).
+    private func readModifyWrite(
+        id: String, permits: (TaskRecord) -> Bool, _ mutate: (inout TaskRecord) -> Void
+    ) async throws(TransportError) -> UpdateOutcome {
         for _ in 0..<50 {
             guard let item = live(try await fetch(id)) else { return .notFound }
             let (current, version) = try decode(item)
-            guard allowed.contains(current.status) else { return .conflict(current) }
+            guard permits(current) else { return .conflict(current) }
             var updated = current
             mutate(&updated)
             updated.id = current.id
+            if updated == current, item[TaskItemLayout.layoutAttribute]?.intValue == TaskItemLayout.current { return .applied(current) }
             let newItem = try self.item(updated, version: version + 1)
             do throws(AWSError) {
                 try await dynamo.putItem(DynamoPut(
@@ -103,5 +122,72 @@ public struct AWSTaskStore: TaskStore {
             }
         }
         throw .storage("task \(id) is updated too often to apply a change")
+    }
+}
+
+/// A lifecycle transition as one DynamoDB update: the fields as `SET`/`REMOVE` clauses, and the
+/// allowed statuses, the guards, the layout and the expiry as the condition.
+struct UpdateExpression {
+    var update: String
+    var condition: String
+    var names: [String: String] = [:]
+    var values: DynamoItem = [:]
+
+    init(fields: [TaskField], transition: TaskTransition, ttlAttribute: String) throws(TransportError) {
+        var names: [String: String] = [:]
+        var values: DynamoItem = [:]
+        var sets: [String] = ["#version = #version + :one"]
+        var removes: [String] = []
+        names["#version"] = "version"
+        values[":one"] = .int(1)
+        var index = 0
+        func name(_ attribute: String) -> String {
+            let placeholder = "#\(attribute)"
+            names[placeholder] = attribute
+            return placeholder
+        }
+        for field in fields {
+            for (attribute, value) in try TaskItemLayout.attributes(field) {
+                let path = name(attribute)
+                guard let value else {
+                    removes.append(path)
+                    continue
+                }
+                let placeholder = ":v\(index)"
+                index += 1
+                values[placeholder] = value
+                sets.append(TaskItemLayout.keepsExisting(field) ? "\(path) = if_not_exists(\(path), \(placeholder))" : "\(path) = \(placeholder)")
+            }
+        }
+        let update = "SET " + sets.joined(separator: ", ") + (removes.isEmpty ? "" : " REMOVE " + removes.joined(separator: ", "))
+
+        var clauses = ["\(name(TaskItemLayout.layoutAttribute)) = :layout", "\(name(ttlAttribute)) > :now"]
+        values[":layout"] = .int(TaskItemLayout.current)
+        values[":now"] = .int(EpochClock.nowMillis() / 1000)
+        let statuses = TaskStatus.allCases.filter(transition.allowedFrom.contains)
+        if statuses.count < TaskStatus.allCases.count {
+            let placeholders = statuses.enumerated().map { offset, status in
+                values[":s\(offset)"] = .string(status.rawValue)
+                return ":s\(offset)"
+            }
+            clauses.append("\(name("status")) IN (\(placeholders.joined(separator: ", ")))")
+        }
+        for guardClause in transition.guards {
+            switch guardClause {
+            case .announcementClaimable(let staleBefore):
+                values[":stale"] = .int(staleBefore)
+                clauses.append(
+                    "attribute_not_exists(\(name("announced_at"))) AND (attribute_not_exists(\(name("claim"))) OR \(name("claim_at")) < :stale)")
+            case .claimHeld(let token):
+                values[":token"] = .string(token)
+                clauses.append("\(name("claim")) = :token")
+            case .submitFailed:
+                break  // never here: read-modify-write
+            }
+        }
+        self.update = update
+        self.condition = clauses.joined(separator: " AND ")
+        self.names = names
+        self.values = values
     }
 }

@@ -74,4 +74,22 @@ struct EmbeddedTaskStore: TaskStore {
         }
         throw .storage("task \(id) is updated too often to apply a change")
     }
+
+    func apply(_ event: TaskEvent, to id: String) async throws(TransportError) -> UpdateOutcome {
+        let transition = TaskLifecycle.transition(for: event)
+        for _ in 0..<100 {
+            let rows = try await database.query("SELECT record, version FROM tasks WHERE id = ?", [.text(id)])
+            guard let row = rows.first else { return .notFound }
+            let current = try decode(row)
+            guard transition.permits(current) else { return .conflict(current) }
+            var updated = current
+            TaskLifecycle.apply(event, to: &updated)
+            if updated == current { return .applied(current) }  // a repeat: nothing to write
+            let applied = try await database.query(
+                "UPDATE tasks SET record = ?, status = ?, version = version + 1 WHERE id = ? AND version = ? RETURNING id",
+                [.text(try encode(updated)), .text(updated.status.rawValue), .text(id), .int(row.int("version"))])
+            if !applied.isEmpty { return .applied(updated) }
+        }
+        throw .storage("task \(id) is updated too often to apply a change")
+    }
 }

@@ -103,7 +103,7 @@ public struct TaskDocument: Sendable, Codable, Equatable {
         if let callback = record.callback {
             let state = record.webhook ?? WebhookState()
             webhook = Webhook(
-                url: callback.url, status: state.status,
+                url: callback.url, status: state.status.rawValue,
                 attempts: state.attempts.map {
                     Webhook.Attempt(event: $0.event, attempt: $0.attempt, at: $0.at, statusCode: $0.statusCode, error: $0.error, durationMs: $0.durationMs)
                 })

@@ -109,14 +109,29 @@ public struct WebhookAttempt: Sendable, Codable, Equatable {
     }
 }
 
+/// Where the delivery of a task's `completed` webhook stands.
+public enum WebhookDelivery: String, Sendable, Codable, CaseIterable, Hashable {
+    /// Queued or retrying.
+    case pending
+    case succeeded
+    /// Attempts exhausted, or the destination refused.
+    case failed
+    /// The callback did not ask for `completed`.
+    case notRequested = "not_requested"
+
+    /// An unknown stored value (a newer version's) reads as `pending`.
+    public init(from decoder: any Decoder) throws {
+        self = WebhookDelivery(rawValue: try decoder.singleValueContainer().decode(String.self)) ?? .pending
+    }
+}
+
 /// The state of a task's `completed` webhook and the attempts of every event (newest last, at
 /// most ``WebhookState/keptAttempts``).
 public struct WebhookState: Sendable, Codable, Equatable {
-    /// `pending` (queued or retrying), `succeeded` or `failed` (attempts exhausted or refused).
-    public var status: String
+    public var status: WebhookDelivery
     public var attempts: [WebhookAttempt]
 
-    public init(status: String = "pending", attempts: [WebhookAttempt] = []) {
+    public init(status: WebhookDelivery = .pending, attempts: [WebhookAttempt] = []) {
         self.status = status
         self.attempts = attempts
     }

@@ -147,7 +147,12 @@ public protocol TaskStore: Sendable {
     func create(_ record: TaskRecord) async throws(TransportError) -> CreateOutcome
     /// Reads a record; nil when absent or expired.
     func get(id: String) async throws(TransportError) -> TaskRecord?
+    /// Applies one lifecycle event atomically, if its ``TaskLifecycle`` transition permits it on
+    /// the current record: `.applied` with the new record, `.conflict` with the current one. How
+    /// services change a task.
+    func apply(_ event: TaskEvent, to id: String) async throws(TransportError) -> UpdateOutcome
     /// Applies `mutate` if and only if the record's current status is in `allowed`, atomically.
+    /// A low-level write for tests and tools: services change tasks through ``apply(_:to:)``.
     func update(
         id: String, ifStatusIn allowed: Set<TaskStatus>,
         _ mutate: @Sendable (inout TaskRecord) -> Void

@@ -49,10 +49,6 @@ public enum WebhookEvents {
 
     /// Sends a webhook event message to the webhooks queue.
     public static func send(_ message: Sdq_V1_WebhookEvent, context: StackContext, delay: Duration) async throws(TransportError) {
-        var attributes = [MessageAttribute.taskID: message.taskID]
-        if !message.trace.traceparent.isEmpty { attributes[MessageAttribute.traceparent] = message.trace.traceparent }
-        let encoded = MessageCodec.encode(message, attributes: attributes)
-        try await context.transport.queue(named: context.names.webhooksQueue)
-            .send(body: encoded.body, attributes: encoded.attributes, delay: delay)
+        try await context.webhookEvents.send(message, delay: delay)
     }
 }

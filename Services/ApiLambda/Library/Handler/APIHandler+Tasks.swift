@@ -93,17 +93,14 @@ extension APIHandler {
     /// Publishes a recorded task. If that fails the task is marked `submit_failed` (nothing would
     /// ever run it) and the client is told to retry; a retry with the same key publishes it again.
     private func publish(_ task: Sdq_V1_GenerationTask) async throws(APIError) {
-        var attributes = [MessageAttribute.taskID: task.id, MessageAttribute.pool: task.pool.isEmpty ? "" : task.pool,
-                          MessageAttribute.priority: task.priority == .high ? "high" : "normal"]
-        if task.pool.isEmpty { attributes.removeValue(forKey: MessageAttribute.pool) }
-        if !task.trace.traceparent.isEmpty { attributes[MessageAttribute.traceparent] = task.trace.traceparent }
-        let encoded = MessageCodec.encode(task, attributes: attributes)
         do {
-            try await context.transport.topic(named: context.names.tasksTopic).publish(body: encoded.body, attributes: encoded.attributes)
+            try await context.submissions.publish(task)
         } catch {
-            _ = try? await context.transport.tasks.update(id: task.id, ifStatusIn: [.queued]) {
-                $0.status = .failed
-                $0.error = TaskFailure(code: "submit_failed", message: "the task could not be queued; submit it again")
+            do {
+                _ = try await context.transport.tasks.apply(.submitFailed, to: task.id)
+            } catch let markError {
+                // Left `queued`: a repeat of the request republishes it (see ``replay``).
+                logger.warning("cannot mark an unpublished task", metadata: ["task_id": "\(task.id)", "error": "\(markError)"])
             }
             throw .unavailable("\(error)")
         }
@@ -117,16 +114,13 @@ extension APIHandler {
         -> TaskRecord
     {
         var record = existing
-        let publishFailed = existing.status == .failed && existing.error?.code == "submit_failed"
+        let publishFailed = TaskLifecycle.transition(for: .resubmitted).permits(existing)
         let stale = existing.status == .queued && existing.timings.dispatchedAt == nil
             && now - (existing.timings.submittedAt ?? now) > Self.republishAfterMillis
         if publishFailed {
             let reset: UpdateOutcome
             do {
-                reset = try await context.transport.tasks.update(id: existing.id, ifStatusIn: [.failed]) {
-                    $0.status = .queued
-                    $0.error = nil
-                }
+                reset = try await context.transport.tasks.apply(.resubmitted, to: existing.id)
             } catch { throw .unavailable("\(error)") }
             if case .applied(let updated) = reset { record = updated }
         }
@@ -227,12 +221,7 @@ extension APIHandler {
         let now = EpochClock.nowMillis()
         let outcome: UpdateOutcome
         do {
-            outcome = try await context.transport.tasks.update(id: id, ifStatusIn: TaskStatus.nonTerminal) {
-                $0.status = .cancelled
-                $0.cancelRequested = true
-                $0.error = TaskFailure(code: "cancelled", message: "cancelled by the client")
-                $0.timings.finishedAt = now
-            }
+            outcome = try await context.transport.tasks.apply(.cancelled(at: now, message: "cancelled by the client"), to: id)
         } catch { throw .unavailable("\(error)") }
         switch outcome {
         case .notFound: throw .notFound(id)
@@ -240,14 +229,18 @@ extension APIHandler {
             throw APIError(status: 409, code: "task_finished", message: "task \(id) already \(current.status.rawValue)", field: "id")
         case .applied(let record):
             // The result-writer writes the manifest of the cancelled task and announces it (SNS,
-            // webhook); if this send fails the cancel still stands, unannounced.
-            var result = Sdq_V1_TaskResult()
-            result.id = id
-            result.outcome = .cancelled
-            result.error.code = "cancelled"
-            result.error.message = "cancelled by the client"
-            let encoded = MessageCodec.encode(result, attributes: [MessageAttribute.taskID: id])
-            try? await context.transport.queue(named: context.names.resultsQueue).send(body: encoded.body, attributes: encoded.attributes)
+            // webhook). If this send fails, the cancel still ends the same way: the task's own
+            // message is still on a queue or held by a worker, and whoever meets a cancelled,
+            // unannounced task forwards a `cancelled` result (``TaskLifecycle/onSkipped(_:)``).
+            var result = Sdq_V1_TaskResult.cancelled(taskID: id)
+            result.pool = record.pool
+            do {
+                try await context.results.send(result)
+            } catch {
+                logger.warning(
+                    "cannot send the cancel's result; the task's own message will end it",
+                    metadata: ["task_id": "\(id)", "error": "\(error)"])
+            }
             return try await documentResponse(200, record, request: request)
         }
     }

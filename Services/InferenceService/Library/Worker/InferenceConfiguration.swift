@@ -19,6 +19,9 @@ public struct InferenceConfiguration: Sendable {
     public var maxUploadsInFlight: Int
     /// Minimum progress change written to the task record.
     public var progressGranularity: Double
+    /// Least time between two writes of a running task's record (progress, or a read that looks
+    /// for a cancel when progress did not change): each is one store request.
+    public var progressInterval: Duration
     /// Which input URLs the worker may fetch (`SDQ_FETCH_ALLOW_PRIVATE` opens private addresses).
     public var fetchPolicy: OutboundURLPolicy
 
@@ -26,8 +29,10 @@ public struct InferenceConfiguration: Sendable {
         pool: String = "default", workerID: String = InferenceConfiguration.defaultWorkerID(),
         visibilityTimeout: Duration = .seconds(60), heartbeatInterval: Duration? = nil,
         receiveWait: Duration = .seconds(20), prefetch: Int = 1, maxUploadsInFlight: Int = 4,
-        progressGranularity: Double = 0.05, fetchPolicy: OutboundURLPolicy = OutboundURLPolicy()
+        progressGranularity: Double = 0.05, progressInterval: Duration = .seconds(2),
+        fetchPolicy: OutboundURLPolicy = OutboundURLPolicy()
     ) {
+        self.progressInterval = progressInterval
         self.fetchPolicy = fetchPolicy
         self.pool = pool
         self.workerID = workerID

@@ -18,10 +18,10 @@ extension InferenceWorker {
         timings.submittedAtMs = task.submittedAtMs
         timings.startedAtMs = startedAt
         if task.deadlineMs > 0, startedAt > task.deadlineMs {
-            _ = try? await context.transport.tasks.update(id: task.id, ifStatusIn: TaskStatus.nonTerminal) { record in
-                record.status = .running
-                record.worker = configuration.workerID
-                record.timings.startedAt = startedAt
+            do {
+                _ = try await context.transport.tasks.apply(.started(worker: configuration.workerID, at: startedAt), to: task.id)
+            } catch {
+                logger.warning("cannot mark an overdue task running", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
             }
             return .failed(prepared, RuntimeError(code: "deadline_exceeded", message: "the task's deadline passed before it started", retryable: false), timings)
         }
@@ -29,6 +29,7 @@ extension InferenceWorker {
         let context = self.context
         let reporter = ProgressReporter(
             store: context.transport.tasks, taskID: task.id, granularity: configuration.progressGranularity,
+            writeInterval: configuration.progressInterval,
             eventInterval: events.contains(WebhookEvents.progress) ? .seconds(context.pools.webhooks.progressIntervalSeconds) : nil
         ) { progress in
             let data = JSONValue.object([
@@ -41,13 +42,13 @@ extension InferenceWorker {
         let store = context.transport.tasks
         async let marked: MarkOutcome = {
             do {
-                let outcome = try await store.update(id: task.id, ifStatusIn: TaskStatus.nonTerminal) { record in
-                    record.status = .running
-                    record.worker = workerID
-                    record.progress = 0
-                    record.timings.startedAt = startedAt
-                }
-                guard case .applied = outcome else {
+                let outcome = try await store.apply(.started(worker: workerID, at: startedAt), to: task.id)
+                switch outcome {
+                case .applied: break
+                case .conflict(let current):
+                    reporter.stop(.cancelled, seen: current)
+                    return .notRunnable
+                case .notFound:
                     reporter.stop(.cancelled)
                     return .notRunnable
                 }
@@ -95,19 +96,19 @@ extension InferenceWorker {
             logger.warning("cannot mark task running; handing it back", metadata: ["task_id": "\(task.id)", "error": "\(detail)"])
             return .handBack(prepared)
         case .notRunnable:
-            return .dropped(prepared)
+            return .dropped(prepared, owed: reporter.owedEnding)
         case .running:
             break
         }
         switch result {
         case .success(let images):
-            if reporter.stopReason == .cancelled { return .dropped(prepared) }
+            if reporter.stopReason == .cancelled { return .dropped(prepared, owed: reporter.owedEnding) }
             return .completed(prepared, images, timings)
         case .failure(let error):
             if overdue.isSet {
                 return .failed(prepared, RuntimeError(code: "deadline_exceeded", message: "the task's deadline passed while it ran; the runtime was interrupted", retryable: false), timings)
             }
-            if reporter.stopReason == .cancelled { return .dropped(prepared) }
+            if reporter.stopReason == .cancelled { return .dropped(prepared, owed: reporter.owedEnding) }
             if Task.isCancelled { return .handBack(prepared) }
             return .failed(prepared, error, timings)
         }
@@ -150,8 +151,12 @@ extension InferenceWorker {
     func settleUntraced(_ finished: FinishedTask, ledger: InFlightLedger) async {
         if case .completed(let prepared, _, _) = finished { await reportLoaded(model: prepared.task.model) }
         switch finished {
-        case .dropped(let prepared):
-            await forget(prepared.message, ledger: ledger)
+        case .dropped(let prepared, let owed):
+            guard let owed else {
+                await forget(prepared.message, ledger: ledger)
+                return
+            }
+            await forwardCancel(owed, task: prepared.task, message: prepared.message, ledger: ledger)
         case .handBack(let prepared):
             await ledger.remove(receipt: prepared.message.receiptHandle)
             try? await queue.changeVisibility(receiptHandle: prepared.message.receiptHandle, timeout: .zero)
@@ -231,11 +236,8 @@ extension InferenceWorker {
 
     /// Sends the result, then deletes the message; if sending fails the message comes back later.
     func finish(_ message: QueueMessage, ledger: InFlightLedger, result: Sdq_V1_TaskResult) async {
-        var attributes = [MessageAttribute.taskID: result.id]
-        if !result.trace.traceparent.isEmpty { attributes[MessageAttribute.traceparent] = result.trace.traceparent }
-        let encoded = MessageCodec.encode(result, attributes: attributes)
         do {
-            try await results.send(body: encoded.body, attributes: encoded.attributes)
+            try await results.send(result)
         } catch {
             logger.error("cannot send the task result; the task will run again", metadata: ["task_id": "\(result.id)", "error": "\(error)"])
             await ledger.remove(receipt: message.receiptHandle)
@@ -243,6 +245,15 @@ extension InferenceWorker {
             return
         }
         await forget(message, ledger: ledger)
+    }
+
+    /// Ends a cancelled task nobody announced yet through the result-writer, like any result
+    /// (``TaskLifecycle/onSkipped(_:)``), and settles its message.
+    func forwardCancel(_ record: TaskRecord, task: Sdq_V1_GenerationTask, message: QueueMessage, ledger: InFlightLedger) async {
+        var result = Sdq_V1_TaskResult.cancelled(taskID: task.id, message: record.error?.message ?? "cancelled by the client")
+        result.pool = task.pool
+        result.trace = task.trace
+        await finish(message, ledger: ledger, result: result)
     }
 
     /// Deletes a settled message and stops extending it.
@@ -265,31 +276,36 @@ enum MarkOutcome: Sendable {
 }
 
 /// Progress of the running task, off the GPU's path: the runtime's callback only records the
-/// value (``offer(_:)``); ``watch()`` writes it to the task record as it changes (by at least
-/// `granularity`) and, while nothing changes, reads the record each second, so a cancel is seen
-/// even when the runtime is stuck.
+/// value (``offer(_:)``); ``watch()`` writes it to the task record at most once per
+/// `writeInterval` and only when it changed by `granularity`. The write is conditional on the task
+/// not having ended, so a cancel is seen through it; when progress did not change the record is
+/// read instead, so a cancel is seen even when the runtime is stuck. Either way a running task
+/// costs one store request per `writeInterval`, and a task shorter than that none.
 final class ProgressReporter: Sendable {
     enum Stop: Sendable, Equatable { case cancelled, storeFailed }
     private struct State {
         var latest = 0.0
         var written = 0.0
         var stop: Stop?
+        var seen: TaskRecord?
     }
     let store: any TaskStore
     let taskID: String
     let granularity: Double
+    let writeInterval: Duration
     /// Least time between two progress events (`progress` webhooks); nil sends none.
     let eventInterval: Duration?
     let sendEvent: @Sendable (Double) async -> Void
     private let state = Mutex(State())
 
     init(
-        store: any TaskStore, taskID: String, granularity: Double, eventInterval: Duration? = nil,
-        sendEvent: @escaping @Sendable (Double) async -> Void = { _ in }
+        store: any TaskStore, taskID: String, granularity: Double, writeInterval: Duration = .seconds(2),
+        eventInterval: Duration? = nil, sendEvent: @escaping @Sendable (Double) async -> Void = { _ in }
     ) {
         self.store = store
         self.taskID = taskID
         self.granularity = granularity
+        self.writeInterval = writeInterval
         self.eventInterval = eventInterval
         self.sendEvent = sendEvent
     }
@@ -302,16 +318,34 @@ final class ProgressReporter: Sendable {
         }
     }
 
-    func stop(_ reason: Stop) { state.withLock { if $0.stop == nil { $0.stop = reason } } }
+    /// Stops the task; `seen` is the record that showed why.
+    func stop(_ reason: Stop, seen: TaskRecord? = nil) {
+        state.withLock {
+            if $0.stop == nil { $0.stop = reason }
+            if $0.seen == nil { $0.seen = seen }
+        }
+    }
 
     var stopReason: Stop? { state.withLock { $0.stop } }
 
+    /// The record of a cancelled task whose ending nobody announced yet, if that is why it stopped.
+    var owedEnding: TaskRecord? {
+        state.withLock { state in
+            guard state.stop == .cancelled, let seen = state.seen,
+                case .forwardCancel(let record) = TaskLifecycle.onSkipped(seen)
+            else { return nil }
+            return record
+        }
+    }
+
     /// Writes progress and watches for a cancel until the calling task is cancelled.
-    func watch(interval: Duration = .milliseconds(50), checkEvery: Int = 20) async {
-        var idle = 0
+    func watch(tick: Duration = .milliseconds(50)) async {
+        var lastCheck = ContinuousClock.now
         var lastEvent: ContinuousClock.Instant?
         while !Task.isCancelled {
-            do { try await Task.sleep(for: interval) } catch { return }
+            do { try await Task.sleep(for: tick) } catch { return }
+            guard ContinuousClock.now - lastCheck >= writeInterval else { continue }
+            lastCheck = ContinuousClock.now
             let due: Double? = state.withLock { state in
                 guard state.stop == nil, state.latest - state.written >= granularity || (state.latest >= 1 && state.written < 1) else {
                     return nil
@@ -319,25 +353,26 @@ final class ProgressReporter: Sendable {
                 state.written = state.latest
                 return state.latest
             }
-            if let progress = due {
-                idle = 0
-                // Not yet `running` is fine: the mark may still be in flight. Terminal means stop.
-                let outcome = try? await store.update(id: taskID, ifStatusIn: TaskStatus.nonTerminal) { $0.progress = progress }
-                if case .conflict? = outcome { stop(.cancelled) }
-                if case .notFound? = outcome { stop(.cancelled) }
-                // Progress events are rate-limited; the last step (1.0) is left to `completed`.
-                if case .applied? = outcome, let eventInterval, progress < 1,
-                    lastEvent.map({ ContinuousClock.now - $0 >= eventInterval }) ?? true
-                {
-                    lastEvent = ContinuousClock.now
-                    await sendEvent(progress)
+            guard let progress = due else {
+                if let record = try? await store.get(id: taskID), record.status.isTerminal || record.cancelRequested {
+                    stop(.cancelled, seen: record)
                 }
                 continue
             }
-            idle += 1
-            if idle >= checkEvery {
-                idle = 0
-                if let record = try? await store.get(id: taskID), record.status.isTerminal || record.cancelRequested { stop(.cancelled) }
+            // Not yet `running` is fine: the mark may still be in flight. Ended means stop.
+            switch try? await store.apply(.progressed(progress), to: taskID) {
+            case .conflict(let current)?:
+                stop(.cancelled, seen: current)
+            case .notFound?:
+                stop(.cancelled)
+            case .applied?:
+                // Progress events are rate-limited; the last step (1.0) is left to `completed`.
+                if let eventInterval, progress < 1, lastEvent.map({ ContinuousClock.now - $0 >= eventInterval }) ?? true {
+                    lastEvent = ContinuousClock.now
+                    await sendEvent(progress)
+                }
+            case nil:
+                break
             }
         }
     }

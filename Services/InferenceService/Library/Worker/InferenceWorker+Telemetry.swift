@@ -61,7 +61,7 @@ extension FinishedTask {
     /// The task this is about.
     var prepared: PreparedTask {
         switch self {
-        case .completed(let prepared, _, _), .failed(let prepared, _, _), .dropped(let prepared), .handBack(let prepared):
+        case .completed(let prepared, _, _), .failed(let prepared, _, _), .dropped(let prepared, _), .handBack(let prepared):
             prepared
         }
     }

@@ -33,7 +33,7 @@ public struct InferenceWorker: Service {
     }
 
     var queue: any MessageQueue { context.workerQueue(pool: configuration.pool) }
-    var results: any MessageQueue { context.transport.queue(named: context.names.resultsQueue) }
+    var results: QueueChannel<Sdq_V1_TaskResult> { context.results }
     var fetcher: URLFetcher { URLFetcher(policy: configuration.fetchPolicy, maxBytes: context.pools.limits.maxUploadBytes) }
     /// Receives after which a retryable input fetch failure becomes final (one before the DLQ).
     var maxAttempts: Int { max(1, context.pools.queues.maxReceiveCount - 1) }
@@ -151,8 +151,13 @@ public struct InferenceWorker: Service {
             return nil
         }
         do {
-            guard let record = try await context.transport.tasks.get(id: task.id), !record.status.isTerminal else {
+            let stored = try await context.transport.tasks.get(id: task.id)
+            guard let stored, !stored.status.isTerminal else {
                 logger.info("task already finished or expired; dropping its message", metadata: ["task_id": "\(task.id)"])
+                if let record = stored, case .forwardCancel = TaskLifecycle.onSkipped(record) {
+                    await forwardCancel(record, task: task, message: message, ledger: ledger)
+                    return nil
+                }
                 await forget(message, ledger: ledger)
                 return nil
             }
@@ -245,7 +250,7 @@ enum FinishedTask: Sendable {
     /// The runtime failed.
     case failed(PreparedTask, RuntimeError, Sdq_V1_StageTimings)
     /// Nothing to report (the task was cancelled or finished elsewhere): delete the message.
-    case dropped(PreparedTask)
+    case dropped(PreparedTask, owed: TaskRecord?)
     /// Give the message back to the queue (shutdown).
     case handBack(PreparedTask)
 }

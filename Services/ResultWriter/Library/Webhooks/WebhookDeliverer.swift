@@ -59,7 +59,7 @@ public struct WebhookDeliverer: Sendable {
         guard let record, let callback = record.callback else { return .delete }
         let terminalEvent = event.event == WebhookEvents.completed
         if !terminalEvent, record.status.isTerminal { return .delete }  // stale: the task has ended
-        if terminalEvent, let status = record.webhook?.status, status == "succeeded" || status == "failed" { return .delete }
+        if terminalEvent, let status = record.webhook?.status, status == .succeeded || status == .failed { return .delete }
 
         let attempt = await withSpan("webhook \(event.event)", context: TraceCarrier.context(event.trace), ofKind: .client) { span in
             span.attributes["sdq.service"] = "result-writer"
@@ -81,15 +81,10 @@ public struct WebhookDeliverer: Sendable {
                 return .retry(after: .seconds(5))  // the attempt repeats: at-least-once
             }
         }
-        let outcome: String? = terminalEvent ? (attempt.error == nil ? "succeeded" : (retry ? "pending" : "failed")) : nil
+        let outcome: WebhookDelivery? = terminalEvent ? (attempt.error == nil ? .succeeded : (retry ? .pending : .failed)) : nil
         let recorded = attempt.record
         do {
-            _ = try await context.transport.tasks.update(id: record.id, ifStatusIn: Set(TaskStatus.allCases)) { current in
-                var state = current.webhook ?? WebhookState()
-                state.record(recorded)
-                if let outcome, state.status != "succeeded" { state.status = outcome }
-                current.webhook = state
-            }
+            _ = try await context.transport.tasks.apply(.webhookAttempted(recorded, delivery: outcome), to: record.id)
         } catch {
             logger.warning("cannot record a webhook attempt", metadata: ["task_id": "\(record.id)", "error": "\(error)"])
         }
@@ -110,12 +105,7 @@ public struct WebhookDeliverer: Sendable {
         let event = try? MessageCodec.decode(Sdq_V1_WebhookEvent.self, body: message.body, attributes: message.attributes)
         guard event == nil || event?.event == WebhookEvents.completed else { return .delete }
         do {
-            _ = try await context.transport.tasks.update(id: taskID, ifStatusIn: Set(TaskStatus.allCases)) { current in
-                guard current.callback != nil else { return }
-                var state = current.webhook ?? WebhookState()
-                if state.status != "succeeded" { state.status = "failed" }
-                current.webhook = state
-            }
+            _ = try await context.transport.tasks.apply(.webhookDeadLettered, to: taskID)
             return .delete
         } catch {
             return .retry(after: .seconds(30))

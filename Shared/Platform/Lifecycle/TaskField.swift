@@ -1,0 +1,75 @@
+/// One field write of a transition, in a form every store can apply the same way: the embedded
+/// store to the decoded record, the AWS store as one clause of a DynamoDB `UpdateItem`.
+///
+/// `ifAbsent` writes keep a value already recorded (the first dispatch time stands); `nil`
+/// values clear the field.
+public enum TaskField: Sendable, Equatable {
+    case status(TaskStatus)
+    case progress(Double)
+    case worker(String)
+    case pool(String)
+    case model(String)
+    case images([ImageRecord])
+    case error(TaskFailure?)
+    case cancelRequested(Bool)
+    case attempts(Int)
+    case queuePositionIfAbsent(Int)
+    case dispatchedAtIfAbsent(Int64)
+    case startedAt(Int64)
+    case runtimeStartedAt(Int64)
+    case runtimeFinishedAt(Int64)
+    case finishedAt(Int64)
+    case manifestKey(String)
+    case announceClaim(token: String?, at: Int64?)
+    case announcedAt(Int64)
+
+    /// Applies the write to a decoded record.
+    public func apply(to record: inout TaskRecord) {
+        switch self {
+        case .status(let value): record.status = value
+        case .progress(let value): record.progress = value
+        case .worker(let value): record.worker = value
+        case .pool(let value): record.pool = value
+        case .model(let value): record.model = value
+        case .images(let value): record.images = value
+        case .error(let value): record.error = value
+        case .cancelRequested(let value): record.cancelRequested = value
+        case .attempts(let value): record.attempts = value
+        case .queuePositionIfAbsent(let value): if record.queuePositionAtDispatch == nil { record.queuePositionAtDispatch = value }
+        case .dispatchedAtIfAbsent(let value): if record.timings.dispatchedAt == nil { record.timings.dispatchedAt = value }
+        case .startedAt(let value): record.timings.startedAt = value
+        case .runtimeStartedAt(let value): record.timings.runtimeStartedAt = value
+        case .runtimeFinishedAt(let value): record.timings.runtimeFinishedAt = value
+        case .finishedAt(let value): record.timings.finishedAt = value
+        case .manifestKey(let value): record.manifestKey = value
+        case .announceClaim(let token, let at):
+            record.announceClaim = token
+            record.announceClaimAt = at
+        case .announcedAt(let value): record.announcedAt = value
+        }
+    }
+}
+
+/// A condition on a record beyond its status.
+public enum TaskGuard: Sendable, Equatable {
+    /// Nobody announced the task and no live claim is held: none, or one taken before `staleBefore`.
+    case announcementClaimable(staleBefore: Int64)
+    /// The claim is held by `token`.
+    case claimHeld(token: String)
+    /// The task failed because its publish failed (the only terminal state that may reopen).
+    case submitFailed
+
+    /// Whether the record meets the condition.
+    public func holds(for record: TaskRecord) -> Bool {
+        switch self {
+        case .announcementClaimable(let staleBefore):
+            guard record.announcedAt == nil else { return false }
+            guard record.announceClaim != nil, let at = record.announceClaimAt else { return true }
+            return at < staleBefore
+        case .claimHeld(let token):
+            return record.announceClaim == token
+        case .submitFailed:
+            return record.error?.code == TaskLifecycle.submitFailedCode
+        }
+    }
+}
