@@ -1,8 +1,10 @@
 // swift-tools-version:6.1
 //
 // sdq: asynchronous Stable Diffusion image generation on queues.
-// Layout and dependency direction follow ARCHITECTURE.md:
-//   executables -> service libraries -> SDQPlatform -> SDQMessages.
+// Layout and dependency direction follow docs/DESIGN.md (docs/architecture.md follows one task through the code):
+//   executables -> service libraries -> SDQPlatform -> SDQMessages, SDQAWS.
+// SDQStack (the embedded transport, opening either transport, the service runner) is linked by
+// executables that run either transport; api-lambda links neither it nor an HTTP server.
 // A service library never imports another service library; only the `sdq` command composes them.
 import PackageDescription
 
@@ -16,6 +18,7 @@ let package = Package(
     products: [
         .executable(name: "sdq", targets: ["SdqMain"]),
         .executable(name: "api-lambda", targets: ["ApiLambdaMain"]),
+        .executable(name: "api", targets: ["ApiHTTPMain"]),
         .executable(name: "dispatcher", targets: ["DispatcherMain"]),
         .executable(name: "inference-service", targets: ["InferenceServiceMain"]),
         .executable(name: "result-writer", targets: ["ResultWriterMain"]),
@@ -78,7 +81,6 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
-                .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -92,18 +94,45 @@ let package = Package(
             path: "Shared/Platform",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "SDQStack",
+            dependencies: [
+                "SDQPlatform", "SDQMessages",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/Stack",
+            swiftSettings: swiftSettings
+        ),
 
         // MARK: Services (library + thin executable each)
         .target(
             name: "ApiLambda",
             dependencies: [
                 "SDQPlatform", "SDQLambdaRuntime", "SDQAWS",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             path: "Services/ApiLambda/Library",
             swiftSettings: swiftSettings
+        ),
+        // The API over plain HTTP (compose, ECS, EKS, `sdq up`): the same handler behind Hummingbird.
+        .target(
+            name: "ApiHTTP",
+            dependencies: [
+                "ApiLambda", "SDQPlatform",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            path: "Services/ApiLambda/HTTP",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ApiHTTPMain", dependencies: ["ApiHTTP", "SDQStack"],
+            path: "Services/ApiLambda/HTTPExecutable", swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "ApiLambdaBenchmark",
@@ -115,16 +144,17 @@ let package = Package(
         ),
         .executableTarget(
             name: "GPUGapBenchmark",
-            dependencies: ["Sdq", "ApiLambda", "SDQPlatform", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Sdq", "ApiLambda", "SDQPlatform", "SDQStack", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/GPUGapBenchmark", swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "DispatcherBenchmark",
-            dependencies: ["Dispatcher", "SDQPlatform", "SDQMessages", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Dispatcher", "SDQPlatform", "SDQStack", "SDQMessages", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/DispatcherBenchmark", swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "ApiLambdaMain", dependencies: ["ApiLambda", "SDQLambdaRuntime"],
+            name: "ApiLambdaMain",
+            dependencies: ["ApiLambda", "SDQLambdaRuntime", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Services/ApiLambda/Executable", swiftSettings: swiftSettings
         ),
         .target(
@@ -132,15 +162,13 @@ let package = Package(
             path: "Services/Dispatcher/Library", swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "DispatcherMain", dependencies: ["Dispatcher"],
+            name: "DispatcherMain", dependencies: ["Dispatcher", "SDQStack"],
             path: "Services/Dispatcher/Executable", swiftSettings: swiftSettings
         ),
         .target(
             name: "InferenceService",
             dependencies: [
                 "SDQPlatform",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "CompressNIO", package: "compress-nio"),
@@ -149,8 +177,21 @@ let package = Package(
             path: "Services/InferenceService/Library",
             swiftSettings: swiftSettings
         ),
+        // The emulator's HTTP server (`sdq emulate-runtime`: an A1111- and ComfyUI-compatible peer
+        // for development and tests); production executables do not link it.
+        .target(
+            name: "EmulatorServer",
+            dependencies: [
+                "InferenceService", "SDQPlatform",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ],
+            path: "Services/InferenceService/EmulatorServer",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
-            name: "InferenceServiceMain", dependencies: ["InferenceService"],
+            name: "InferenceServiceMain", dependencies: ["InferenceService", "SDQStack"],
             path: "Services/InferenceService/Executable", swiftSettings: swiftSettings
         ),
         .target(
@@ -163,13 +204,14 @@ let package = Package(
             path: "Services/ResultWriter/Library", swiftSettings: swiftSettings
         ),
         .executableTarget(
-            name: "ResultWriterMain", dependencies: ["ResultWriter"],
+            name: "ResultWriterMain", dependencies: ["ResultWriter", "SDQStack"],
             path: "Services/ResultWriter/Executable", swiftSettings: swiftSettings
         ),
         .target(
             name: "Sdq",
             dependencies: [
-                "SDQPlatform", "ApiLambda", "Dispatcher", "InferenceService", "ResultWriter",
+                "SDQPlatform", "SDQStack", "ApiLambda", "ApiHTTP", "Dispatcher", "InferenceService", "EmulatorServer",
+                "ResultWriter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -185,7 +227,7 @@ let package = Package(
         // a normal build makes them replay the files given as arguments)
         .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "FuzzAPIRequest", dependencies: ["ApiLambda", "SDQPlatform", "FuzzSupport"], path: "Fuzz/FuzzAPIRequest",
+            name: "FuzzAPIRequest", dependencies: ["ApiLambda", "SDQPlatform", "SDQStack", "FuzzSupport"], path: "Fuzz/FuzzAPIRequest",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -201,7 +243,7 @@ let package = Package(
         .target(
             name: "SDQTestSupport",
             dependencies: [
-                "SDQPlatform", "SDQAWS", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "SDQPlatform", "SDQStack", "SDQAWS", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Tests/Support", exclude: ["webhook_receiver.py", "otlp_receiver.py", "loopback_server.py"], swiftSettings: swiftSettings
@@ -224,7 +266,7 @@ let package = Package(
         .testTarget(
             name: "SDQPlatformTests",
             dependencies: [
-                "SDQPlatform", "SDQTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "SDQPlatform", "SDQStack", "SDQTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Yams", package: "Yams"),
             ],
             path: "Tests/SDQPlatformTests", swiftSettings: swiftSettings
@@ -232,7 +274,7 @@ let package = Package(
         .testTarget(
             name: "ApiLambdaTests",
             dependencies: [
-                "ApiLambda", "SDQTestSupport", "SDQLambdaRuntime", "SDQAWS",
+                "ApiLambda", "ApiHTTP", "SDQStack", "SDQTestSupport", "SDQLambdaRuntime", "SDQAWS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "OTel", package: "swift-otel"),
@@ -244,13 +286,13 @@ let package = Package(
             path: "Tests/ApiLambdaTests", swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "DispatcherTests", dependencies: ["Dispatcher", "SDQTestSupport"],
+            name: "DispatcherTests", dependencies: ["Dispatcher", "SDQStack", "SDQTestSupport"],
             path: "Tests/DispatcherTests", swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "InferenceServiceTests",
             dependencies: [
-                "InferenceService", "SDQTestSupport",
+                "InferenceService", "EmulatorServer", "SDQStack", "SDQTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -259,13 +301,13 @@ let package = Package(
             path: "Tests/InferenceServiceTests", swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "ResultWriterTests", dependencies: ["ResultWriter", "SDQTestSupport"],
+            name: "ResultWriterTests", dependencies: ["ResultWriter", "SDQStack", "SDQTestSupport"],
             path: "Tests/ResultWriterTests", swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SdqTests",
             dependencies: [
-                "Sdq", "SDQTestSupport", "SDQAWS",
+                "Sdq", "SDQStack", "ApiHTTP", "EmulatorServer", "SDQTestSupport", "SDQAWS",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),

@@ -21,14 +21,13 @@ one_core() { if command -v taskset >/dev/null; then taskset -c 0 "$@"; else "$@"
 out=$(mktemp)
 run() { echo "\$ $*" | tee -a "$out"; "$@" 2>/dev/null | grep -v '^\s*$' | tee -a "$out"; echo | tee -a "$out"; }
 
-run "$bin/bench-api-lambda" --invocations $invocations --starts $starts --binary "$bin/api-lambda"
 run "$bin/bench-gpu-gap" --tasks $tasks --steps 20 --step-ms 10
 run "$bin/bench-gpu-gap" --idle $idle --steps 4 --step-ms 10
 run one_core "$bin/bench-dispatcher" --tasks $dispatch
 
 if command -v moto_server >/dev/null; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-  moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  python3 scripts/ci/moto_atomic.py -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
   moto=$!
   trap 'kill $moto 2>/dev/null || true' EXIT
   for _ in $(seq 1 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break; sleep 0.2; done
@@ -37,7 +36,8 @@ if command -v moto_server >/dev/null; then
   echo "== over moto ($endpoint)" | tee -a "$out"
   stack="bench$RANDOM"
   SDQ_TRANSPORT=aws SDQ_STACK=$stack AWS_ENDPOINT_URL=$endpoint "$bin/sdq" aws init >/dev/null
-  SDQ_TRANSPORT=aws SDQ_STACK=$stack AWS_ENDPOINT_URL=$endpoint run "$bin/bench-api-lambda" --invocations $((invocations / 2)) --starts $starts --binary "$bin/api-lambda"
+  # The Lambda function runs on the AWS transport only (it carries no embedded transport).
+  SDQ_TRANSPORT=aws SDQ_STACK=$stack AWS_ENDPOINT_URL=$endpoint run "$bin/bench-api-lambda" --invocations $invocations --starts $starts --binary "$bin/api-lambda"
   run "$bin/bench-gpu-gap" --tasks $((tasks / 2)) --steps 20 --step-ms 50 --aws "$endpoint"
   run "$bin/bench-gpu-gap" --idle $idle --steps 4 --step-ms 10 --aws "$endpoint"
   run one_core "$bin/bench-dispatcher" --tasks $((dispatch / 4)) --aws "$endpoint"

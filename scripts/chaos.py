@@ -3,7 +3,7 @@
 
 Modes:
   services (default)  the four executables as separate processes on one embedded data folder:
-                      api-lambda (HTTP), dispatcher, result-writer, and --workers
+                      api (HTTP), dispatcher, result-writer, and --workers
                       inference-services, each driving its own `sdq emulate-runtime` that
                       injects runtime errors (--error-rate) and hangs (--hang-rate). While the
                       tasks run, workers are killed at random --kills times (every fifth with
@@ -224,7 +224,7 @@ if args.mode == "up":
                          "--step-ms", str(args.step_ms)], environment(LOG_LEVEL="info"))
     children.append(up)
 else:
-    children.append(Proc("api", [os.path.join(args.bin, "api-lambda")], environment(SDQ_HTTP_PORT=port, SDQ_HTTP_HOST="127.0.0.1")))
+    children.append(Proc("api", [os.path.join(args.bin, "api")], environment(SDQ_HTTP_PORT=port, SDQ_HTTP_HOST="127.0.0.1")))
     children.append(Proc("dispatcher", [os.path.join(args.bin, "dispatcher")], environment()))
     children.append(Proc("result-writer", [os.path.join(args.bin, "result-writer")], environment()))
     for index in range(args.workers):

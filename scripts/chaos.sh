@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 configuration=debug
 if [ "${1:-}" = "--release" ]; then configuration=release; shift; fi
-for product in sdq api-lambda dispatcher result-writer inference-service; do
+for product in sdq api dispatcher result-writer inference-service; do
   swift build -c "$configuration" --product "$product" >/dev/null
 done
 exec python3 scripts/chaos.py --bin "$(swift build -c "$configuration" --show-bin-path)" "$@"

@@ -97,7 +97,7 @@ stamp "every image from it (docker compose build)"
 images_start=$(date +%s)
 dc build >"$work/compose-build.log" 2>&1 || { tail -40 "$work/compose-build.log"; fail "docker compose build"; }
 echo "compose build after the shared stage: $(( $(date +%s) - images_start ))s"
-for image in sdq/sdq sdq/api-lambda sdq/dispatcher sdq/inference-service sdq/result-writer; do
+for image in sdq/sdq sdq/api sdq/dispatcher sdq/inference-service sdq/result-writer; do
   size=$(docker image inspect -f '{{.Size}}' "$image:0.1.0")
   awk -v n="$image:0.1.0" -v s="$size" 'BEGIN { printf "  %-24s %6.1f MB\n", n, s / 1e6 }'
 done

@@ -13,7 +13,8 @@ import NIOCore
 /// - peak RSS (VmHWM) after `--invocations` invocations.
 ///
 /// Usage: `swift build -c release && .build/release/bench-api-lambda [--invocations 1000] [--starts 5]`.
-/// The transport is the embedded one in a throwaway folder unless the environment says otherwise.
+/// `api-lambda` runs on the AWS transport only: give it one in the environment (`SDQ_TRANSPORT=aws`,
+/// `AWS_ENDPOINT_URL` of moto, a `SDQ_STACK` made by `sdq aws init`), as `scripts/bench.sh` does.
 @main
 struct Main {
     static func main() async throws {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SDQMessages
 import SDQPlatform
+import SDQStack
 
 /// `bench-dispatcher`: dispatcher throughput. Records `--tasks` queued tasks and puts their
 /// dispatch messages on the dispatch queue, then runs one dispatcher until every task is

@@ -6,6 +6,7 @@ import SDQPlatform
 import SDQTestSupport
 import ServiceLifecycle
 import Testing
+import ApiHTTP
 
 /// The same handler behind the live HTTP server on a loopback port.
 @Suite struct APIHTTPServerTests {
@@ -121,7 +122,7 @@ import Testing
             let stored = try await fixture.transport.objects.get(key: key)
             #expect(stored?.data == payload && stored?.contentType == "image/png")
             // Nothing is left in the staging folder.
-            let staged = (try? FileManager.default.contentsOfDirectory(atPath: fixture.transport.uploadStagingDirectory.path)) ?? []
+            let staged = (try? FileManager.default.contentsOfDirectory(atPath: fixture.transport.stagingFolderURL.path)) ?? []
             #expect(staged.isEmpty)
         }
     }

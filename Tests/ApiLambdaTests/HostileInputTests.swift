@@ -32,7 +32,7 @@ import Testing
     }
 
     @Test func aStoredContextTooDeepToParseIsShownAsTextNotDropped() throws {
-        var record = TaskRecord(id: "01aaaaaaaaaaaaaaaaaaaaaaaa", pool: "default", model: "m", kind: "txt2img", seed: 1, width: 64, height: 64,
+        var record = TaskRecord(id: "01aaaaaaaaaaaaaaaaaaaaaaaa", pool: "default", model: "m", kind: .txt2img, seed: 1, width: 64, height: 64,
             expiresAt: EpochClock.nowMillis() + 60_000)
         record.context = Self.nested(600)
         let document = TaskDocument(record: record) { _ in "" }

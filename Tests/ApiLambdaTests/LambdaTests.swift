@@ -198,10 +198,12 @@ import Testing
             await state.enqueue(id: "t-2", payload: Data(#"{"action":"status","id":"01m8fa00000000000000000000"}"#.utf8), trace: traces[1])
             let process = Process()
             process.executableURL = binary
-            process.environment = [
-                "AWS_LAMBDA_RUNTIME_API": endpoint, "SDQ_DATA_DIR": directory.url.appendingPathComponent("data").path,
+            // The Lambda binary runs on the AWS transport only (the emulator when there is one; the
+            // invocations are logged either way, which is what this test reads).
+            process.environment = AWSTestEnvironment.variables(extra: [
+                "AWS_LAMBDA_RUNTIME_API": endpoint, "SDQ_TRANSPORT": "aws", "SDQ_STACK": AWSTestEnvironment.uniqueStack(),
                 "LOG_LEVEL": "debug", "SDQ_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin",
-            ]
+            ])
             process.standardOutput = FileHandle.nullDevice
             process.standardError = try FileHandle(forWritingTo: log)
             try AWSTestEnvironment.launch(process)
@@ -211,6 +213,40 @@ import Testing
             let invocations = lines.filter { $0["msg"]?.stringValue == "invocation" }
             #expect(invocations.map { $0["xray_trace_id"]?.stringValue } == traces)
             #expect(invocations.map { $0["aws_request_id"]?.stringValue } == ["t-1", "t-2"])
+        }
+    }
+
+    /// Outside Lambda the bootstrap refuses to start and names the executable that serves HTTP.
+    @Test func theBootstrapOutsideLambdaPointsAtTheHTTPExecutable() async throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("api-lambda")
+        let process = Process()
+        process.executableURL = binary
+        process.environment = ["PATH": "/usr/bin:/bin"]
+        let stderr = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = stderr
+        try AWSTestEnvironment.launch(process)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 78)
+        let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(message.contains("AWS_LAMBDA_RUNTIME_API") && message.contains("`api`"))
+    }
+
+    /// An embedded configuration is a start-up failure of the Lambda (it carries no embedded transport).
+    @Test func anEmbeddedConfigurationIsAStartUpFailureOfTheLambda() async throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("api-lambda")
+        try await RuntimeAPIDouble.run { endpoint, state in
+            let process = Process()
+            process.executableURL = binary
+            process.environment = ["AWS_LAMBDA_RUNTIME_API": endpoint, "PATH": "/usr/bin:/bin"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try AWSTestEnvironment.launch(process)
+            #expect(await eventually(timeout: .seconds(30)) { !process.isRunning })
+            #expect(process.terminationStatus == 1)
+            let posted = await state.posted
+            #expect(posted.map(\.kind) == ["init-error"])
+            #expect(try JSONValue.parse(posted.first?.body ?? Data())["errorMessage"]?.stringValue?.contains("SDQ_TRANSPORT=aws") == true)
         }
     }
 

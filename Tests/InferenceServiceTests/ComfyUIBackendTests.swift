@@ -19,7 +19,7 @@ import Testing
     }
 
     static func job(_ workflow: JSONValue) -> RuntimeJob {
-        RuntimeJob(kind: "comfyui_workflow", prompt: "", seed: 0, width: 0, height: 0, steps: 1, model: "m", runtimeOptions: workflow.serialized())
+        RuntimeJob(kind: .comfyuiWorkflow, prompt: "", seed: 0, width: 0, height: 0, steps: 1, model: "m", runtimeOptions: workflow.serialized())
     }
 
     static func failure(_ body: () async throws(RuntimeError) -> [RuntimeImage]) async -> RuntimeError? {

@@ -3,6 +3,7 @@ import InferenceService
 import SDQPlatform
 import SDQTestSupport
 import ServiceLifecycle
+import EmulatorServer
 
 /// Runs an ``EmulatorServer`` on a free loopback port while `body` runs with its base URL.
 func withEmulatorServer<T: Sendable>(

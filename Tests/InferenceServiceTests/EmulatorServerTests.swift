@@ -6,6 +6,7 @@ import SDQPlatform
 import SDQTestSupport
 import ServiceLifecycle
 import Testing
+import EmulatorServer
 
 /// The SD WebUI backend against the emulator server: the HTTP runtime path, for real.
 @Suite struct EmulatorServerTests {
@@ -59,7 +60,7 @@ import Testing
 
     @Test func requestBodiesCarryModelAndRuntimeOptions() throws {
         let job = RuntimeJob(
-            kind: "img2img", prompt: "p", seed: 5, width: 512, height: 512, steps: 20, model: "sdxl-base",
+            kind: .img2img, prompt: "p", seed: 5, width: 512, height: 512, steps: 20, model: "sdxl-base",
             runtimeOptions: Data(#"{"restore_faces": true, "steps": 30}"#.utf8), initImages: [Data([1, 2, 3])])
         let body = SDWebUIBackend.requestBody(for: job)
         #expect(body["override_settings"]?["sd_model_checkpoint"]?.stringValue == "sdxl-base")

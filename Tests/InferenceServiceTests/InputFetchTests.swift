@@ -16,7 +16,7 @@ import Testing
         func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError) -> [RuntimeImage] {
             await seen.append(job.initImages)
             var plain = job
-            plain.kind = "txt2img"
+            plain.kind = .txt2img
             return try await EmulatorRuntime(stepDelay: .zero).run(plain, progress: progress)
         }
     }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 @testable import InferenceService
+import EmulatorServer
 import SDQPlatform
 import SDQTestSupport
 import ServiceLifecycle
@@ -39,7 +40,7 @@ import Testing
         let input = try EmulatorImage.png(.init(prompt: "in", model: "m", seed: 1, width: 64, height: 48, steps: 1, cfgScale: 1, sampler: "x"))
         let images = try await Self.withEmulator { backend in
             let job = RuntimeJob(
-                kind: "extras", prompt: "", seed: 3, width: 0, height: 0, steps: 1, model: "emulator-v1",
+                kind: .extras, prompt: "", seed: 3, width: 0, height: 0, steps: 1, model: "emulator-v1",
                 runtimeOptions: Data(#"{"upscaling_resize": 2, "upscaler_1": "R-ESRGAN 4x+"}"#.utf8), initImages: [input])
             return try await backend.run(job) { _ in true }
         }

@@ -1,6 +1,7 @@
 import Foundation
 @testable import SDQPlatform
 import Testing
+@testable import SDQStack
 
 @Suite struct ArrivalSignalTests {
     @Test func anArrivalBetweenALookAndAWaitIsNotLost() async {

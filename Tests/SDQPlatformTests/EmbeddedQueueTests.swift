@@ -2,6 +2,7 @@ import Foundation
 import SDQPlatform
 import SDQTestSupport
 import Testing
+import SDQStack
 
 @Suite struct EmbeddedQueueTests {
     private func queueFixture(visibility: Duration = .seconds(30), maxReceives: Int = 3) async throws

@@ -2,6 +2,7 @@ import Foundation
 import SDQPlatform
 import SDQTestSupport
 import Testing
+import SDQStack
 
 @Suite struct EmbeddedTopicTests {
     @Test func fansOutToEverySubscriptionThatMatches() async throws {

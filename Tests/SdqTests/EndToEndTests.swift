@@ -10,6 +10,8 @@ import SDQPlatform
 import SDQTestSupport
 import Sdq
 import Testing
+import ApiHTTP
+import EmulatorServer
 
 /// The whole pipeline on the embedded transport: the same services `sdq up` runs.
 @Suite struct EndToEndTests {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SDQPlatform
 import ServiceLifecycle
+import SDQStack
 
 /// A fresh directory under the system temporary directory, removed when released.
 public final class TemporaryDirectory: Sendable {

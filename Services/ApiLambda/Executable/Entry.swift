@@ -3,18 +3,21 @@ import Foundation
 import Logging
 import SDQLambdaRuntime
 import SDQPlatform
+import ServiceLifecycle
 
-/// `api-lambda`: the `bootstrap` of a `provided.al2023` Lambda function. With
-/// `AWS_LAMBDA_RUNTIME_API` set it serves invocations through the Lambda Runtime API (a start-up
-/// failure is posted to `init/error` and the process exits 1); without it, it serves the same
-/// handler over plain HTTP on `SDQ_HTTP_PORT`.
+/// `api-lambda`: the `bootstrap` of a `provided.al2023` Lambda function, and only that: it links
+/// neither the embedded transport nor an HTTP server (the plain-HTTP API is the `api` executable).
+/// It serves invocations through the Lambda Runtime API (`AWS_LAMBDA_RUNTIME_API`) on the AWS
+/// transport; a start-up failure is posted to `init/error` and the process exits 1. The
+/// invocation loop and the OTLP exporters run in one service group.
 @main
 struct Entry {
     static func main() async {
         let environment = ProcessInfo.processInfo.environment
         guard let runtimeAPI = environment["AWS_LAMBDA_RUNTIME_API"], !runtimeAPI.isEmpty else {
-            await serveHTTP()
-            return
+            FileHandle.standardError.write(Data(
+                "api-lambda: AWS_LAMBDA_RUNTIME_API is not set: this is the Lambda function's bootstrap; run `api` to serve the API over plain HTTP\n".utf8))
+            exit(78)
         }
         let client = HTTPLambdaRuntimeClient(endpoint: runtimeAPI)
         let handler: APIHandler
@@ -24,7 +27,7 @@ struct Entry {
             LoggingSetup.bootstrap(level: configuration.logLevel, format: configuration.logFormat ?? "json", service: "api-lambda")
             logger = Logger(label: "api-lambda")
             SettingsCheck.warnAboutUnknownVariables(logger: logger)
-            let context = try await StackContext.open(configuration, logger: logger)
+            let context = try StackContext.openAWS(configuration, logger: logger)
             handler = try await APIHandler.configured(context: context, configuration: configuration, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("api-lambda: start-up failed: \(error)\n".utf8))
@@ -34,26 +37,16 @@ struct Entry {
         // OTLP export beside the invocation loop (to the collector extension/sidecar); spans leave
         // on the batch schedule, so a frozen environment sends them on a later invocation.
         let export = Telemetry.start(services: ["api"], metricsService: "api-lambda", logger: logger)
-        await withTaskGroup(of: Void.self) { group in
-            for service in export?.services ?? [] {
-                group.addTask { try? await service.run() }
-            }
-            group.addTask {
-                do {
-                    try await LambdaRuntime(client: client, handler: APILambdaHandler(api: handler), logger: logger).run()
-                } catch {
-                    logger.critical("the Runtime API failed", metadata: ["error": "\(error)"])
-                    exit(1)
-                }
-            }
-        }
-    }
-
-    static func serveHTTP() async {
-        await ServiceRunner.run(name: "api-lambda") { context, configuration, logger in
-            let handler = try await APIHandler.configured(context: context, configuration: configuration, logger: logger)
-            let host = ProcessInfo.processInfo.environment["SDQ_HTTP_HOST"] ?? "0.0.0.0"
-            return [APIHTTPServer(handler: handler, host: host, port: configuration.httpPort, logger: logger)]
+        let loop = LambdaRuntimeService(runtime: LambdaRuntime(client: client, handler: APILambdaHandler(api: handler), logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: ((export?.services ?? []) + [loop]).map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("api-lambda stopped", metadata: ["error": "\(error)"])
+            exit(1)
         }
     }
 }

@@ -1,5 +1,6 @@
 import Dispatcher
 import SDQPlatform
+import SDQStack
 
 @main
 struct Entry {

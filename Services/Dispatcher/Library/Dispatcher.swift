@@ -3,6 +3,7 @@ import Logging
 import SDQMessages
 import SDQPlatform
 import ServiceLifecycle
+import Synchronization
 import Tracing
 
 /// Routes accepted tasks to worker pools and turns dead-lettered tasks into visible failures.
@@ -28,6 +29,8 @@ public struct Dispatcher: Service {
     public var receiveWait: Duration
     /// How often pool backlogs are sampled for the metrics.
     public var backlogInterval: Duration = .seconds(15)
+    /// The lanes' depths as last sampled, for queue positions without a request per task.
+    let depths = LaneDepths()
 
     public init(context: StackContext, logger: Logger, receiveWait: Duration = .seconds(20)) {
         self.context = context
@@ -109,7 +112,7 @@ public struct Dispatcher: Service {
         }
         task.pool = pool.name
         if task.model.isEmpty { task.model = pool.models[0] }
-        task.runtime = Self.runtimeKind(pool.runtime)
+        task.runtime = pool.runtimeKind.message
         task.attempt = UInt32(max(1, message.receiveCount))
         task.trace = TraceCarrier.current()  // the worker's span is a child of this one
         let high = task.priority == .high
@@ -144,6 +147,7 @@ public struct Dispatcher: Service {
                 for (lane, queue) in [("high", lanes.high), ("normal", lanes.normal)] {
                     if let depth = try? await queue.depth() {
                         SDQMetrics.backlog(pool: pool.name, lane: lane, visible: depth.visible, inFlight: depth.inFlight)
+                        depths.record(queue.name, visible: depth.visible)
                     }
                 }
             }
@@ -152,14 +156,24 @@ public struct Dispatcher: Service {
     }
 
     /// The task's place in line when it joins its pool's lane: the visible messages ahead of it
-    /// (the high lane's, plus the normal lane's for a normal task), plus one. Nil when the depth
+    /// (the high lane's, plus the normal lane's for a normal task), plus one. Read from the
+    /// backlog sampler's last figures plus the tasks sent since (so a busy dispatcher makes no
+    /// `GetQueueAttributes` per task; the figure can run a little high while workers drain the
+    /// lane between samples), or from the queue when no recent sample exists. Nil when the depth
     /// cannot be read (the position is informative only, never a reason to hold a task back).
     func positionAtDispatch(pool: String, high: Bool) async -> Int? {
         let lanes = context.workerQueue(pool: pool)
-        guard let urgent = try? await lanes.high.depth() else { return nil }
-        if high { return urgent.visible + 1 }
-        guard let normal = try? await lanes.normal.depth() else { return nil }
-        return urgent.visible + normal.visible + 1
+        var ahead = 0
+        for queue in high ? [lanes.high] : [lanes.high, lanes.normal] {
+            if let estimate = depths.estimate(queue.name, maxAge: backlogInterval * 2) {
+                ahead += estimate
+            } else {
+                guard let depth = try? await queue.depth() else { return nil }
+                ahead += depth.visible
+            }
+        }
+        depths.noteSent(high ? lanes.high.name : lanes.normal.name)
+        return ahead + 1
     }
 
     /// A routing failure.
@@ -186,14 +200,6 @@ public struct Dispatcher: Service {
             return .success(pool)
         }
         return .success(pools.defaultPool)
-    }
-
-    static func runtimeKind(_ name: String) -> Sdq_V1_RuntimeKind {
-        switch name {
-        case "sdwebui": .sdwebui
-        case "comfyui": .comfyui
-        default: .emulator
-        }
     }
 
     /// Handles a message found on the dead-letter queue of `source`.
@@ -243,6 +249,32 @@ public struct Dispatcher: Service {
         } catch {
             logger.warning("cannot send a result; retrying", metadata: ["task_id": "\(result.id)", "error": "\(error)"])
             return .retry(after: .seconds(2))
+        }
+    }
+}
+
+/// Each lane's visible depth as last sampled, and the tasks sent to it since.
+final class LaneDepths: Sendable {
+    private struct Sample {
+        var visible: Int
+        var at: ContinuousClock.Instant
+        var sentSince: Int
+    }
+    private let samples = Mutex<[String: Sample]>([:])
+
+    func record(_ lane: String, visible: Int) {
+        samples.withLock { $0[lane] = Sample(visible: visible, at: .now, sentSince: 0) }
+    }
+
+    func noteSent(_ lane: String) {
+        samples.withLock { $0[lane]?.sentSince += 1 }
+    }
+
+    /// The sampled depth plus what was sent since, when the sample is younger than `maxAge`.
+    func estimate(_ lane: String, maxAge: Duration) -> Int? {
+        samples.withLock { samples in
+            guard let sample = samples[lane], ContinuousClock.now - sample.at <= maxAge else { return nil }
+            return sample.visible + sample.sentSince
         }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import InferenceService
 import SDQPlatform
+import SDQStack
 
 /// `inference-service`: the GPU worker of one pool (`SDQ_POOL`). The pool's `runtime` and
 /// `runtime_url` decide what it drives (``RuntimeSelection``: `SDQ_RUNTIME`/`SDQ_RUNTIME_URL` build
@@ -14,7 +15,7 @@ struct Entry {
                 throw ConfigurationError(message: "no pool \(configuration.pool) in the pool configuration", field: "SDQ_POOL")
             }
             let selection = try RuntimeSelection.resolve(pool: pool, configuration: configuration, isTarget: true)
-            let stepMilliseconds = ProcessInfo.processInfo.environment["SDQ_EMULATOR_STEP_MS"].flatMap(Int.init) ?? 50
+            let stepMilliseconds = configuration.emulatorStepMilliseconds
             let runtime = makeRuntimeBackend(for: selection, emulatorStepDelay: .milliseconds(max(0, stepMilliseconds)))
             logger.info("runtime selected", metadata: [
                 "pool": "\(pool.name)", "runtime": "\(selection.runtime)", "runtime_url": "\(selection.url ?? "")",

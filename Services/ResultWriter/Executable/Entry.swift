@@ -1,6 +1,7 @@
 import Foundation
 import ResultWriter
 import SDQPlatform
+import SDQStack
 
 @main
 struct Entry {
@@ -10,7 +11,7 @@ struct Entry {
                 ResultWriter(
                     context: context, logger: logger,
                     webhookPolicy: OutboundURLPolicy(allowPrivate: configuration.webhookAllowPrivate),
-                    publicBaseURL: ProcessInfo.processInfo.environment["SDQ_PUBLIC_URL"])
+                    publicBaseURL: configuration.publicURL)
             ]
         }
     }

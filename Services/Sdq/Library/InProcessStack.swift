@@ -6,6 +6,7 @@ import Logging
 import ResultWriter
 import SDQPlatform
 import ServiceLifecycle
+import SDQStack
 
 /// Every sdq service in one process, over the configured transport: what `sdq generate` (without
 /// `--server`) and `sdq up` run. The services are the same types the separate executables run.
@@ -64,7 +65,7 @@ public struct InProcessStack: Sendable {
             let runtime = try runtime(for: pool, defaultPool: context.pools.defaultPool.name)
             // An HTTP runtime runs one generation at a time and its progress and interrupt endpoints
             // are global: one worker per runtime. The in-process emulator scales with workers.
-            let workers = pool.runtime == "emulator" ? workersPerPool : 1
+            let workers = pool.runtimeKind == .emulator ? workersPerPool : 1
             for _ in 0..<workers {
                 let configuration = InferenceConfiguration(
                     pool: pool.name, visibilityTimeout: workerVisibilityTimeout, receiveWait: receiveWait,
@@ -126,7 +127,7 @@ public struct InProcessStack: Sendable {
 
     /// Closes the transport.
     public func close() async {
-        if let embedded = context.transport as? EmbeddedTransport { await embedded.close() }
+        await context.transport.close()
     }
 }
 

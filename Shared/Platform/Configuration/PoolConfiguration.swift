@@ -13,6 +13,10 @@ public struct PoolSpec: Sendable, Equatable, Codable {
     /// with several HTTP runtimes; nil takes `SDQ_RUNTIME_URL` (see ``RuntimeSelection``).
     public var runtimeURL: String?
 
+    /// The runtime as a kind (a pool's `runtime` is checked against ``RuntimeKind`` when the
+    /// configuration is loaded; an unchecked spec reads as the emulator).
+    public var runtimeKind: RuntimeKind { RuntimeKind(rawValue: runtime) ?? .emulator }
+
     public init(name: String, runtime: String, models: [String], runtimeURL: String? = nil) {
         self.name = name
         self.runtime = runtime
@@ -156,7 +160,7 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
     public var webhooks: WebhookSettings = WebhookSettings()
 
     /// The runtimes a pool may name.
-    public static let knownRuntimes: Set<String> = ["emulator", "sdwebui", "comfyui"]
+    public static let knownRuntimes: Set<String> = Set(RuntimeKind.allCases.map(\.rawValue))
     /// The model the built-in emulator serves.
     public static let emulatorModel = "emulator-v1"
 

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 
-/// The configuration every service reads from its environment (ARCHITECTURE.md's fixed names).
+/// The configuration every service reads from its environment (docs/DESIGN.md's fixed names).
 /// Command-line flags of the same meaning override these values.
 public struct SDQConfiguration: Sendable {
     /// `embedded` or `aws`.
@@ -37,6 +37,19 @@ public struct SDQConfiguration: Sendable {
     public var logFormat: String?
     /// `SDQ_POOL`: the pool an inference service serves.
     public var pool: String = "default"
+    /// `SDQ_HTTP_HOST`: the address the plain-HTTP API listens on.
+    public var httpHost: String = "0.0.0.0"
+    /// `SDQ_PUBLIC_URL`: the API's public base URL, for absolute links (status URLs in webhooks,
+    /// object links); nil: links follow the request.
+    public var publicURL: String?
+    /// `SDQ_EMULATOR_STEP_MS`: the in-process emulator's time per sampling step.
+    public var emulatorStepMilliseconds: Int = 50
+    /// `SDQ_SERVER`: the API the `sdq` client commands talk to; nil: this machine's `httpPort`.
+    public var server: String?
+    /// `SDQ_HEALTH_FILE`: a file a port-less service keeps fresh while it runs (container health).
+    public var healthFile: String?
+    /// `SDQ_TRUSTED_PROXIES`: address ranges whose forwarded headers are believed, as written.
+    public var trustedProxies: String = ""
 
     public init() {}
 
@@ -84,6 +97,17 @@ public struct SDQConfiguration: Sendable {
         }
         config.logFormat = value("SDQ_LOG_FORMAT")?.lowercased()
         if let raw = value("SDQ_POOL") { config.pool = raw }
+        if let raw = value("SDQ_HTTP_HOST") { config.httpHost = raw }
+        config.publicURL = value("SDQ_PUBLIC_URL")
+        if let raw = value("SDQ_EMULATOR_STEP_MS") {
+            guard let step = Int(raw), step >= 0 else {
+                throw ConfigurationError(message: "not a number of milliseconds: \(raw)", field: "SDQ_EMULATOR_STEP_MS")
+            }
+            config.emulatorStepMilliseconds = step
+        }
+        config.server = value("SDQ_SERVER")
+        config.healthFile = value("SDQ_HEALTH_FILE")
+        config.trustedProxies = value("SDQ_TRUSTED_PROXIES") ?? ""
         return config
     }
 

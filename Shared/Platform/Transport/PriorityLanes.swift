@@ -1,13 +1,13 @@
 /// A pool's two queues seen as one: the high-priority lane and the normal lane.
 ///
-/// A receive takes from the high lane first (without waiting), then long-polls the normal lane for
-/// at most ``highLaneCheck``, so an idle worker notices a high-priority task within about that
-/// time and a busy worker always drains the high lane before the normal one. Receipt handles are
-/// tagged with their lane, so visibility changes and deletes reach the queue the message came from.
+/// A receive takes from the high lane first (without waiting); then, for a wait longer than
+/// ``highLaneCheck``, it long-polls both lanes at once and returns what either brings (high
+/// first), so a busy worker always drains the high lane before the normal one and an idle one sees
+/// a high-priority task as soon as it arrives. Receipt handles are tagged with their lane, so
+/// visibility changes and deletes reach the queue the message came from.
 ///
 /// Priority is per pool and best effort across workers: a worker already running a normal task
-/// finishes it. On SQS an idle worker makes about two receives per `highLaneCheck` (cheap; idle
-/// pools scale to zero anyway).
+/// finishes it. On SQS an idle worker makes three receives per wait (20 s for a worker).
 public struct PriorityLanes: MessageQueue {
     public let high: any MessageQueue
     public let normal: any MessageQueue
@@ -34,15 +34,58 @@ public struct PriorityLanes: MessageQueue {
         -> [QueueMessage]
     {
         let urgent = try await high.receive(maxMessages: maxMessages, wait: .zero, visibilityTimeout: visibilityTimeout)
-        var received: [QueueMessage] = []
-        if urgent.isEmpty {
-            let regular = try await normal.receive(
-                maxMessages: maxMessages, wait: min(wait, highLaneCheck), visibilityTimeout: visibilityTimeout)
-            for message in regular { received.append(Self.tagged(message, Self.normalTag)) }
-        } else {
-            for message in urgent { received.append(Self.tagged(message, Self.highTag)) }
+        if !urgent.isEmpty { return urgent.map { Self.tagged($0, Self.highTag) } }
+        if wait <= highLaneCheck {
+            let regular = try await normal.receive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
+            return regular.map { Self.tagged($0, Self.normalTag) }
         }
-        return received
+        return try await waitOnBoth(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
+    }
+
+    /// Long-polls both lanes at once, so an idle worker makes one request per lane per `wait` and
+    /// still sees a high-priority task at once. When one lane answers, the other's poll is
+    /// cancelled; whatever it received anyway is kept (or, beyond `maxMessages`, made visible
+    /// again at once), so only a message SQS hands to a poll in the instant its connection closes
+    /// waits for its visibility timeout.
+    private func waitOnBoth(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws(TransportError)
+        -> [QueueMessage]
+    {
+        let high = self.high, normal = self.normal
+        let outcome: (messages: [QueueMessage], error: TransportError?) = await withTaskGroup(
+            of: Result<[QueueMessage], TransportError>.self
+        ) { group in
+            group.addTask {
+                do throws(TransportError) {
+                    return .success(try await high.receive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
+                        .map { Self.tagged($0, Self.highTag) })
+                } catch { return .failure(error) }
+            }
+            group.addTask {
+                do throws(TransportError) {
+                    return .success(try await normal.receive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
+                        .map { Self.tagged($0, Self.normalTag) })
+                } catch { return .failure(error) }
+            }
+            var messages: [QueueMessage] = []
+            var failure: TransportError?
+            for await result in group {
+                switch result {
+                case .success(let received): messages += received
+                case .failure(let error): if failure == nil { failure = error }
+                }
+                if !messages.isEmpty || failure != nil { group.cancelAll() }
+            }
+            return (messages, failure)
+        }
+        // High lane first; what is beyond the caller's ask goes back to its queue at once.
+        let ordered = outcome.messages.filter { $0.receiptHandle.hasPrefix(Self.highTag) }
+            + outcome.messages.filter { !$0.receiptHandle.hasPrefix(Self.highTag) }
+        for extra in ordered.dropFirst(max(1, maxMessages)) {
+            try? await changeVisibility(receiptHandle: extra.receiptHandle, timeout: .zero)
+        }
+        let kept = Array(ordered.prefix(max(1, maxMessages)))
+        if kept.isEmpty, let error = outcome.error, !Task.isCancelled { throw error }
+        return kept
     }
 
     public func delete(receiptHandle: String) async throws(TransportError) {

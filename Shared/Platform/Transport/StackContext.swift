@@ -17,25 +17,18 @@ public struct StackContext: Sendable {
     /// The standard topology of this stack.
     public var topology: Topology { Topology.standard(names: names, pools: pools) }
 
-    /// Opens the configured transport. The embedded store provisions its topology on every open
-    /// (it is local and idempotent); on AWS, resources are created by `sdq aws init` only, so
-    /// services need no create permissions.
-    public static func open(
+    /// Opens the AWS transport for `configuration` (what the Lambda function, which carries no
+    /// embedded transport, runs on); an embedded configuration is refused with a clear error.
+    /// Executables that run either transport open it with `StackContext.open` from `SDQStack`.
+    public static func openAWS(
         _ configuration: SDQConfiguration, logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment
-    ) async throws -> StackContext {
-        let pools = try PoolConfiguration.load(for: configuration)
-        let names = configuration.names
-        let transport: any Transport
-        switch configuration.transport {
-        case .embedded:
-            transport = try await EmbeddedTransport.open(
-                directory: configuration.dataDirectory, names: names, logger: logger)
-        case .aws:
-            transport = AWSTransport(environment: AWSEnvironment(environment), names: names, logger: logger)
+    ) throws -> StackContext {
+        guard configuration.transport == .aws else {
+            throw ConfigurationError(message: "this executable runs on the AWS transport only: set SDQ_TRANSPORT=aws", field: "SDQ_TRANSPORT")
         }
-        let context = StackContext(transport: transport, names: names, pools: pools)
-        if configuration.transport == .embedded { try await transport.provision(context.topology) }
-        return context
+        let pools = try PoolConfiguration.load(for: configuration)
+        let transport = AWSTransport(environment: AWSEnvironment(environment), names: configuration.names, logger: logger)
+        return StackContext(transport: transport, names: configuration.names, pools: pools)
     }
 }

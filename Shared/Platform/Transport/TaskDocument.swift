@@ -1,7 +1,7 @@
 import Foundation
 
 /// The task status document: the body of `GET /v1/tasks/{id}`, `sdq status --json`, and the result
-/// manifest in the object store. Field names are fixed by ARCHITECTURE.md.
+/// manifest in the object store. Field names are fixed by docs/DESIGN.md.
 public struct TaskDocument: Sendable, Codable, Equatable {
     public struct Image: Sendable, Codable, Equatable {
         public var url: String

@@ -152,7 +152,7 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     public var status: TaskStatus
     public var pool: String
     public var model: String
-    public var kind: String
+    public var kind: TaskKind
     /// Seed actually used (resolved at submission).
     public var seed: Int64
     public var width: Int
@@ -178,8 +178,8 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     public var manifestKey: String?
     /// Who submitted the task (derived from the API key; nil on an open API).
     public var tenant: String?
-    /// `high` for the high-priority lane; nil for normal.
-    public var priority: String?
+    /// `high` for the high-priority lane; nil for normal (as older records have it).
+    public var priority: TaskPriority?
     /// The request's generation parameters as JSON (A1111 names), for the manifest.
     public var parameters: String?
     /// The webhook, if the task named one.
@@ -198,7 +198,7 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     public var announceClaimAt: Int64?
 
     public init(
-        id: String, status: TaskStatus = .queued, pool: String, model: String, kind: String = "txt2img",
+        id: String, status: TaskStatus = .queued, pool: String, model: String, kind: TaskKind = .txt2img,
         seed: Int64, width: Int, height: Int, batchSize: Int = 1, progress: Double = 0,
         images: [ImageRecord] = [], error: TaskFailure? = nil, worker: String? = nil,
         timings: TaskTimings = TaskTimings(), idempotencyKey: String? = nil, requestDigest: String? = nil,

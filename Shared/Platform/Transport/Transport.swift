@@ -176,9 +176,21 @@ public protocol Transport: Sendable {
     /// lifecycle rule and DynamoDB TTL set by `sdq aws init` expire them).
     @discardableResult
     func sweepExpired(objectTTL: Duration, prefixes: [String]) async throws(TransportError) -> Int
+    /// A secret kept by the transport itself under `name` (32 random bytes, made on first use),
+    /// for a store that serves its own objects (embedded: the key of the API's object URLs); nil
+    /// where the store presigns its own URLs (S3).
+    func localSecret(named name: String) async throws(TransportError) -> Data?
+    /// Where the API streams upload bodies before storing them, when it takes uploads itself
+    /// (embedded); nil where clients upload to presigned URLs (S3).
+    var uploadStagingDirectory: URL? { get }
+    /// Releases what the transport holds (the embedded database's connection); AWS: nothing.
+    func close() async
 }
 
 extension Transport {
     @discardableResult
     public func sweepExpired(objectTTL: Duration, prefixes: [String]) async throws(TransportError) -> Int { 0 }
+    public func localSecret(named name: String) async throws(TransportError) -> Data? { nil }
+    public var uploadStagingDirectory: URL? { nil }
+    public func close() async {}
 }

@@ -111,13 +111,13 @@ public struct APIError: CodedError, Equatable {
         }
     }
     /// An upload body larger than its URL allows.
-    static func uploadTooLarge(_ maxBytes: Int) -> APIError {
+    package static func uploadTooLarge(_ maxBytes: Int) -> APIError {
         APIError(status: 413, code: "body_too_large", message: "this upload may be at most \(maxBytes) bytes")
     }
     static func notFound(_ id: String) -> APIError {
         APIError(status: 404, code: "task_not_found", message: "no task \(id)", field: "id")
     }
-    static func unavailable(_ detail: String) -> APIError {
+    package static func unavailable(_ detail: String) -> APIError {
         APIError(status: 503, code: "unavailable", message: "the service is temporarily unavailable: \(detail)")
     }
 }

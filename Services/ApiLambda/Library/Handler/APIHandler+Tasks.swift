@@ -66,7 +66,7 @@ extension APIHandler {
             idempotencyKey: idempotencyKey.map { TaskRecord.scopedIdempotencyKey($0, tenant: tenant.name) }, requestDigest: digest,
             context: submission.context, expiresAt: now + Int64(context.pools.limits.taskTTLSeconds) * 1000)
         record.tenant = tenant.name
-        record.priority = submission.highPriority ? "high" : nil
+        record.priority = submission.highPriority ? .high : nil
         record.parameters = submission.parameters(seed: seed, model: model)
         if let url = submission.callbackURL {
             record.callback = CallbackSpec(url: url, secret: submission.callbackSecret, events: submission.callbackEvents)
@@ -180,12 +180,7 @@ extension APIHandler {
         task.id = id
         task.pool = s.pool ?? ""  // empty: the dispatcher routes by model affinity
         task.model = model
-        task.kind = switch s.kind {
-            case "img2img": .img2Img
-            case "extras": .extras
-            case "comfyui_workflow": .comfyuiWorkflow
-            default: .txt2Img
-        }
+        task.kind = s.kind.message
         task.parameters.prompt = s.prompt
         task.parameters.negativePrompt = s.negativePrompt
         task.parameters.seed = seed

@@ -125,7 +125,7 @@ extension APIHandler {
     /// Where upload bodies are streamed to before ``completeUpload(_:file:size:)``; nil when the
     /// API takes no uploads itself (S3).
     public var uploadStagingDirectory: URL? {
-        (context.transport as? EmbeddedTransport)?.uploadStagingDirectory
+        context.transport.uploadStagingDirectory
     }
 
     /// Stores a streamed upload body (`file`, `size` bytes) under a grant: once per key. The

@@ -213,7 +213,7 @@ public struct APIHandler: Sendable {
             let lanes = context.workerQueue(pool: record.pool)
             guard let high = try? await lanes.high.depth() else { return record.queuePositionAtDispatch }
             var visible = high.visible
-            if record.priority != "high" {
+            if record.priority != .high {
                 guard let normal = try? await lanes.normal.depth() else { return record.queuePositionAtDispatch }
                 visible += normal.visible
             }
@@ -306,10 +306,7 @@ extension APIHandler {
         context: StackContext, configuration: SDQConfiguration, logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) async throws -> APIHandler {
-        var signer: ObjectURLSigner?
-        if let embedded = context.transport as? EmbeddedTransport {
-            signer = ObjectURLSigner(secret: try await embedded.secret(named: "object-url-key"))
-        }
+        let signer = try await context.transport.localSecret(named: "object-url-key").map { ObjectURLSigner(secret: $0) }
         let keyring = try await APIKeyring.load(environment: environment)
         if keyring.isOpen {
             logger.notice(
@@ -319,9 +316,9 @@ extension APIHandler {
         }
         var handler = APIHandler(
             context: context, logger: logger, keyring: keyring, signer: signer,
-            publicBaseURL: environment["SDQ_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 },
+            publicBaseURL: configuration.publicURL,
             webhookPolicy: OutboundURLPolicy(allowPrivate: configuration.webhookAllowPrivate))
-        handler.trustedProxies = try AddressRange.parseList(environment["SDQ_TRUSTED_PROXIES"] ?? "", field: "SDQ_TRUSTED_PROXIES")
+        handler.trustedProxies = try AddressRange.parseList(configuration.trustedProxies, field: "SDQ_TRUSTED_PROXIES")
         return handler
     }
 }

@@ -25,8 +25,8 @@ struct ReferenceTask {
     var clientID: String?
     var requestedRuntime: String?
 
-    static let taskTypes: [String: String] = [
-        "text-to-image": "txt2img", "image-to-image": "img2img", "extra-single-image": "extras", "pipeline": "comfyui_workflow",
+    static let taskTypes: [String: TaskKind] = [
+        "text-to-image": TaskKind.txt2img, "image-to-image": .img2img, "extra-single-image": .extras, "pipeline": .comfyuiWorkflow,
     ]
     /// `content` fields that become v1 task fields.
     static let coreFields: Set<String> = [
@@ -54,13 +54,13 @@ struct ReferenceTask {
         }
         let runtime = try prefixed("task.metadata.", { () throws(APIError) in try meta.string("runtime") })
 
-        var v1: [String: JSONValue] = ["kind": .string(kind)]
+        var v1: [String: JSONValue] = ["kind": .string(kind.rawValue)]
         if let runtime, pools.pool(named: runtime) != nil { v1["pool"] = .string(runtime) }
         switch metadata["context"] {
         case nil, .null?, .string("")?: break
         case let context?: v1["context"] = context
         }
-        if kind == "comfyui_workflow" {
+        if kind == .comfyuiWorkflow {
             v1["prompt"] = .string("")
             v1["workflow"] = .object(content)
             try validateWorkflow(content)
@@ -69,13 +69,13 @@ struct ReferenceTask {
             for (name, value) in content where !dropped.contains(name) {
                 if coreFields.contains(name) {
                     v1[name] = value
-                } else if name == "init_images" || (kind == "extras" && name == "image") {
+                } else if name == "init_images" || (kind == .extras && name == "image") {
                     v1["init_image"] = try initImage(value, field: "task.content.\(name)")
                 } else {
                     options[name] = value
                 }
             }
-            if kind == "extras", v1["prompt"] == nil { v1["prompt"] = .string("") }
+            if kind == .extras, v1["prompt"] == nil { v1["prompt"] = .string("") }
             if !options.isEmpty { v1["runtime_options"] = .object(options) }
         }
         do {
@@ -113,11 +113,11 @@ struct ReferenceTask {
     }
 
     /// Points an error of the v1 rules at the field of the reference request.
-    private static func renamed(_ error: APIError, kind: String) -> APIError {
+    private static func renamed(_ error: APIError, kind: TaskKind) -> APIError {
         guard let field = error.field else { return error }
         if field.hasPrefix("runtime_options.") { return error.naming("task.content." + field.dropFirst("runtime_options.".count)) }
         if field.hasPrefix("workflow.") { return error.naming("task.content." + field.dropFirst("workflow.".count)) }
-        if field.hasPrefix("init_image") { return error.naming(kind == "extras" ? "task.content.image" : "task.content.init_images") }
+        if field.hasPrefix("init_image") { return error.naming(kind == .extras ? "task.content.image" : "task.content.init_images") }
         switch field {
         case "context": return error.naming("task.metadata.context")
         case "pool": return error.naming("task.metadata.runtime")

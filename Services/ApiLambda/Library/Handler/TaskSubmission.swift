@@ -12,7 +12,7 @@ public struct TaskSubmission: Sendable, Equatable {
         case url(String)
     }
 
-    public var kind: String = "txt2img"
+    public var kind: TaskKind = .txt2img
     public var prompt: String = ""
     public var negativePrompt: String = ""
     /// −1 means random: the API picks the seed at submission, so every retry repeats the image.
@@ -40,7 +40,7 @@ public struct TaskSubmission: Sendable, Equatable {
     /// The generation parameters as recorded for the manifest (A1111 names; `seed` as resolved).
     func parameters(seed: Int64, model: String) -> String {
         var fields: [String: JSONValue] = [
-            "kind": .string(kind), "prompt": .string(prompt), "negative_prompt": .string(negativePrompt),
+            "kind": .string(kind.rawValue), "prompt": .string(prompt), "negative_prompt": .string(negativePrompt),
             "seed": .number(Double(seed)), "width": .number(Double(width)), "height": .number(Double(height)),
             "steps": .number(Double(steps)), "cfg_scale": .number(cfgScale), "sampler_name": .string(sampler),
             "batch_size": .number(Double(batchSize)), "denoising_strength": .number(denoisingStrength), "model": .string(model),
@@ -48,7 +48,7 @@ public struct TaskSubmission: Sendable, Equatable {
         if let pool { fields["pool"] = .string(pool) }
         // Runtime-native options are kept when small (a workflow with embedded images is not).
         if let runtimeRequest, runtimeRequest.count <= 32 * 1024, let options = try? JSONValue.parse(runtimeRequest, maxDepth: .max) {
-            fields[kind == "comfyui_workflow" ? "workflow" : "runtime_options"] = options
+            fields[kind == .comfyuiWorkflow ? "workflow" : "runtime_options"] = options
         }
         return String(decoding: JSONValue.object(fields).serialized(), as: UTF8.self)
     }
@@ -64,7 +64,6 @@ public struct TaskSubmission: Sendable, Equatable {
         "prompt", "negative_prompt", "seed", "width", "height", "steps", "cfg_scale", "sampler_name", "batch_size", "n_iter",
         "denoising_strength", "init_images", "send_images", "override_settings",
     ]
-    static let kinds: Set<String> = ["txt2img", "img2img", "extras", "comfyui_workflow"]
 
     /// Parses and validates a request body against `limits` and the configured `pools`.
     public static func parse(_ body: Data, limits: RequestLimits, pools: PoolConfiguration) throws(APIError) -> TaskSubmission {
@@ -77,12 +76,15 @@ public struct TaskSubmission: Sendable, Equatable {
         var s = TaskSubmission()
         let fields = Fields(object: object)
 
-        if let kind = try fields.string("kind") {
-            guard kinds.contains(kind) else { throw .invalid("kind", "kind must be one of \(kinds.sorted().joined(separator: ", "))") }
+        if let name = try fields.string("kind") {
+            guard let kind = TaskKind(rawValue: name) else {
+                let kinds = TaskKind.allCases.map(\.rawValue).sorted().joined(separator: ", ")
+                throw .invalid("kind", "kind must be one of \(kinds)")
+            }
             s.kind = kind
         }
         guard let prompt = try fields.string("prompt") else { throw .missing("prompt") }
-        guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty || s.kind == "comfyui_workflow" || s.kind == "extras" else {
+        guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty || s.kind == .comfyuiWorkflow || s.kind == .extras else {
             throw .invalid("prompt", "prompt must not be empty")
         }
         guard prompt.unicodeScalars.count <= limits.maxPromptLength else {
@@ -176,13 +178,13 @@ public struct TaskSubmission: Sendable, Equatable {
                 throw .invalid("init_image", "init_image must be {\"upload\": KEY}, {\"base64\": DATA} or {\"url\": URL}")
             }
         }
-        if s.kind == "img2img" || s.kind == "extras", s.initImage == nil { throw .missing("init_image") }
+        if s.kind.needsInitImage, s.initImage == nil { throw .missing("init_image") }
         // A workflow is ComfyUI's whole request, runtime_options the A1111 extras: each only with
         // its kind, so neither slips past the other's checks.
-        if s.kind == "comfyui_workflow", let options = object["runtime_options"], options != .null {
+        if s.kind == .comfyuiWorkflow, let options = object["runtime_options"], options != .null {
             throw .invalid("runtime_options", "a comfyui_workflow task carries its settings in workflow, not runtime_options")
         }
-        if s.kind != "comfyui_workflow", let workflow = object["workflow"], workflow != .null {
+        if s.kind != .comfyuiWorkflow, let workflow = object["workflow"], workflow != .null {
             throw .invalid("workflow", "workflow is only for kind comfyui_workflow; A1111 settings go in runtime_options")
         }
         if let options = object["runtime_options"], options != .null {
@@ -198,7 +200,7 @@ public struct TaskSubmission: Sendable, Equatable {
             try WorkLimits.checkWorkflow(nodes, limits: limits)
             s.runtimeRequest = workflow.serialized()
         }
-        if s.kind == "comfyui_workflow", object["workflow"] == nil || object["workflow"] == .null { throw .missing("workflow") }
+        if s.kind == .comfyuiWorkflow, object["workflow"] == nil || object["workflow"] == .null { throw .missing("workflow") }
     }
 
     private static func parseDelivery(_ fields: Fields, object: [String: JSONValue], into s: inout TaskSubmission) throws(APIError) {

@@ -39,7 +39,7 @@ public struct ComfyUIBackend: RuntimeBackend {
     }
 
     public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError) -> [RuntimeImage] {
-        guard job.kind == "comfyui_workflow" else {
+        guard job.kind == .comfyuiWorkflow else {
             throw RuntimeError(code: "unsupported_kind", message: "comfyui runs comfyui_workflow, not \(job.kind)", retryable: false)
         }
         guard let data = job.runtimeOptions, let workflow = try? JSONValue.parse(data), workflow.objectValue != nil else {
@@ -178,7 +178,7 @@ public struct ComfyUIBackend: RuntimeBackend {
         request.method = method
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(data: body))
+            request.body = .bytes(ByteBuffer(bytes: body))
         }
         do {
             let response = try await client.execute(request, timeout: timeout)

@@ -6,33 +6,33 @@ import SDQPlatform
 /// sampler), prompts (the `CLIPTextEncode` nodes wired to the sampler), and the checkpoint.
 /// Also checks the workflow the way ComfyUI does before queueing it: every node has a known
 /// `class_type` and every link names an existing node.
-struct ComfyWorkflow: Sendable {
+package struct ComfyWorkflow: Sendable {
     /// Node classes the emulator knows (the core text-to-image graph and image loading/saving).
-    static let knownClasses: Set<String> = [
+    package static let knownClasses: Set<String> = [
         "KSampler", "KSamplerAdvanced", "CheckpointLoaderSimple", "EmptyLatentImage", "CLIPTextEncode", "VAEDecode",
         "VAEEncode", "SaveImage", "PreviewImage", "LoadImage", "LatentUpscale", "ImageScale",
     ]
 
     /// A node that failed validation, as ComfyUI's `node_errors` reports it.
-    struct NodeError: Error, Sendable {
-        var node: String
-        var classType: String
-        var message: String
+    package struct NodeError: Error, Sendable {
+        package var node: String
+        package var classType: String
+        package var message: String
     }
 
-    var width = 512
-    var height = 512
-    var batchSize = 1
+    package var width = 512
+    package var height = 512
+    package var batchSize = 1
     var seed: Int64 = 0
-    var steps = 20
-    var cfg = 7.0
-    var sampler = "euler"
-    var positive = ""
-    var negative = ""
-    var checkpoint = ""
+    package var steps = 20
+    package var cfg = 7.0
+    package var sampler = "euler"
+    package var positive = ""
+    package var negative = ""
+    package var checkpoint = ""
 
     /// Reads and checks `workflow`; the first invalid node (by id) is the error.
-    static func parse(_ workflow: [String: JSONValue]) -> Result<ComfyWorkflow, NodeError> {
+    package static func parse(_ workflow: [String: JSONValue]) -> Result<ComfyWorkflow, NodeError> {
         guard !workflow.isEmpty else { return .failure(NodeError(node: "", classType: "", message: "the workflow has no nodes")) }
         var parsed = ComfyWorkflow()
         for (id, node) in workflow.sorted(by: { $0.key < $1.key }) {
@@ -82,9 +82,9 @@ struct ComfyWorkflow: Sendable {
     }
 
     /// The emulator job this workflow amounts to.
-    func job(model: String) -> RuntimeJob {
+    package func job(model: String) -> RuntimeJob {
         RuntimeJob(
-            kind: "txt2img", prompt: positive, negativePrompt: negative, seed: max(0, seed), width: width, height: height, steps: steps,
+            kind: .txt2img, prompt: positive, negativePrompt: negative, seed: max(0, seed), width: width, height: height, steps: steps,
             cfgScale: cfg, sampler: sampler, batchSize: batchSize, model: checkpoint.isEmpty ? model : checkpoint)
     }
 }

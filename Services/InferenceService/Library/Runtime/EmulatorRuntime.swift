@@ -15,8 +15,8 @@ public struct EmulatorRuntime: RuntimeBackend {
     public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
         -> [RuntimeImage]
     {
-        if job.kind == "extras" { return try await extras(job, progress: progress) }
-        if job.kind == "comfyui_workflow" {
+        if job.kind == .extras { return try await extras(job, progress: progress) }
+        if job.kind == .comfyuiWorkflow {
             // The workflow's own size, seed, steps and prompts, rendered like txt2img.
             guard let data = job.runtimeOptions, case .object(let nodes)? = try? JSONValue.parse(data) else {
                 throw RuntimeError(code: "workflow_invalid", message: "the workflow is not a JSON object", retryable: false)
@@ -26,7 +26,7 @@ public struct EmulatorRuntime: RuntimeBackend {
             case .failure(let error): throw RuntimeError(code: "workflow_invalid", message: error.message, retryable: false)
             }
         }
-        guard job.kind == "txt2img" || job.kind == "img2img" else {
+        guard job.kind == .txt2img || job.kind == .img2img else {
             throw RuntimeError(code: "unsupported_kind", message: "the emulator runs txt2img, img2img and extras, not \(job.kind)", retryable: false)
         }
         let steps = max(1, job.steps)

@@ -4,7 +4,7 @@ import SDQPlatform
 /// One generation as a runtime sees it.
 public struct RuntimeJob: Sendable, Equatable {
     /// `txt2img`, `img2img`, `extras` or `comfyui_workflow`.
-    public var kind: String
+    public var kind: TaskKind
     public var prompt: String
     public var negativePrompt: String
     public var seed: Int64
@@ -22,7 +22,7 @@ public struct RuntimeJob: Sendable, Equatable {
     public var initImages: [Data]
 
     public init(
-        kind: String = "txt2img", prompt: String, negativePrompt: String = "", seed: Int64, width: Int, height: Int,
+        kind: TaskKind = .txt2img, prompt: String, negativePrompt: String = "", seed: Int64, width: Int, height: Int,
         steps: Int, cfgScale: Double = 7, sampler: String = "Euler a", batchSize: Int = 1,
         denoisingStrength: Double = 0.75, model: String, runtimeOptions: Data? = nil, initImages: [Data] = []
     ) {
@@ -92,7 +92,7 @@ extension RuntimeBackend {
 
 extension RuntimeJob {
     /// The emulator parameters of image `index` of the batch (A1111 increments the seed per image).
-    func emulatorParameters(index: Int) -> EmulatorImage.Parameters {
+    package func emulatorParameters(index: Int) -> EmulatorImage.Parameters {
         EmulatorImage.Parameters(
             prompt: prompt, negativePrompt: negativePrompt, model: model, seed: seed + Int64(index), width: width,
             height: height, steps: steps, cfgScale: cfgScale, sampler: sampler)

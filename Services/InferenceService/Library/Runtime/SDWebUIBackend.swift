@@ -104,7 +104,7 @@ public struct SDWebUIBackend: RuntimeBackend {
             core["override_settings_restore_afterwards"] = .bool(false)
         }
         for (key, value) in core { body[key] = value }
-        if job.kind == "img2img" {
+        if job.kind == .img2img {
             body["init_images"] = .array(job.initImages.map { .string($0.base64EncodedString()) })
             body["denoising_strength"] = .number(job.denoisingStrength)
         }
@@ -127,11 +127,11 @@ public struct SDWebUIBackend: RuntimeBackend {
         let path: String
         let body: Data
         switch job.kind {
-        case "txt2img", "img2img":
+        case .txt2img, .img2img:
             try await ensureModel(job.model)
-            path = "/sdapi/v1/\(job.kind)"
+            path = "/sdapi/v1/\(job.kind.rawValue)"
             body = JSONValue.object(Self.requestBody(for: job)).serialized()
-        case "extras":
+        case .extras:
             guard !job.initImages.isEmpty else {
                 throw RuntimeError(code: "invalid_request", message: "extras needs an input image", retryable: false)
             }
@@ -172,7 +172,7 @@ public struct SDWebUIBackend: RuntimeBackend {
         }
         if stopped.isSet { throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false) }
         let data = try result.get()
-        if job.kind == "extras" { return try Self.decodeExtras(data, job: job) }
+        if job.kind == .extras { return try Self.decodeExtras(data, job: job) }
         return try Self.decodeImages(data, job: job)
     }
 
@@ -218,7 +218,7 @@ public struct SDWebUIBackend: RuntimeBackend {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(data: body))
+        request.body = .bytes(ByteBuffer(bytes: body))
         do {
             let response = try await client.execute(request, timeout: requestTimeout)
             let buffer = try await response.body.collect(upTo: 512 << 20)

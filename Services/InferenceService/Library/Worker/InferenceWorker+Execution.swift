@@ -131,13 +131,7 @@ extension InferenceWorker {
     static func job(for prepared: PreparedTask) -> RuntimeJob {
         let task = prepared.task
         let p = task.parameters
-        let kind: String =
-            switch task.kind {
-            case .img2Img: "img2img"
-            case .extras: "extras"
-            case .comfyuiWorkflow: "comfyui_workflow"
-            default: "txt2img"
-            }
+        let kind = TaskKind(message: task.kind)
         return RuntimeJob(
             kind: kind, prompt: p.prompt, negativePrompt: p.negativePrompt, seed: p.seed, width: Int(p.width),
             height: Int(p.height), steps: Int(p.steps), cfgScale: p.cfgScale, sampler: p.samplerName,

@@ -75,7 +75,7 @@ struct ServerOptions: ParsableArguments {
 
     func client() throws -> SDQClient {
         let configuration = try SDQConfiguration.fromEnvironment()
-        let url = server ?? ProcessInfo.processInfo.environment["SDQ_SERVER"] ?? "http://127.0.0.1:\(configuration.httpPort)"
+        let url = server ?? configuration.server ?? "http://127.0.0.1:\(configuration.httpPort)"
         return SDQClient(baseURL: url, apiKey: apiKey ?? configuration.apiKeys.first)
     }
 }

@@ -5,6 +5,8 @@ import Foundation
 import Logging
 import SDQPlatform
 import ServiceLifecycle
+import ApiHTTP
+import EmulatorServer
 
 /// `sdq up`: every service in one process with the HTTP API on a port. SIGTERM or SIGINT shut it
 /// down gracefully (workers hand unfinished tasks back); a task accepted before a crash is still
@@ -26,9 +28,13 @@ struct UpCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (configuration, logger) = try prepareEnvironment(defaultLevel: .info)
+        // On AWS every receive is a billed request: long polls of SQS's longest wait keep an idle
+        // stack near one request per consumer per 20 s (shutdown then waits for them to end, as
+        // the consumers let a pending poll finish). Embedded receives are local: short waits keep
+        // shutdown quick.
         let stack = try await InProcessStack.open(
             configuration: configuration, workersPerPool: workers, emulatorStepDelay: .milliseconds(max(0, stepMilliseconds)),
-            logger: logger)
+            receiveWait: configuration.transport == .aws ? .seconds(20) : .seconds(2), logger: logger)
         let server = APIHTTPServer(
             handler: stack.handler, host: host, port: port ?? configuration.httpPort, logger: logger.with(label: "api")
         ) { bound in

@@ -1,4 +1,5 @@
 import Foundation
+import SDQPlatform
 import SQLiteNIO
 
 /// A queue in the embedded database with SQS semantics.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SDQPlatform
 import ServiceLifecycle
 
 /// The body of every service executable: read the environment, set up logging, open the stack,
@@ -23,7 +24,7 @@ public enum ServiceRunner {
             // Exporters first: a service group stops in reverse order, so they flush last.
             let export = Telemetry.start(services: [name], metricsService: name, logger: logger)
             var services = (export?.services ?? []) + (try await build(context, configuration, logger))
-            if let path = ProcessInfo.processInfo.environment["SDQ_HEALTH_FILE"], !path.isEmpty {
+            if let path = configuration.healthFile {
                 services.append(HealthFile(path: path, logger: logger))
             }
             let group = ServiceGroup(

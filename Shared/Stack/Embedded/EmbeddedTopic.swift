@@ -1,4 +1,5 @@
 import Foundation
+import SDQPlatform
 
 /// A topic in the embedded database: publishing copies the message into every subscribed queue
 /// whose filter policy matches (raw message delivery: body and attributes unchanged).

@@ -1,4 +1,5 @@
 import Foundation
+import SDQPlatform
 import Logging
 
 /// The embedded transport: one SQLite file (`SDQ_DATA_DIR/sdq.sqlite`) and an object folder beside
@@ -72,7 +73,10 @@ public final class EmbeddedTransport: Transport {
 
     /// Where the API streams an upload before ``ObjectStore/createFromFile(key:file:contentType:)``
     /// links it into place (same file system; emptied at every start).
-    public var uploadStagingDirectory: URL {
+    public var uploadStagingDirectory: URL? { stagingFolderURL }
+
+    /// The folder upload bodies are staged in.
+    public var stagingFolderURL: URL {
         Self.stagingDirectory(objects: directory.appendingPathComponent("objects", isDirectory: true), bucket: objects.bucket)
     }
 
@@ -113,6 +117,10 @@ public final class EmbeddedTransport: Transport {
     }
 
     /// A secret kept in the database, created on first use (e.g. the key that signs object URLs).
+    public func localSecret(named name: String) async throws(TransportError) -> Data? {
+        try await secret(named: name)
+    }
+
     public func secret(named name: String) async throws(TransportError) -> Data {
         let candidate = Data((0..<32).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         try await database.query("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", [.text(name), .text(candidate)])

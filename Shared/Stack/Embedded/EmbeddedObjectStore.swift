@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SDQPlatform
 
 /// Objects as files in a folder beside the database (`SDQ_DATA_DIR/objects/<bucket>/<key>`), with
 /// their metadata in the database. Writes go to a temporary file renamed into place, so a reader

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdWebSocket
+import InferenceService
 import NIOCore
 import SDQPlatform
 

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdWebSocket
+import InferenceService
 import Logging
 import NIOCore
 import SDQPlatform
@@ -83,8 +84,8 @@ public struct EmulatorServer: Service {
             await state.interrupt()
             return Self.json(.null)
         }
-        for kind in ["txt2img", "img2img"] {
-            router.post("/sdapi/v1/\(kind)") { request, _ in
+        for kind in [TaskKind.txt2img, .img2img] {
+            router.post("/sdapi/v1/\(kind.rawValue)") { request, _ in
                 var request = request
                 let buffer = try await request.collectBody(upTo: 64 << 20)
                 guard let body = try? JSONValue.parse(Data(buffer.readableBytesView)), body.objectValue != nil else {
@@ -131,7 +132,7 @@ public struct EmulatorServer: Service {
             defer { gpu.signal() }
             if let injected = await Self.inject(faults, state: state, logger: logger, request: body) { return injected }
             let job = RuntimeJob(
-                kind: "extras", prompt: "", seed: 0, width: 0, height: 0, steps: 1, model: await state.model, runtimeOptions: body.serialized(),
+                kind: .extras, prompt: "", seed: 0, width: 0, height: 0, steps: 1, model: await state.model, runtimeOptions: body.serialized(),
                 initImages: [image])
             await state.begin()
             let answer: Response
@@ -188,7 +189,7 @@ public struct EmulatorServer: Service {
         return nil
     }
 
-    static func job(from body: JSONValue, kind: String, defaultModel: String, models: [String]) -> Result<RuntimeJob, Failure> {
+    static func job(from body: JSONValue, kind: TaskKind, defaultModel: String, models: [String]) -> Result<RuntimeJob, Failure> {
         func int(_ key: String, _ fallback: Int) -> Int { body[key]?.integerValue.map { Int($0) } ?? fallback }
         let width = int("width", 512), height = int("height", 512), steps = int("steps", 20)
         guard (64...4096).contains(width), (64...4096).contains(height) else {
@@ -200,7 +201,7 @@ public struct EmulatorServer: Service {
         let model = body["override_settings"]?["sd_model_checkpoint"]?.stringValue ?? defaultModel
         guard models.contains(model) else { return .failure(Failure("unknown model \(model)")) }
         var initImages: [Data] = []
-        if kind == "img2img" {
+        if kind == .img2img {
             guard case .array(let images)? = body["init_images"], !images.isEmpty else {
                 return .failure(Failure("init_images is required"))
             }

@@ -1,4 +1,5 @@
 import Foundation
+import SDQPlatform
 import Logging
 import NIOCore
 import SQLiteNIO

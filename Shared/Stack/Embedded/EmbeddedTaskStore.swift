@@ -1,4 +1,5 @@
 import Foundation
+import SDQPlatform
 import SQLiteNIO
 
 /// Task records in the embedded database. A record is JSON with its status and a version beside

@@ -1,4 +1,5 @@
 import Foundation
+import SDQPlatform
 
 /// Wakes long-polling receivers in this process as soon as a message arrives on their queue.
 /// Receivers in other processes fall back to a short poll interval.
