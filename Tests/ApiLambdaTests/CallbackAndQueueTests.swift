@@ -90,6 +90,7 @@ import Testing
                 if case .number(let n) = $0 { return Int(n) } else { return nil }
             }
         }
+        try await Task.sleep(for: .milliseconds(1100))  // past the submissions' cached reading
         #expect(try await position(ids[0]) == 3)  // three on the dispatch queue
         // What the dispatcher does: each joins the normal lane, noting its place in line.
         let dispatch = context.transport.queue(named: context.names.dispatchQueue)
@@ -104,12 +105,15 @@ import Testing
                 $0.queuePositionAtDispatch = index + 1
             }
         }
+        try await Task.sleep(for: .milliseconds(1100))
         var positions: [Int?] = []
         for id in ids { positions.append(try await position(id)) }
         #expect(positions == [1, 2, 3])
         // A worker takes the first; only two remain visible, so the last is at most second.
         _ = try await lane.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(30))
         _ = try await context.transport.tasks.update(id: ids[0], ifStatusIn: [.dispatched]) { $0.status = .running }
+        // Depths are read at most once a second per queue (QueueDepthCache): the next reading shows it.
+        try await Task.sleep(for: .milliseconds(1100))
         #expect(try await position(ids[0]) == nil)
         #expect(try await position(ids[2]) == 2)
         #expect(try await position(ids[1]) == 2)

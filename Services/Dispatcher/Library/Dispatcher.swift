@@ -58,21 +58,12 @@ public struct Dispatcher: Service {
 
     /// Routes one dispatch-queue message, in a consumer span under the API's (the task's trace).
     public func route(_ message: QueueMessage) async -> MessageDisposition {
-        let task: Sdq_V1_GenerationTask
-        do {
-            task = try MessageCodec.decode(Sdq_V1_GenerationTask.self, body: message.body, attributes: message.attributes)
-        } catch {
-            logger.error("undecodable task on the dispatch queue", metadata: ["error": "\(error)"])
-            return .reject
-        }
-        return await withSpan("dispatch", context: TraceCarrier.context(task.trace), ofKind: .consumer) { span in
-            span.attributes["sdq.service"] = "dispatcher"
-            span.attributes["sdq.task_id"] = task.id
-            if message.sentAtMillis > 0 { span.attributes["sdq.queue_wait_ms"] = Int(EpochClock.nowMillis() - message.sentAtMillis) }
-            let disposition = await route(task, message: message)
-            span.attributes["sdq.pool"] = task.pool
-            return disposition
-        }
+        await ChannelConsumer<Sdq_V1_GenerationTask>(service: "dispatcher", operation: "dispatch", logger: logger)
+            .handle(message) { task, _, span in
+                let disposition = await route(task, message: message)
+                span.attributes["sdq.pool"] = task.pool
+                return disposition
+            }
     }
 
     private func route(_ decoded: Sdq_V1_GenerationTask, message: QueueMessage) async -> MessageDisposition {

@@ -77,18 +77,8 @@ public struct ResultWriter: Service {
 
     /// Handles one `TaskResult` message.
     public func handle(_ message: QueueMessage) async -> MessageDisposition {
-        let result: Sdq_V1_TaskResult
-        do {
-            result = try MessageCodec.decode(Sdq_V1_TaskResult.self, body: message.body, attributes: message.attributes)
-        } catch {
-            logger.error("undecodable result message", metadata: ["error": "\(error)"])
-            return .reject
-        }
-        return await withSpan("result-write", context: TraceCarrier.context(result.trace), ofKind: .consumer) { span in
-            span.attributes["sdq.service"] = "result-writer"
-            span.attributes["sdq.task_id"] = result.id
-            return await apply(result)
-        }
+        await ChannelConsumer<Sdq_V1_TaskResult>(service: "result-writer", operation: "result-write", logger: logger)
+            .handle(message) { result, _, _ in await apply(result) }
     }
 
     private func apply(_ result: Sdq_V1_TaskResult) async -> MessageDisposition {

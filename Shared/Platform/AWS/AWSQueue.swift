@@ -55,6 +55,30 @@ struct AWSQueue: MessageQueue {
         }
     }
 
+    func delete(receiptHandles: [String]) async throws(TransportError) {
+        guard receiptHandles.count > 1 else {
+            if let receipt = receiptHandles.first { try await delete(receiptHandle: receipt) }
+            return
+        }
+        let url = try await url()
+        var start = 0
+        while start < receiptHandles.count {
+            let chunk = Array(receiptHandles[start..<min(start + 10, receiptHandles.count)])
+            start += 10
+            let failed: [String]
+            do {
+                failed = try await sqs.deleteMessageBatch(url: url, entries: chunk.enumerated().map { (id: "m\($0.offset)", receiptHandle: $0.element) })
+            } catch {
+                throw TransportError(aws: error)
+            }
+            // An entry that failed (a stale receipt among them) is tried alone, which ignores staleness.
+            for id in failed {
+                guard let index = Int(id.dropFirst()), chunk.indices.contains(index) else { continue }
+                try await delete(receiptHandle: chunk[index])
+            }
+        }
+    }
+
     func changeVisibility(receiptHandle: String, timeout: Duration) async throws(TransportError) {
         let url = try await url()
         do { try await sqs.changeMessageVisibility(url: url, receiptHandle: receiptHandle, timeout: AWSTransport.seconds(timeout)) } catch {

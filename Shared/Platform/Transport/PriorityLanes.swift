@@ -7,7 +7,8 @@
 /// visibility changes and deletes reach the queue the message came from.
 ///
 /// Priority is per pool and best effort across workers: a worker already running a normal task
-/// finishes it. On SQS an idle worker makes three receives per wait (20 s for a worker).
+/// finishes it. On SQS a busy worker makes two receives per task (a short poll of each lane) and an
+/// idle one four per wait (two short polls, then a long poll of each lane; the wait is 20 s).
 public struct PriorityLanes: MessageQueue {
     public let high: any MessageQueue
     public let normal: any MessageQueue
@@ -39,6 +40,9 @@ public struct PriorityLanes: MessageQueue {
             let regular = try await normal.receive(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
             return regular.map { Self.tagged($0, Self.normalTag) }
         }
+        // A busy lane answers a short poll at once: no long poll to cancel on the other lane.
+        let ready = try await normal.receive(maxMessages: maxMessages, wait: .zero, visibilityTimeout: visibilityTimeout)
+        if !ready.isEmpty { return ready.map { Self.tagged($0, Self.normalTag) } }
         return try await waitOnBoth(maxMessages: maxMessages, wait: wait, visibilityTimeout: visibilityTimeout)
     }
 
@@ -91,6 +95,13 @@ public struct PriorityLanes: MessageQueue {
     public func delete(receiptHandle: String) async throws(TransportError) {
         let (lane, receipt) = route(receiptHandle)
         try await lane.delete(receiptHandle: receipt)
+    }
+
+    public func delete(receiptHandles: [String]) async throws(TransportError) {
+        var byLane: [Bool: [String]] = [:]
+        for receipt in receiptHandles { byLane[receipt.hasPrefix(Self.highTag), default: []].append(route(receipt).1) }
+        if let urgent = byLane[true] { try await high.delete(receiptHandles: urgent) }
+        if let regular = byLane[false] { try await normal.delete(receiptHandles: regular) }
     }
 
     public func changeVisibility(receiptHandle: String, timeout: Duration) async throws(TransportError) {

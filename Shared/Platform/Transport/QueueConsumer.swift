@@ -53,9 +53,25 @@ public struct QueueConsumer: Sendable {
                 continue
             }
             if !messages.isEmpty { logger.trace("received", metadata: ["queue": "\(queue.name)", "count": "\(messages.count)"]) }
-            await withTaskGroup(of: Void.self) { group in
+            // Messages of a batch are handled concurrently; the finished ones are deleted together
+            // (one `DeleteMessageBatch` on SQS), the others settled at once.
+            let done: [String] = await withTaskGroup(of: String?.self) { group in
                 for message in messages {
-                    group.addTask { await self.settle(message, disposition: await handle(message)) }
+                    group.addTask {
+                        let disposition = await handle(message)
+                        if disposition == .delete { return message.receiptHandle }
+                        await self.settle(message, disposition: disposition)
+                        return nil
+                    }
+                }
+                var done: [String] = []
+                for await receipt in group { if let receipt { done.append(receipt) } }
+                return done
+            }
+            if !done.isEmpty {
+                do { try await queue.delete(receiptHandles: done) } catch {
+                    // They come back after their visibility timeout: at-least-once, never lost.
+                    logger.warning("deleting handled messages failed", metadata: ["queue": "\(queue.name)", "error": "\(error)"])
                 }
             }
         }

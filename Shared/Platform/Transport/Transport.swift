@@ -54,6 +54,9 @@ public protocol MessageQueue: Sendable {
         -> [QueueMessage]
     /// Deletes a received message; a stale receipt handle is ignored, as SQS does.
     func delete(receiptHandle: String) async throws(TransportError)
+    /// Deletes several received messages, in as few requests as the transport allows (SQS: ten
+    /// per `DeleteMessageBatch`); stale receipt handles are ignored.
+    func delete(receiptHandles: [String]) async throws(TransportError)
     /// Makes a received message invisible for `timeout` from now (zero: visible at once).
     func changeVisibility(receiptHandle: String, timeout: Duration) async throws(TransportError)
     /// Approximate number of visible and in-flight messages.
@@ -61,6 +64,10 @@ public protocol MessageQueue: Sendable {
 }
 
 extension MessageQueue {
+    public func delete(receiptHandles: [String]) async throws(TransportError) {
+        for receipt in receiptHandles { try await delete(receiptHandle: receipt) }
+    }
+
     /// Sends one message, visible at once.
     public func send(body: String, attributes: [String: String]) async throws(TransportError) {
         try await send(body: body, attributes: attributes, delay: .zero)

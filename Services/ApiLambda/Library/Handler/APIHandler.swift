@@ -31,6 +31,8 @@ public struct APIHandler: Sendable {
     public var trustedProxies: [AddressRange] = []
     /// Which webhook destinations are accepted (`SDQ_WEBHOOK_ALLOW_PRIVATE`).
     public var webhookPolicy: OutboundURLPolicy
+    /// Queue depths for positions and backlogs, read at most once a second per queue.
+    let depths = QueueDepthCache()
 
     public init(
         context: StackContext, logger: Logger, apiKeys: [String] = [], keyring: APIKeyring? = nil, signer: ObjectURLSigner? = nil,
@@ -196,7 +198,7 @@ public struct APIHandler: Sendable {
     }
 
     /// The approximate place in line of a waiting task, from queue depths (SQS's approximate
-    /// counts on AWS), never below 1:
+    /// counts on AWS, read at most once a second per queue: ``QueueDepthCache``), never below 1:
     /// - `queued` (not yet routed): the visible messages on the dispatch queue;
     /// - `dispatched`: the messages that were ahead of it when it joined its pool's lane
     ///   (recorded by the dispatcher; for a normal task the high lane counts as ahead), capped by
@@ -207,14 +209,14 @@ public struct APIHandler: Sendable {
     func queuePosition(of record: TaskRecord) async -> Int? {
         switch record.status {
         case .queued:
-            guard let depth = try? await context.transport.queue(named: context.names.dispatchQueue).depth() else { return nil }
+            guard let depth = await depths.depth(of: context.transport.queue(named: context.names.dispatchQueue)) else { return nil }
             return max(1, depth.visible)
         case .dispatched:
             let lanes = context.workerQueue(pool: record.pool)
-            guard let high = try? await lanes.high.depth() else { return record.queuePositionAtDispatch }
+            guard let high = await depths.depth(of: lanes.high) else { return record.queuePositionAtDispatch }
             var visible = high.visible
             if record.priority != .high {
-                guard let normal = try? await lanes.normal.depth() else { return record.queuePositionAtDispatch }
+                guard let normal = await depths.depth(of: lanes.normal) else { return record.queuePositionAtDispatch }
                 visible += normal.visible
             }
             return max(1, min(record.queuePositionAtDispatch ?? visible, visible))
@@ -273,7 +275,7 @@ public struct APIHandler: Sendable {
             var entry: [String: JSONValue] = [
                 "name": .string(pool.name), "runtime": .string(pool.runtime), "models": .array(pool.models.map { .string($0) }),
             ]
-            if let depth = try? await context.transport.queue(named: context.names.poolQueue(pool.name)).depth() {
+            if let depth = await depths.depth(of: context.transport.queue(named: context.names.poolQueue(pool.name))) {
                 entry["queue"] = .object(["visible": .number(Double(depth.visible)), "in_flight": .number(Double(depth.inFlight))])
             }
             pools.append(.object(entry))

@@ -38,13 +38,11 @@ public struct WebhookDeliverer: Sendable {
 
     /// Handles one webhooks-queue message.
     public func deliver(_ message: QueueMessage) async -> MessageDisposition {
-        let event: Sdq_V1_WebhookEvent
-        do {
-            event = try MessageCodec.decode(Sdq_V1_WebhookEvent.self, body: message.body, attributes: message.attributes)
-        } catch {
-            logger.error("undecodable webhook event", metadata: ["error": "\(error)"])
-            return .reject
-        }
+        await ChannelConsumer<Sdq_V1_WebhookEvent>(service: "result-writer", operation: "webhook-event", logger: logger)
+            .handle(message) { event, _, _ in await deliver(event) }
+    }
+
+    private func deliver(_ event: Sdq_V1_WebhookEvent) async -> MessageDisposition {
         let now = EpochClock.nowMillis()
         if event.notBeforeMs > now {
             // A wait longer than one queue delay: hop again.
