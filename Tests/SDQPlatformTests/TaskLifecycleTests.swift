@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import SDQPlatform
 import SDQTestSupport
 import Testing
@@ -173,5 +174,41 @@ import Testing
                 #expect(viaEvent == viaFields, "\(event) from \(status)")
             }
         }
+    }
+}
+
+/// Concurrent readers of one queue's depth share one read; a reading serves for its age.
+@Suite struct QueueDepthCacheTests {
+    final class CountingQueue: MessageQueue, @unchecked Sendable {
+        let name = "counted"
+        let reads = Mutex(0)
+        func send(body: String, attributes: [String: String], delay: Duration) async throws(TransportError) {}
+        func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws(TransportError) -> [QueueMessage] { [] }
+        func delete(receiptHandle: String) async throws(TransportError) {}
+        func changeVisibility(receiptHandle: String, timeout: Duration) async throws(TransportError) {}
+        func depth() async throws(TransportError) -> QueueDepth {
+            let count = reads.withLock { value -> Int in
+                value += 1
+                return value
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+            return QueueDepth(visible: count, inFlight: 0)
+        }
+    }
+
+    @Test func concurrentReadersShareOneReadAndAReadingServesItsAge() async throws {
+        let queue = CountingQueue()
+        let cache = QueueDepthCache(maxAge: .milliseconds(300))
+        let depths = await withTaskGroup(of: QueueDepth?.self) { group in
+            for _ in 0..<20 { group.addTask { await cache.depth(of: queue) } }
+            var all: [QueueDepth?] = []
+            for await depth in group { all.append(depth) }
+            return all
+        }
+        #expect(depths.count == 20 && depths.allSatisfy { $0 == QueueDepth(visible: 1, inFlight: 0) })
+        #expect(queue.reads.withLock { $0 } == 1)
+        #expect(await cache.depth(of: queue) == QueueDepth(visible: 1, inFlight: 0))
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(await cache.depth(of: queue) == QueueDepth(visible: 2, inFlight: 0))
     }
 }
