@@ -128,12 +128,27 @@ actor ResourceResolver {
         return url
     }
 
+    /// Callers waiting for a queue ARN another caller is looking up (one lookup for a burst).
+    private var arnLookups: [String: [CheckedContinuation<Result<String, AWSError>, Never>]] = [:]
+
     func queueARN(_ name: String) async throws(AWSError) -> String {
         if let arn = queueARNs[name] { return arn }
-        let attributes = try await sqs.getQueueAttributes(url: try await queueURL(name), names: ["QueueArn"])
-        guard let arn = attributes["QueueArn"] else { throw AWSError(code: "InvalidResponse", message: "no QueueArn for \(name)") }
-        queueARNs[name] = arn
-        return arn
+        if arnLookups[name] != nil {
+            let result = await withCheckedContinuation { arnLookups[name, default: []].append($0) }
+            return try result.get()
+        }
+        arnLookups[name] = []
+        let result: Result<String, AWSError>
+        do throws(AWSError) {
+            let attributes = try await sqs.getQueueAttributes(url: try await queueURL(name), names: ["QueueArn"])
+            guard let arn = attributes["QueueArn"] else { throw AWSError(code: "InvalidResponse", message: "no QueueArn for \(name)") }
+            queueARNs[name] = arn
+            result = .success(arn)
+        } catch {
+            result = .failure(error)
+        }
+        for waiter in arnLookups.removeValue(forKey: name) ?? [] { waiter.resume(returning: result) }
+        return try result.get()
     }
 
     /// The topic's ARN, derived from the anchor queue's ARN (`arn:PARTITION:sqs:REGION:ACCOUNT:…`).
