@@ -59,36 +59,33 @@ struct EmbeddedTaskStore: TaskStore {
     func update(
         id: String, ifStatusIn allowed: Set<TaskStatus>, _ mutate: @Sendable (inout TaskRecord) -> Void
     ) async throws(TransportError) -> UpdateOutcome {
-        for _ in 0..<100 {
-            let rows = try await database.query("SELECT record, version FROM tasks WHERE id = ?", [.text(id)])
-            guard let row = rows.first else { return .notFound }
-            let current = try decode(row)
-            guard allowed.contains(current.status) else { return .conflict(current) }
-            var updated = current
-            mutate(&updated)
-            updated.id = current.id
-            let applied = try await database.query(
-                "UPDATE tasks SET record = ?, status = ?, version = version + 1, expires_at = ? WHERE id = ? AND version = ? RETURNING id",
-                [.text(try encode(updated)), .text(updated.status.rawValue), .int(updated.expiresAt), .text(id),
-                 .int(row.int("version"))])
-            if !applied.isEmpty { return .applied(updated) }
-        }
-        throw .storage("task \(id) is updated too often to apply a change")
+        try await readModifyWrite(id: id, permits: { allowed.contains($0.status) }, mutate)
     }
 
     func apply(_ event: TaskEvent, to id: String) async throws(TransportError) -> UpdateOutcome {
         let transition = TaskLifecycle.transition(for: event)
+        return try await readModifyWrite(id: id, permits: transition.permits) { TaskLifecycle.apply(event, to: &$0) }
+    }
+
+    /// Reads the row, applies `mutate` if `permits` allows, and writes it back on condition that
+    /// nobody wrote it meanwhile (`version`), retrying a lost race; a change that changes nothing
+    /// writes nothing.
+    private func readModifyWrite(
+        id: String, permits: (TaskRecord) -> Bool, _ mutate: (inout TaskRecord) -> Void
+    ) async throws(TransportError) -> UpdateOutcome {
         for _ in 0..<100 {
             let rows = try await database.query("SELECT record, version FROM tasks WHERE id = ?", [.text(id)])
             guard let row = rows.first else { return .notFound }
             let current = try decode(row)
-            guard transition.permits(current) else { return .conflict(current) }
+            guard permits(current) else { return .conflict(current) }
             var updated = current
-            TaskLifecycle.apply(event, to: &updated)
-            if updated == current { return .applied(current) }  // a repeat: nothing to write
+            mutate(&updated)
+            updated.id = current.id
+            if updated == current { return .applied(current) }
             let applied = try await database.query(
-                "UPDATE tasks SET record = ?, status = ?, version = version + 1 WHERE id = ? AND version = ? RETURNING id",
-                [.text(try encode(updated)), .text(updated.status.rawValue), .text(id), .int(row.int("version"))])
+                "UPDATE tasks SET record = ?, status = ?, version = version + 1, expires_at = ? WHERE id = ? AND version = ? RETURNING id",
+                [.text(try encode(updated)), .text(updated.status.rawValue), .int(updated.expiresAt), .text(id),
+                 .int(row.int("version"))])
             if !applied.isEmpty { return .applied(updated) }
         }
         throw .storage("task \(id) is updated too often to apply a change")
