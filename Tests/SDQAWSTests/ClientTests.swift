@@ -16,7 +16,7 @@ struct ClientTests {
     @Test func sqsBatchesAttributesAndLongPolling() async throws {
         let sqs = SQSClient(client: Self.client())
         let url = try await sqs.createQueue(name: AWSTestEnvironment.uniqueStack(), attributes: ["VisibilityTimeout": "30"])
-        let failed = try await sqs.sendMessageBatch(url: url, entries: (0..<3).map { ("m\($0)", "body \($0)", ["n": "\($0)"]) })
+        let failed = try await sqs.sendMessageBatch(url: url, entries: (0..<3).map { ("m\($0)", "body \($0)", ["n": "\($0)"], nil) })
         #expect(failed.isEmpty)
         try await sqs.sendMessage(url: url, body: "traced", attributes: [:], traceHeader: "Root=1-5759e988-bd862e3fe1be46a994272793")
         var received: [SQSMessage] = []

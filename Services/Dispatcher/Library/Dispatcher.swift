@@ -44,7 +44,8 @@ public struct Dispatcher: Service {
         await withTaskGroup(of: Void.self) { group in
             let dispatch = QueueConsumer(
                 queue: context.transport.queue(named: names.dispatchQueue), logger: logger, wait: receiveWait)
-            group.addTask { await dispatch.run { await self.route($0) } }
+            // The lane sends of one received batch leave together (one `SendMessageBatch` per lane).
+            group.addTask { await dispatch.run(round: { await self.route($0, round: $1, participant: $2) }) }
             let watched = [names.dispatchQueue] + context.pools.pools.flatMap { names.workerQueues($0.name) }
             group.addTask { await cancelWhenGracefulShutdown { await self.sampleBacklog() } }
             for source in watched {
@@ -57,16 +58,19 @@ public struct Dispatcher: Service {
     }
 
     /// Routes one dispatch-queue message, in a consumer span under the API's (the task's trace).
-    public func route(_ message: QueueMessage) async -> MessageDisposition {
+    /// With a `round`, its lane send leaves with the other sends of the round.
+    public func route(_ message: QueueMessage, round: SendRound? = nil, participant: Int = 0) async -> MessageDisposition {
         await ChannelConsumer<Sdq_V1_GenerationTask>(service: "dispatcher", operation: "dispatch", logger: logger)
             .handle(message) { task, _, span in
-                let disposition = await route(task, message: message)
+                let disposition = await route(task, message: message, round: round, participant: participant)
                 span.attributes["sdq.pool"] = task.pool
                 return disposition
             }
     }
 
-    private func route(_ decoded: Sdq_V1_GenerationTask, message: QueueMessage) async -> MessageDisposition {
+    private func route(
+        _ decoded: Sdq_V1_GenerationTask, message: QueueMessage, round: SendRound?, participant: Int
+    ) async -> MessageDisposition {
         var task = decoded
         let record: TaskRecord?
         do {
@@ -109,7 +113,8 @@ public struct Dispatcher: Service {
         let high = task.priority == .high
         do {
             let position = await positionAtDispatch(pool: pool.name, high: high)
-            try await context.lane(pool: pool.name, high: high).send(task)
+            let lane = context.lane(pool: pool.name, high: high)
+            if let round { try await lane.send(task, in: round, participant: participant) } else { try await lane.send(task) }
             let dispatched = TaskEvent.dispatched(pool: pool.name, model: task.model, at: now, queuePosition: position)
             let outcome = try await context.transport.tasks.apply(dispatched, to: task.id)
             switch TaskLifecycle.afterDispatch(outcome) {

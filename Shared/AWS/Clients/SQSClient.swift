@@ -58,13 +58,17 @@ public struct SQSClient: Sendable {
         return response["MessageId"] as? String ?? ""
     }
 
-    /// Sends up to 10 messages; returns the ids of the entries that failed.
-    public func sendMessageBatch(url: String, entries: [(id: String, body: String, attributes: [String: String])])
-        async throws(AWSError) -> [String]
-    {
+    /// Sends up to 10 messages (each with string attributes and, when given, `AWSTraceHeader`);
+    /// returns the ids of the entries that failed.
+    public func sendMessageBatch(
+        url: String, entries: [(id: String, body: String, attributes: [String: String], traceHeader: String?)]
+    ) async throws(AWSError) -> [String] {
         let list: [[String: Any]] = entries.map { entry in
             var item: [String: Any] = ["Id": entry.id, "MessageBody": entry.body]
             if !entry.attributes.isEmpty { item["MessageAttributes"] = Self.encode(entry.attributes) }
+            if let traceHeader = entry.traceHeader {
+                item["MessageSystemAttributes"] = ["AWSTraceHeader": ["DataType": "String", "StringValue": traceHeader]]
+            }
             return item
         }
         let response = try await call("SendMessageBatch", ["QueueUrl": url, "Entries": list])

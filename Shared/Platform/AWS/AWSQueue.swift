@@ -29,6 +29,41 @@ struct AWSQueue: MessageQueue {
         }
     }
 
+    func send(batch: [OutgoingMessage]) async -> [TransportError?] {
+        if batch.count == 1 {
+            do throws(TransportError) {
+                try await send(body: batch[0].body, attributes: batch[0].attributes, delay: .zero)
+                return [nil]
+            } catch { return [error] }
+        }
+        if batch.isEmpty { return [] }
+        let url: String
+        do { url = try await self.url() } catch { return batch.map { _ in error } }
+        var errors = [TransportError?](repeating: nil, count: batch.count)
+        for start in stride(from: 0, to: batch.count, by: 10) {
+            let chunk = Array(batch[start..<min(start + 10, batch.count)])
+            let entries = chunk.enumerated().map { offset, message in
+                (id: "m\(offset)", body: message.body, attributes: message.attributes,
+                 traceHeader: message.attributes[MessageAttribute.traceparent].flatMap(TraceCarrier.xrayHeader(traceparent:)))
+            }
+            let failed: [String]
+            do { failed = try await sqs.sendMessageBatch(url: url, entries: entries) } catch {
+                for index in chunk.indices { errors[start + index] = TransportError(aws: error) }
+                continue
+            }
+            // An entry SQS refused is sent alone, which reports its own error.
+            for id in failed {
+                guard let offset = Int(id.dropFirst()), chunk.indices.contains(offset) else { continue }
+                do throws(TransportError) {
+                    try await send(body: chunk[offset].body, attributes: chunk[offset].attributes, delay: .zero)
+                } catch {
+                    errors[start + offset] = error
+                }
+            }
+        }
+        return errors
+    }
+
     func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws(TransportError) -> [QueueMessage] {
         let url = try await url()
         let waitSeconds = wait <= .zero ? 0 : min(20, max(1, AWSTransport.seconds(wait)))

@@ -37,6 +37,13 @@ public struct QueueConsumer: Sendable {
 
     /// Runs the loop until cancelled. Messages of one batch are handled concurrently.
     public func run(_ handle: @escaping @Sendable (QueueMessage) async -> MessageDisposition) async {
+        await run(round: { message, _, _ in await handle(message) })
+    }
+
+    /// Runs the loop until cancelled, the handlers of one batch sharing a ``SendRound`` (each is
+    /// given the round and its participant number, and leaves the round when it returns), so
+    /// what they send leaves together.
+    public func run(round handle: @escaping @Sendable (QueueMessage, SendRound, Int) async -> MessageDisposition) async {
         var backoff = Duration.milliseconds(100)
         let queue = self.queue, batchSize = self.batchSize, wait = self.wait, visibilityTimeout = self.visibilityTimeout
         defer { logger.debug("consumer stopped", metadata: ["queue": "\(queue.name)"]) }
@@ -55,10 +62,12 @@ public struct QueueConsumer: Sendable {
             if !messages.isEmpty { logger.trace("received", metadata: ["queue": "\(queue.name)", "count": "\(messages.count)"]) }
             // Messages of a batch are handled concurrently; the finished ones are deleted together
             // (one `DeleteMessageBatch` on SQS), the others settled at once.
+            let round = SendRound(participants: messages.count)
             let done: [String] = await withTaskGroup(of: String?.self) { group in
-                for message in messages {
+                for (participant, message) in messages.enumerated() {
                     group.addTask {
-                        let disposition = await handle(message)
+                        let disposition = await handle(message, round, participant)
+                        await round.leave(participant: participant)
                         if disposition == .delete { return message.receiptHandle }
                         await self.settle(message, disposition: disposition)
                         return nil

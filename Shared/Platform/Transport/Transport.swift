@@ -61,6 +61,21 @@ public protocol MessageQueue: Sendable {
     func changeVisibility(receiptHandle: String, timeout: Duration) async throws(TransportError)
     /// Approximate number of visible and in-flight messages.
     func depth() async throws(TransportError) -> QueueDepth
+    /// Sends several messages, visible at once, in as few requests as the transport allows (SQS:
+    /// ten per `SendMessageBatch`); returns, in order, the error of each message that was not
+    /// sent (nil: sent).
+    func send(batch: [OutgoingMessage]) async -> [TransportError?]
+}
+
+/// A message to send: its body and string attributes.
+public struct OutgoingMessage: Sendable, Equatable {
+    public var body: String
+    public var attributes: [String: String]
+
+    public init(body: String, attributes: [String: String]) {
+        self.body = body
+        self.attributes = attributes
+    }
 }
 
 extension MessageQueue {
@@ -71,6 +86,20 @@ extension MessageQueue {
     /// Sends one message, visible at once.
     public func send(body: String, attributes: [String: String]) async throws(TransportError) {
         try await send(body: body, attributes: attributes, delay: .zero)
+    }
+
+    /// Sends several messages, one by one; the error of each that was not sent (nil: sent).
+    public func send(batch: [OutgoingMessage]) async -> [TransportError?] {
+        var errors: [TransportError?] = []
+        for message in batch {
+            do throws(TransportError) {
+                try await send(body: message.body, attributes: message.attributes, delay: .zero)
+                errors.append(nil)
+            } catch {
+                errors.append(error)
+            }
+        }
+        return errors
     }
 
     /// The longest delay a send may ask for (SQS: 900 seconds).

@@ -6,12 +6,15 @@ import SDQPlatform
 import Tracing
 
 extension InferenceWorker {
-    /// Runs one task on the runtime: the GPU's critical path. The runtime starts at once; marking
-    /// the task `running` and writing its progress happen beside it, so no store round trip sits
-    /// between two tasks or between two sampling steps. If the mark finds the task finished or
-    /// cancelled, the runtime is stopped and the task dropped; if the store cannot be reached, the
-    /// runtime is stopped and the message handed back.
-    func executeOnRuntime(_ prepared: PreparedTask) async -> FinishedTask {
+    /// Runs one task on the runtime: the GPU's critical path. The conditional mark `running` is
+    /// the check that the task is still wanted (one write, no read before it). The runtime starts
+    /// at once and the mark happens beside it, so no store round trip sits between two tasks or
+    /// between two sampling steps — unless `awaitingClaim` (the task may make the runtime load
+    /// another model): then the mark comes first, so a task cancelled while it waited in its lane
+    /// never costs a model switch. If the mark finds the task finished or cancelled, the runtime
+    /// is stopped (at most one store round trip after it started) and the task dropped; if the
+    /// store cannot be reached, the runtime is stopped and the message handed back.
+    func executeOnRuntime(_ prepared: PreparedTask, awaitingClaim: Bool = false) async -> FinishedTask {
         let task = prepared.task
         let startedAt = EpochClock.nowMillis()
         var timings = Sdq_V1_StageTimings()
@@ -66,6 +69,17 @@ extension InferenceWorker {
                 return .storeFailed("\(error)")
             }
         }()
+        if awaitingClaim {
+            switch await marked {
+            case .storeFailed(let detail):
+                logger.warning("cannot mark task running; handing it back", metadata: ["task_id": "\(task.id)", "error": "\(detail)"])
+                return .handBack(prepared)
+            case .notRunnable:
+                return .dropped(prepared, owed: reporter.owedEnding)
+            case .running:
+                break
+            }
+        }
         let deadline = task.deadlineMs
         let overdue = StopFlag()
         let job = Self.job(for: prepared)

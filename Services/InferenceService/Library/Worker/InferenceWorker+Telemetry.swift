@@ -29,10 +29,12 @@ extension InferenceWorker {
                 span.addEvent(SpanEvent(name: "dequeued", attributes: waited))
                 SDQMetrics.queueWait(pool: pool, .milliseconds(wait))
             }
-            let (gap, switched) = gpuClock.start(at: started, model: task.model)
+            let (gap, switched, first) = gpuClock.start(at: started, model: task.model)
             if let gap { SDQMetrics.gpuIdleGap(pool: pool, .milliseconds(gap)) }
             if switched { SDQMetrics.modelSwitch(pool: pool) }
-            let outcome = await executeOnRuntime(traced)
+            // A task that may load another model waits for its claim first: a task cancelled in its
+            // lane never costs a model switch.
+            let outcome = await executeOnRuntime(traced, awaitingClaim: switched || first)
             let finished = EpochClock.nowMillis()
             gpuClock.finish(at: finished)
             span.attributes["sdq.outcome"] = outcome.label
@@ -86,13 +88,15 @@ final class GPUClock: Sendable {
     }
     private let state = Mutex(State())
 
-    /// Marks a task's start; returns the idle gap since the previous task and whether the model changed.
-    func start(at millis: Int64, model: String) -> (gap: Int64?, switched: Bool) {
+    /// Marks a task's start; returns the idle gap since the previous task, whether the model
+    /// changed, and whether this is the worker's first task (the runtime's model is not known).
+    func start(at millis: Int64, model: String) -> (gap: Int64?, switched: Bool, first: Bool) {
         state.withLock { state in
             let gap = state.lastFinish.map { max(0, millis - $0) }
             let switched = state.lastModel.map { $0 != model && !model.isEmpty } ?? false
+            let first = state.lastModel == nil
             if !model.isEmpty { state.lastModel = model }
-            return (gap, switched)
+            return (gap, switched, first)
         }
     }
 

@@ -139,7 +139,7 @@ public struct InferenceWorker: Service {
         }
     }
 
-    /// Decodes and checks a message and fetches its inputs; nil when it was settled here.
+    /// Decodes a message and fetches its inputs; nil when it was settled here.
     private func prepare(_ message: QueueMessage, ledger: InFlightLedger) async -> PreparedTask? {
         let task: Sdq_V1_GenerationTask
         do {
@@ -151,16 +151,8 @@ public struct InferenceWorker: Service {
             return nil
         }
         do {
-            let stored = try await context.transport.tasks.get(id: task.id)
-            guard let stored, !stored.status.isTerminal else {
-                logger.info("task already finished or expired; dropping its message", metadata: ["task_id": "\(task.id)"])
-                if let record = stored, case .forwardCancel = TaskLifecycle.onSkipped(record) {
-                    await forwardCancel(record, task: task, message: message, ledger: ledger)
-                    return nil
-                }
-                await forget(message, ledger: ledger)
-                return nil
-            }
+            // No store read here: the conditional `running` mark at the start is the check that
+            // the task is still wanted (see ``executeOnRuntime(_:awaitingClaim:)``).
             var inputs: [Data] = []
             for reference in task.inputs {
                 if !reference.url.isEmpty {
