@@ -69,17 +69,7 @@ extension InferenceWorker {
                 return .storeFailed("\(error)")
             }
         }()
-        if awaitingClaim {
-            switch await marked {
-            case .storeFailed(let detail):
-                logger.warning("cannot mark task running; handing it back", metadata: ["task_id": "\(task.id)", "error": "\(detail)"])
-                return .handBack(prepared)
-            case .notRunnable:
-                return .dropped(prepared, owed: reporter.owedEnding)
-            case .running:
-                break
-            }
-        }
+        if awaitingClaim, let refused = refusal(await marked, prepared, reporter) { return refused }
         let deadline = task.deadlineMs
         let overdue = StopFlag()
         let job = Self.job(for: prepared)
@@ -105,15 +95,7 @@ extension InferenceWorker {
           }
         }
         timings.runtimeFinishedAtMs = EpochClock.nowMillis()
-        switch await marked {
-        case .storeFailed(let detail):
-            logger.warning("cannot mark task running; handing it back", metadata: ["task_id": "\(task.id)", "error": "\(detail)"])
-            return .handBack(prepared)
-        case .notRunnable:
-            return .dropped(prepared, owed: reporter.owedEnding)
-        case .running:
-            break
-        }
+        if let refused = refusal(await marked, prepared, reporter) { return refused }
         switch result {
         case .success(let images):
             if reporter.stopReason == .cancelled { return .dropped(prepared, owed: reporter.owedEnding) }
@@ -125,6 +107,19 @@ extension InferenceWorker {
             if reporter.stopReason == .cancelled { return .dropped(prepared, owed: reporter.owedEnding) }
             if Task.isCancelled { return .handBack(prepared) }
             return .failed(prepared, error, timings)
+        }
+    }
+
+    /// What becomes of a task whose `running` mark did not succeed (nil: it did).
+    private func refusal(_ mark: MarkOutcome, _ prepared: PreparedTask, _ reporter: ProgressReporter) -> FinishedTask? {
+        switch mark {
+        case .storeFailed(let detail):
+            logger.warning("cannot mark task running; handing it back", metadata: ["task_id": "\(prepared.task.id)", "error": "\(detail)"])
+            return .handBack(prepared)
+        case .notRunnable:
+            return .dropped(prepared, owed: reporter.owedEnding)
+        case .running:
+            return nil
         }
     }
 
