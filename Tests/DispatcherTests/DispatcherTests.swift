@@ -128,6 +128,24 @@ import Testing
         #expect(try await harness.results().isEmpty)
     }
 
+    @Test func theSameMessageRedeliveredAfterItsSendFailedIsRoutedAgainButNoOtherMessageIs() async throws {
+        let harness = try await Harness.make()
+        let task = Self.task()
+        let message = try await harness.message(for: task)
+        // The dispatch was recorded by this message, then its lane send did not happen.
+        let recorded = try await harness.fixture.transport.tasks.apply(
+            .dispatched(pool: "default", model: "emulator-v1", at: 1, queuePosition: 1, message: message.messageID), to: task.id)
+        guard case .applied(let after) = recorded else { Issue.record("dispatch not recorded: \(recorded)"); return }
+        #expect(after.status == .dispatched && after.dispatchMessage == message.messageID)
+        var other = message
+        other.messageID = "another"
+        #expect(await harness.dispatcher.route(other) == .delete)
+        #expect(try await harness.drain(harness.names.poolQueue("default")).isEmpty)
+        #expect(await harness.dispatcher.route(message) == .delete)
+        #expect(try await harness.drain(harness.names.poolQueue("default")).count == 1)
+        #expect(try await harness.results().isEmpty)
+    }
+
     @Test func expiredDeadlinesFailTheTask() async throws {
         let harness = try await Harness.make()
         var task = Self.task()

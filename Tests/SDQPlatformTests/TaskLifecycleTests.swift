@@ -71,10 +71,30 @@ import Testing
         var copy = record
         #expect(!TaskLifecycle.apply(.dispatched(pool: "q", model: "m2", at: 99, queuePosition: 9), to: &copy))
         #expect(copy == record)
-        // A dispatch recorded after a fast worker's start keeps the status and the first times.
+        // The dispatcher records a dispatch before its lane send: the message whose dispatch was
+        // recorded may send again (its send may not have happened); another message may not.
+        var byMessage = makeRecord(id: "t")
+        #expect(TaskLifecycle.apply(.dispatched(pool: "p", model: "m", at: 10, queuePosition: 2, message: "m1"), to: &byMessage))
+        #expect(byMessage.status == .dispatched && byMessage.dispatchMessage == "m1")
+        #expect(TaskLifecycle.afterDispatch(.applied(byMessage)) == .sendToLane)
+        var again = byMessage
+        #expect(TaskLifecycle.apply(.dispatched(pool: "p", model: "m", at: 12, queuePosition: 7, message: "m1"), to: &again))
+        #expect(again.timings.dispatchedAt == 10 && again.queuePositionAtDispatch == 2)
+        var duplicate = byMessage
+        #expect(!TaskLifecycle.apply(.dispatched(pool: "p", model: "m", at: 12, queuePosition: 7, message: "m2"), to: &duplicate))
+        #expect(duplicate == byMessage)
+        #expect(TaskLifecycle.afterDispatch(.conflict(byMessage)) == .none)
+        #expect(TaskLifecycle.afterDispatch(.notFound) == .none)
+        // Once running, not even the recorded message sends again.
+        var started = byMessage
+        TaskLifecycle.apply(.started(worker: "w1", at: 20), to: &started)
+        var lateDispatch = started
+        #expect(!TaskLifecycle.apply(.dispatched(pool: "p", model: "m", at: 12, queuePosition: 7, message: "m1"), to: &lateDispatch))
+        #expect(TaskLifecycle.afterDispatch(.conflict(started)) == .none)
+        // A dispatch recorded after a fast worker's start (a dispatcher of the earlier release,
+        // which sent first) keeps the status and the first times.
         var running = makeRecord(id: "t", status: .queued)
         TaskLifecycle.apply(.started(worker: "w1", at: 20), to: &running)
-        #expect(TaskLifecycle.afterDispatch(.conflict(running)) == .recordDispatch)
         #expect(TaskLifecycle.apply(.dispatchRecorded(pool: "p", model: "m", at: 10, queuePosition: 1), to: &running))
         #expect(running.status == .running && running.timings.dispatchedAt == 10)
         #expect(TaskLifecycle.apply(.dispatchRecorded(pool: "p", model: "m", at: 15, queuePosition: 5), to: &running))

@@ -44,8 +44,10 @@ import Testing
         let other = AnnouncementClaim(token: "writer-2", at: Self.claim.at + 1, manifestKey: Self.claim.manifestKey)
         try await replay([
             .progressed(0.1),
-            .dispatched(pool: "default", model: "m", at: 10, queuePosition: 4),
-            .dispatched(pool: "default", model: "m", at: 11, queuePosition: 9),  // a duplicate message
+            .dispatched(pool: "default", model: "m", at: 10, queuePosition: 4, message: "m1"),
+            .dispatched(pool: "default", model: "m", at: 11, queuePosition: 9, message: "m2"),  // a duplicate message: refused
+            .dispatched(pool: "default", model: "m", at: 11, queuePosition: 9, message: "m1"),  // its redelivery: allowed, first facts stand
+            .dispatched(pool: "default", model: "m", at: 11, queuePosition: 9),  // an earlier release's dispatcher: refused
             .dispatchRecorded(pool: "default", model: "m", at: 12, queuePosition: 1),  // refused: not running
             .started(worker: "w1", at: 20),
             .dispatchRecorded(pool: "default", model: "m", at: 13, queuePosition: 1),  // the first dispatch time stands

@@ -9,15 +9,18 @@ import Tracing
 /// Routes accepted tasks to worker pools and turns dead-lettered tasks into visible failures.
 ///
 /// For each `GenerationTask` on the dispatch queue it:
-/// 1. drops it if the task already ended (cancelled before a GPU was spent);
-/// 2. fails it if its deadline passed;
+/// 1. fails it if its deadline passed (if it is still queued);
+/// 2. drops it (below) if the task is no longer queued: cancelled before a GPU was spent,
+///    already dispatched by another message, running or ended;
 /// 3. picks the pool: the named one, else a pool serving the requested model (model affinity:
 ///    among several, the one whose workers have the model loaded now, see ``LoadedModels``, else
 ///    the first), else the default pool; an unknown pool or a model the pool does not serve fails
 ///    the task with a clear error instead of queueing it;
-/// 4. sends it to the pool's queue — the high-priority lane for `priority: high`, which workers
-///    drain first (``PriorityLanes``) — and marks the record `dispatched`, noting its place in
-///    line (``positionAtDispatch(pool:high:)``) for the status's `queue_position`.
+/// 4. marks the record `dispatched` in one conditional write (queued, or a redelivery of the
+///    message whose dispatch was recorded), noting its place in line
+///    (``positionAtDispatch(pool:high:)``) for the status's `queue_position`, then sends it to
+///    the pool's queue — the high-priority lane for `priority: high`, which workers drain first
+///    (``PriorityLanes``). The lane sends of one received batch leave together (``SendRound``).
 ///
 /// Failures go to the results queue as a `TaskResult`, so the result-writer remains the one place
 /// that finalises tasks. The dead-letter queues of the dispatch queue and of every pool queue are
@@ -72,26 +75,9 @@ public struct Dispatcher: Service {
         _ decoded: Sdq_V1_GenerationTask, message: QueueMessage, round: SendRound?, participant: Int
     ) async -> MessageDisposition {
         var task = decoded
-        let record: TaskRecord?
-        do {
-            record = try await context.transport.tasks.get(id: task.id)
-        } catch {
-            logger.warning("task store unavailable; retrying", metadata: ["error": "\(error)"])
-            return .retry(after: .seconds(2))
-        }
-        guard let record else {
-            logger.warning("no record for task; dropping it", metadata: ["task_id": "\(task.id)"])
-            return .delete
-        }
-        // Only a queued task is routed: `dispatched` is written after the pool send succeeded, so a
-        // redelivered dispatch message must not put the task on a pool queue twice.
-        guard record.status == .queued else {
-            if case .forwardCancel(let record) = TaskLifecycle.onSkipped(record) { return await forwardCancel(record, trace: task.trace) }
-            return .delete
-        }
         let now = EpochClock.nowMillis()
         if task.deadlineMs > 0, now > task.deadlineMs {
-            return await fail(task, code: "deadline_exceeded", message: "the task's deadline passed before it was dispatched")
+            return await failIfQueued(task, code: "deadline_exceeded", message: "the task's deadline passed before it was dispatched")
         }
         let pool: PoolSpec
         var resolved = Self.resolvePool(for: task, in: context.pools)
@@ -103,7 +89,7 @@ public struct Dispatcher: Service {
         }
         switch resolved {
         case .success(let resolved): pool = resolved
-        case .failure(let error): return await fail(task, code: error.code, message: error.message)
+        case .failure(let error): return await failIfQueued(task, code: error.code, message: error.message)
         }
         task.pool = pool.name
         if task.model.isEmpty { task.model = pool.models[0] }
@@ -112,20 +98,21 @@ public struct Dispatcher: Service {
         task.trace = TraceCarrier.current()  // the worker's span is a child of this one
         let high = task.priority == .high
         do {
+            // The dispatch is recorded first, conditionally (queued, or this message's own earlier
+            // attempt): one write instead of a read and a write, and a redelivered or duplicate
+            // message for a task already on its way never reaches a lane twice.
             let position = await positionAtDispatch(pool: pool.name, high: high)
-            let lane = context.lane(pool: pool.name, high: high)
-            if let round { try await lane.send(task, in: round, participant: participant) } else { try await lane.send(task) }
-            let dispatched = TaskEvent.dispatched(pool: pool.name, model: task.model, at: now, queuePosition: position)
-            let outcome = try await context.transport.tasks.apply(dispatched, to: task.id)
-            switch TaskLifecycle.afterDispatch(outcome) {
-            case .recordDispatch:
-                // A fast worker already marked the task running: record the dispatch anyway.
-                _ = try await context.transport.tasks.apply(
-                    .dispatchRecorded(pool: pool.name, model: task.model, at: now, queuePosition: position), to: task.id)
+            let dispatched = TaskEvent.dispatched(
+                pool: pool.name, model: task.model, at: now, queuePosition: position, message: message.messageID)
+            switch TaskLifecycle.afterDispatch(try await context.transport.tasks.apply(dispatched, to: task.id)) {
+            case .sendToLane:
+                let lane = context.lane(pool: pool.name, high: high)
+                if let round { try await lane.send(task, in: round, participant: participant) } else { try await lane.send(task) }
             case .forwardCancel(let record):
                 return await forwardCancel(record, trace: task.trace)
             default:
-                break
+                logger.debug("task not queued (running, ended, gone or already dispatched); dropping the message")
+                return .delete
             }
         } catch {
             logger.warning("dispatch failed; retrying", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
@@ -219,6 +206,23 @@ public struct Dispatcher: Service {
         result.attempt = UInt32(attempts)
         result.trace = TraceCarrier.current()
         return await send(result)
+    }
+
+    /// Fails a task that cannot be dispatched — if it is still queued (a redelivered message of a
+    /// task already on its way must not end it), else drops the message (forwarding a cancel's
+    /// owed ending). The one read of the record on the dispatcher's path, and only on this one.
+    private func failIfQueued(_ task: Sdq_V1_GenerationTask, code: String, message: String) async -> MessageDisposition {
+        let record: TaskRecord?
+        do { record = try await context.transport.tasks.get(id: task.id) } catch {
+            logger.warning("task store unavailable; retrying", metadata: ["error": "\(error)"])
+            return .retry(after: .seconds(2))
+        }
+        guard let record else { return .delete }
+        guard record.status == .queued else {
+            if case .forwardCancel(let record) = TaskLifecycle.onSkipped(record) { return await forwardCancel(record, trace: task.trace) }
+            return .delete
+        }
+        return await fail(task, code: code, message: message)
     }
 
     private func fail(_ task: Sdq_V1_GenerationTask, code: String, message: String) async -> MessageDisposition {

@@ -183,6 +183,10 @@ struct UpdateExpression {
                 clauses.append("\(name("claim")) = :token")
             case .submitFailed:
                 break  // never here: read-modify-write
+            case .queuedOrDispatchedBy(let message):
+                values[":queued"] = .string(TaskStatus.queued.rawValue)
+                values[":dispatch_message"] = .string(message)
+                clauses.append("(\(name("status")) = :queued OR \(name("dispatch_message")) = :dispatch_message)")
             }
         }
         self.update = update

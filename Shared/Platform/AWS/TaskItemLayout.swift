@@ -54,6 +54,7 @@ enum TaskItemLayout {
         base.announceClaim = nil
         base.announceClaimAt = nil
         base.announcedAt = nil
+        base.dispatchMessage = nil
         base.webhook = nil
         var item: DynamoItem = [
             "id": .string(record.id), "version": .int(version), "record": .string(try json(base)),
@@ -76,6 +77,7 @@ enum TaskItemLayout {
         if let at = t.finishedAt { fields.append(.finishedAt(at)) }
         if let key = record.manifestKey { fields.append(.manifestKey(key)) }
         if let at = record.announcedAt { fields.append(.announcedAt(at)) }
+        if let message = record.dispatchMessage { fields.append(.dispatchMessage(message)) }
         for field in fields {
             for (name, value) in try attributes(field) { item[name] = value }
         }
@@ -104,6 +106,7 @@ enum TaskItemLayout {
         case .manifestKey(let value): [("manifest_key", .string(value))]
         case .announceClaim(let token, let at): [("claim", token.map { .string($0) }), ("claim_at", at.map { .int($0) })]
         case .announcedAt(let value): [("announced_at", .int(value))]
+        case .dispatchMessage(let value): [("dispatch_message", .string(value))]
         }
     }
 
@@ -136,6 +139,7 @@ enum TaskItemLayout {
         record.timings.runtimeFinishedAt = item["runtime_finished_at"]?.intValue
         record.timings.finishedAt = item["finished_at"]?.intValue
         record.manifestKey = item["manifest_key"]?.stringValue
+        record.dispatchMessage = item["dispatch_message"]?.stringValue
         record.announceClaim = item["claim"]?.stringValue
         record.announceClaimAt = item["claim_at"]?.intValue
         record.announcedAt = item["announced_at"]?.intValue

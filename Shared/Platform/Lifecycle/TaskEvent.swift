@@ -3,8 +3,10 @@
 /// Every status change and every piece of bookkeeping on a task record is one of these events;
 /// services never write a record's fields by hand (see ``TaskStore/apply(_:to:)``).
 public enum TaskEvent: Sendable, Equatable {
-    /// The dispatcher put the task on a pool lane (`queued → dispatched`).
-    case dispatched(pool: String, model: String, at: Int64, queuePosition: Int?)
+    /// The dispatcher routes the task to a pool lane (`queued → dispatched`), recorded before the
+    /// lane send. With `message` (the dispatch message's id) a redelivery of the same message is
+    /// allowed again (`dispatched → dispatched`), since its earlier send may not have happened.
+    case dispatched(pool: String, model: String, at: Int64, queuePosition: Int?, message: String? = nil)
     /// The dispatch of a task that a fast worker already marked `running`: only the dispatch's
     /// facts are recorded, the status stays.
     case dispatchRecorded(pool: String, model: String, at: Int64, queuePosition: Int?)

@@ -22,6 +22,7 @@ public enum TaskField: Sendable, Equatable {
     case manifestKey(String)
     case announceClaim(token: String?, at: Int64?)
     case announcedAt(Int64)
+    case dispatchMessage(String)
 
     /// Applies the write to a decoded record.
     public func apply(to record: inout TaskRecord) {
@@ -46,6 +47,7 @@ public enum TaskField: Sendable, Equatable {
             record.announceClaim = token
             record.announceClaimAt = at
         case .announcedAt(let value): record.announcedAt = value
+        case .dispatchMessage(let value): record.dispatchMessage = value
         }
     }
 }
@@ -58,6 +60,8 @@ public enum TaskGuard: Sendable, Equatable {
     case claimHeld(token: String)
     /// The task failed because its publish failed (the only terminal state that may reopen).
     case submitFailed
+    /// The task is queued, or its dispatch was recorded for this dispatch message.
+    case queuedOrDispatchedBy(message: String)
 
     /// Whether the record meets the condition.
     public func holds(for record: TaskRecord) -> Bool {
@@ -70,6 +74,8 @@ public enum TaskGuard: Sendable, Equatable {
             return record.announceClaim == token
         case .submitFailed:
             return record.error?.code == TaskLifecycle.submitFailedCode
+        case .queuedOrDispatchedBy(let message):
+            return record.status == .queued || record.dispatchMessage == message
         }
     }
 }

@@ -25,8 +25,8 @@ public enum TaskAction: Sendable, Equatable {
     case claimAnnouncement(TaskRecord)
     /// Another writer holds a live claim, or the task has not ended yet: try again later.
     case retryLater
-    /// Record the dispatch's facts on a task a worker already started.
-    case recordDispatch
+    /// Send the task to its pool lane: its dispatch is recorded.
+    case sendToLane
     /// The task was cancelled and its ending was not announced yet: send a `cancelled` result
     /// so the result-writer ends it like any other (manifest, notification, webhook).
     case forwardCancel(TaskRecord)
@@ -48,10 +48,12 @@ public enum TaskLifecycle {
     /// The transition an event asks for.
     public static func transition(for event: TaskEvent) -> TaskTransition {
         switch event {
-        case .dispatched(let pool, let model, let at, let position):
+        case .dispatched(let pool, let model, let at, let position, let message):
             var fields: [TaskField] = [.status(.dispatched), .pool(pool), .model(model), .dispatchedAtIfAbsent(at)]
             if let position { fields.append(.queuePositionIfAbsent(position)) }
-            return TaskTransition(allowedFrom: [.queued], guards: [], fields: fields)
+            guard let message else { return TaskTransition(allowedFrom: [.queued], guards: [], fields: fields) }
+            fields.append(.dispatchMessage(message))
+            return TaskTransition(allowedFrom: [.queued, .dispatched], guards: [.queuedOrDispatchedBy(message: message)], fields: fields)
         case .dispatchRecorded(let pool, let model, let at, let position):
             var fields: [TaskField] = [.pool(pool), .model(model), .dispatchedAtIfAbsent(at)]
             if let position { fields.append(.queuePositionIfAbsent(position)) }
@@ -161,11 +163,16 @@ public enum TaskLifecycle {
         }
     }
 
-    /// What the dispatcher does after applying ``TaskEvent/dispatched(pool:model:at:queuePosition:)``.
+    /// What the dispatcher does after applying ``TaskEvent/dispatched(pool:model:at:queuePosition:message:)``,
+    /// which it writes before the lane send: send when it applied (the task was queued, or this
+    /// very message's dispatch was recorded before); otherwise the task is already on its way,
+    /// running or ended — nothing, unless a cancel's ending is owed.
     public static func afterDispatch(_ outcome: UpdateOutcome) -> TaskAction {
-        guard case .conflict(let current) = outcome else { return .none }
-        if current.status == .running { return .recordDispatch }
-        return endingOwed(current) ? .forwardCancel(current) : .none
+        switch outcome {
+        case .applied: return .sendToLane
+        case .notFound: return .none
+        case .conflict(let current): return endingOwed(current) ? .forwardCancel(current) : .none
+        }
     }
 
     /// What a service that meets a task it will not run (the dispatcher before routing, a worker

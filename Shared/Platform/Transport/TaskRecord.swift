@@ -196,6 +196,10 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// result-writers announce a task once; a claim older than a minute is taken over).
     public var announceClaim: String?
     public var announceClaimAt: Int64?
+    /// The id of the dispatch-queue message whose dispatch was recorded: a redelivery of that
+    /// message (whose lane send may not have happened) may send the task again; any other
+    /// message for a dispatched task is a duplicate and is dropped.
+    public var dispatchMessage: String?
 
     public init(
         id: String, status: TaskStatus = .queued, pool: String, model: String, kind: TaskKind = .txt2img,
