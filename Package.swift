@@ -89,15 +89,29 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "OTel", package: "swift-otel"),
             ],
             path: "Shared/Platform",
+            swiftSettings: swiftSettings
+        ),
+        // OpenTelemetry export and process logging: what executables set up at start. The
+        // platform itself speaks only the swift-log, swift-metrics and swift-distributed-tracing
+        // APIs, so it does not link the exporters.
+        .target(
+            name: "SDQTelemetry",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "OTel", package: "swift-otel"),
+            ],
+            path: "Shared/Telemetry",
             swiftSettings: swiftSettings
         ),
         .target(
             name: "SDQStack",
             dependencies: [
-                "SDQPlatform", "SDQMessages",
+                "SDQPlatform", "SDQMessages", "SDQTelemetry",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -154,7 +168,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "ApiLambdaMain",
-            dependencies: ["ApiLambda", "SDQLambdaRuntime", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: ["ApiLambda", "SDQLambdaRuntime", "SDQTelemetry", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Services/ApiLambda/Executable", swiftSettings: swiftSettings
         ),
         .target(
@@ -210,8 +224,8 @@ let package = Package(
         .target(
             name: "Sdq",
             dependencies: [
-                "SDQPlatform", "SDQStack", "ApiLambda", "ApiHTTP", "Dispatcher", "InferenceService", "EmulatorServer",
-                "ResultWriter",
+                "SDQPlatform", "SDQStack", "SDQTelemetry", "ApiLambda", "ApiHTTP", "Dispatcher", "InferenceService",
+                "EmulatorServer", "ResultWriter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -307,7 +321,7 @@ let package = Package(
         .testTarget(
             name: "SdqTests",
             dependencies: [
-                "Sdq", "SDQStack", "ApiHTTP", "EmulatorServer", "SDQTestSupport", "SDQAWS",
+                "Sdq", "SDQStack", "ApiHTTP", "EmulatorServer", "SDQTestSupport", "SDQAWS", "SDQTelemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SDQPlatform
+import SDQTelemetry
 import ServiceLifecycle
 
 /// The body of every service executable: read the environment, set up logging, open the stack,

@@ -40,7 +40,7 @@ import SDQStack
         #expect(try await queue.depth() == QueueDepth(visible: 0, inFlight: 1))
         try await Task.sleep(for: .milliseconds(2100))
         let again = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil)
-        #expect(again.count == 1)
+        try #require(again.count == 1)
         #expect(again[0].receiveCount == 2)
         #expect(again[0].messageID == first[0].messageID)
         #expect(again[0].receiptHandle != first[0].receiptHandle)

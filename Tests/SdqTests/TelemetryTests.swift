@@ -1,5 +1,6 @@
 import Foundation
 import SDQPlatform
+import SDQTelemetry
 import SDQTestSupport
 import Sdq
 import Testing

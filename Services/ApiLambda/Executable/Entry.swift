@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SDQLambdaRuntime
 import SDQPlatform
+import SDQTelemetry
 import ServiceLifecycle
 
 /// `api-lambda`: the `bootstrap` of a `provided.al2023` Lambda function, and only that: it links

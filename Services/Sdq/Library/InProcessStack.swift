@@ -5,6 +5,7 @@ import InferenceService
 import Logging
 import ResultWriter
 import SDQPlatform
+import SDQTelemetry
 import ServiceLifecycle
 import SDQStack
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SDQPlatform
+import SDQTelemetry
 
 /// `sdq`: the command line of sdq.
 public struct SdqCommand: AsyncParsableCommand {

@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SDQPlatform
+import SDQTelemetry
 import ServiceLifecycle
 import ApiHTTP
 import EmulatorServer
