@@ -51,9 +51,7 @@ public struct SQSClient: Sendable {
         var payload: [String: Any] = ["QueueUrl": url, "MessageBody": body]
         if delaySeconds > 0 { payload["DelaySeconds"] = delaySeconds }
         if !attributes.isEmpty { payload["MessageAttributes"] = Self.encode(attributes) }
-        if let traceHeader {
-            payload["MessageSystemAttributes"] = ["AWSTraceHeader": ["DataType": "String", "StringValue": traceHeader]]
-        }
+        if let traceHeader { payload["MessageSystemAttributes"] = Self.systemAttributes(traceHeader: traceHeader) }
         let response = try await call("SendMessage", payload)
         return response["MessageId"] as? String ?? ""
     }
@@ -66,9 +64,7 @@ public struct SQSClient: Sendable {
         let list: [[String: Any]] = entries.map { entry in
             var item: [String: Any] = ["Id": entry.id, "MessageBody": entry.body]
             if !entry.attributes.isEmpty { item["MessageAttributes"] = Self.encode(entry.attributes) }
-            if let traceHeader = entry.traceHeader {
-                item["MessageSystemAttributes"] = ["AWSTraceHeader": ["DataType": "String", "StringValue": traceHeader]]
-            }
+            if let traceHeader = entry.traceHeader { item["MessageSystemAttributes"] = Self.systemAttributes(traceHeader: traceHeader) }
             return item
         }
         let response = try await call("SendMessageBatch", ["QueueUrl": url, "Entries": list])
@@ -111,6 +107,11 @@ public struct SQSClient: Sendable {
     public func changeMessageVisibility(url: String, receiptHandle: String, timeout: Int) async throws(AWSError) {
         _ = try await call(
             "ChangeMessageVisibility", ["QueueUrl": url, "ReceiptHandle": receiptHandle, "VisibilityTimeout": max(0, min(43_200, timeout))])
+    }
+
+    /// The `AWSTraceHeader` system attribute X-Ray follows through SQS.
+    static func systemAttributes(traceHeader: String) -> [String: Any] {
+        ["AWSTraceHeader": ["DataType": "String", "StringValue": traceHeader]]
     }
 
     static func encode(_ attributes: [String: String]) -> [String: Any] {

@@ -21,9 +21,9 @@ struct AWSQueue: MessageQueue {
         let url = try await url()
         let delaySeconds = delay <= .zero ? 0 : min(900, AWSTransport.seconds(delay))
         // X-Ray links the hop through SQS's AWSTraceHeader system attribute.
-        let traceHeader = attributes[MessageAttribute.traceparent].flatMap(TraceCarrier.xrayHeader(traceparent:))
         do {
-            try await sqs.sendMessage(url: url, body: body, attributes: attributes, traceHeader: traceHeader, delaySeconds: delaySeconds)
+            try await sqs.sendMessage(
+                url: url, body: body, attributes: attributes, traceHeader: Self.traceHeader(attributes), delaySeconds: delaySeconds)
         } catch {
             throw TransportError(aws: error)
         }
@@ -44,7 +44,7 @@ struct AWSQueue: MessageQueue {
             let chunk = Array(batch[start..<min(start + 10, batch.count)])
             let entries = chunk.enumerated().map { offset, message in
                 (id: "m\(offset)", body: message.body, attributes: message.attributes,
-                 traceHeader: message.attributes[MessageAttribute.traceparent].flatMap(TraceCarrier.xrayHeader(traceparent:)))
+                 traceHeader: Self.traceHeader(message.attributes))
             }
             let failed: [String]
             do { failed = try await sqs.sendMessageBatch(url: url, entries: entries) } catch {
@@ -62,6 +62,11 @@ struct AWSQueue: MessageQueue {
             }
         }
         return errors
+    }
+
+    /// X-Ray's `AWSTraceHeader` for a message's `traceparent`, if it has one.
+    private static func traceHeader(_ attributes: [String: String]) -> String? {
+        attributes[MessageAttribute.traceparent].flatMap(TraceCarrier.xrayHeader(traceparent:))
     }
 
     func receive(maxMessages: Int, wait: Duration, visibilityTimeout: Duration?) async throws(TransportError) -> [QueueMessage] {
