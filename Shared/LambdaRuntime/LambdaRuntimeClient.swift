@@ -46,8 +46,10 @@ public struct LambdaErrorReport: Sendable, Equatable {
     }
 
     var json: Data {
-        let object: [String: Any] = ["errorType": errorType, "errorMessage": errorMessage, "stackTrace": stackTrace]
-        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        struct Body: Encodable { var errorType: String, errorMessage: String, stackTrace: [String] }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return (try? encoder.encode(Body(errorType: errorType, errorMessage: errorMessage, stackTrace: stackTrace))) ?? Data()
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SDQAWS
 
 /// Process-wide logging: JSON lines for machines (one object per line on stderr) or plain text on
 /// a terminal, as `SDQ_LOG_FORMAT` chooses.
@@ -41,7 +42,7 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var object: [String: String] = [
-            "ts": ISO8601DateFormatter().string(from: Date()),
+            "ts": UTCTime.internetTimestamp(Date()),
             "level": event.level.rawValue,
             "logger": label,
             "msg": "\(event.message)",
@@ -51,7 +52,11 @@ public struct JSONLogHandler: LogHandler {
         for (key, value) in contextual.merging(metadata, uniquingKeysWith: { $1 }).merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) {
             object[key] = "\(value)"
         }
-        guard var line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        // JSONEncoder rather than JSONSerialization: the latter's sorted keys compare through a
+        // Locale, which loads ICU data on the first log line.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard var line = try? encoder.encode(object) else { return }
         line.append(0x0a)
         FileHandle.standardError.write(line)
     }

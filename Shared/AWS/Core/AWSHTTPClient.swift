@@ -138,7 +138,9 @@ public struct AWSHTTPClient: Sendable {
         service: String, target: String, _ payload: [String: Any], timeout: TimeAmount? = nil, version: String = "1.0"
     ) async throws(AWSError) -> [String: Any] {
         let body: Data
-        do { body = try JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys]) } catch {
+        // Unsorted: JSONSerialization's sorted keys compare through a Locale, which loads ICU data
+        // (megabytes of a Lambda function's memory); AWS reads the members in any order.
+        do { body = try JSONSerialization.data(withJSONObject: payload) } catch {
             throw AWSError(code: "InvalidRequest", message: "cannot encode \(target): \(error)")
         }
         let response = try await send(

@@ -184,9 +184,4 @@ func decodeCredentialJSON(_ body: Data, source: String) throws(AWSError) -> AWSC
         expiration: (object["Expiration"] as? String).flatMap(parseISO8601))
 }
 
-func parseISO8601(_ text: String) -> Date? {
-    let formatter = ISO8601DateFormatter()
-    if let date = formatter.date(from: text) { return date }
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return formatter.date(from: text)
-}
+func parseISO8601(_ text: String) -> Date? { UTCTime.date(internetTimestamp: text) }

@@ -222,25 +222,13 @@ public struct SigV4Signer: Sendable {
     }
 
     /// `YYYYMMDD'T'HHMMSS'Z'` in UTC.
-    public static func timestamp(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return formatter.string(from: date)
-    }
+    public static func timestamp(_ date: Date) -> String { UTCTime.compactTimestamp(date) }
 
     /// Parses a `YYYYMMDD'T'HHMMSS'Z'` timestamp.
-    public static func date(fromTimestamp text: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return formatter.date(from: text)
-    }
+    public static func date(fromTimestamp text: String) -> Date? { UTCTime.date(compactTimestamp: text) }
 
     static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        digest.map { String(format: "%02x", $0) }.joined()
+        Hex.lowercase(digest)
     }
 
     /// Hex SHA-256 of `data`, the payload hash of a signed body.
@@ -260,7 +248,7 @@ public enum URIEncoding {
             if unreserved.contains(byte) || (keepSlash && byte == UInt8(ascii: "/")) {
                 output.unicodeScalars.append(Unicode.Scalar(byte))
             } else {
-                output += String(format: "%%%02X", byte)
+                output += Hex.percentEscape(byte)
             }
         }
         return output
@@ -273,11 +261,27 @@ public enum URIEncoding {
     }
 
     static func formComponent(_ text: String) -> String {
-        encode(text, keepSlash: false).replacingOccurrences(of: "%20", with: "+")
+        encode(text, keepSlash: false).replacing("%20", with: "+")
     }
 
-    /// Decodes percent-escapes (invalid escapes are kept as they are).
+    /// Decodes percent-escapes; a `%` not followed by two hex digits is kept as it is, and text
+    /// whose escapes do not decode to UTF-8 is returned unchanged.
     public static func decode(_ text: String) -> String {
-        text.removingPercentEncoding ?? text
+        guard text.utf8.contains(UInt8(ascii: "%")) else { return text }
+        let bytes = Array(text.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "%"), index + 2 < bytes.count,
+                let high = Hex.value(of: bytes[index + 1]), let low = Hex.value(of: bytes[index + 2]) {
+                out.append(high << 4 | low)
+                index += 3
+            } else {
+                out.append(bytes[index])
+                index += 1
+            }
+        }
+        return String(validating: out, as: UTF8.self) ?? text
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SDQAWS
 import Yams
 
 /// What an API key may do.
@@ -98,7 +99,7 @@ public struct APIKeyring: Sendable {
 
     /// `key-` and the first 12 hex digits of a key's SHA-256.
     static func hashedName(_ digest: [UInt8]) -> String {
-        "key-" + digest.prefix(6).map { String(format: "%02x", $0) }.joined()
+        "key-" + Hex.lowercase(digest.prefix(6))
     }
 
     /// The keys of `SDQ_API_KEYS` (comma-separated). A value that lists no key is an error (an

@@ -1,4 +1,5 @@
 import Foundation
+import SDQAWS
 import SDQMessages
 import SwiftProtobuf
 
@@ -71,7 +72,7 @@ public enum ChannelEnvelope {
     static func freshTrace() -> Sdq_V1_TraceContext {
         var generator = SystemRandomNumberGenerator()
         func hex(_ bytes: Int) -> String {
-            (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+            Hex.lowercase((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) })
         }
         var trace = Sdq_V1_TraceContext()
         trace.traceparent = "00-\(hex(16))-\(hex(8))-00"

@@ -1,4 +1,5 @@
 import Foundation
+import SDQAWS
 import SDQMessages
 
 /// Webhook events and how they are queued for delivery (shared by the result-writer, which sends
@@ -24,9 +25,7 @@ public enum WebhookEvents {
 
     /// The JSON body of an event.
     public static func payload(event: String, at millis: Int64, data: JSONValue) -> Data {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        let timestamp = formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+        let timestamp = UTCTime.internetTimestamp(Date(timeIntervalSince1970: Double(millis) / 1000), fractional: true)
         return JSONValue.object(["type": .string("task.\(event)"), "timestamp": .string(timestamp), "data": data]).serialized()
     }
 

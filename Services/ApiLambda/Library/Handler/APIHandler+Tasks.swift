@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SDQAWS
 import SDQMessages
 import SDQPlatform
 
@@ -241,6 +242,6 @@ extension APIHandler {
     }
 
     static func digest(_ body: Data) -> String {
-        SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
+        Hex.lowercase(SHA256.hash(data: body))
     }
 }
