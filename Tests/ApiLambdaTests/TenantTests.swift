@@ -180,9 +180,9 @@ import Testing
             environment: AWSEnvironment(variables), credentials: EnvironmentCredentialProvider(variables: variables)))
         let name = AWSTestEnvironment.uniqueStack()
         _ = try await client.client.json(
-            service: "secretsmanager", target: "secretsmanager.CreateSecret", ["Name": name, "SecretString": Self.keyFile], version: "1.1")
+            service: "secretsmanager", target: "secretsmanager.CreateSecret", ["Name": .string(name), "SecretString": .string(Self.keyFile)], version: "1.1")
         _ = try await client.client.json(
-            service: "ssm", target: "AmazonSSM.PutParameter", ["Name": "/\(name)/keys", "Value": Self.keyFile, "Type": "SecureString"],
+            service: "ssm", target: "AmazonSSM.PutParameter", ["Name": .string("/\(name)/keys"), "Value": .string(Self.keyFile), "Type": "SecureString"],
             version: "1.1")
         for source in ["secretsmanager:\(name)", "ssm:/\(name)/keys"] {
             let ring = try await APIKeyring.load(environment: variables.merging(["SDQ_API_KEYS_FILE": source]) { $1 })

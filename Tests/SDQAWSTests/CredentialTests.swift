@@ -129,7 +129,7 @@ import Testing
                 (200, [:], #"{"Item":{"id":{"S":"t1"}}}"#),
             ])
             let response = try await Self.client(base).json(service: "dynamodb", target: "DynamoDB_20120810.GetItem", ["TableName": "t"])
-            #expect((response["Item"] as? [String: Any]) != nil)
+            #expect(response["Item"]?.objectValue != nil)
             let requests = await state.requests
             #expect(requests.count == 3)
             #expect(requests.allSatisfy { $0.headers["authorization"]?.hasPrefix("AWS4-HMAC-SHA256 Credential=AKID/") == true })

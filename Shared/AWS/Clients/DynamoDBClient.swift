@@ -9,22 +9,22 @@ public enum DynamoValue: Sendable, Equatable {
 
     public static func int(_ value: Int64) -> DynamoValue { .number(String(value)) }
 
-    var json: [String: Any] {
+    var json: JSONValue {
         switch self {
-        case .string(let value): ["S": value]
-        case .number(let value): ["N": value]
-        case .bool(let value): ["BOOL": value]
+        case .string(let value): ["S": .string(value)]
+        case .number(let value): ["N": .string(value)]
+        case .bool(let value): ["BOOL": .bool(value)]
         case .null: ["NULL": true]
         }
     }
 
-    init?(json: Any) {
-        guard let object = json as? [String: Any] else { return nil }
-        if let value = object["S"] as? String {
+    init?(json: JSONValue) {
+        guard case .object(let object) = json else { return nil }
+        if let value = object["S"]?.stringValue {
             self = .string(value)
-        } else if let value = object["N"] as? String {
+        } else if let value = object["N"]?.stringValue {
             self = .number(value)
-        } else if let value = object["BOOL"] as? Bool {
+        } else if let value = object["BOOL"]?.boolValue {
             self = .bool(value)
         } else if object["NULL"] != nil {
             self = .null
@@ -56,12 +56,12 @@ public struct DynamoPut: Sendable {
         self.values = values
     }
 
-    var json: [String: Any] {
-        var put: [String: Any] = ["TableName": table, "Item": DynamoDBClient.encode(item)]
-        if let condition { put["ConditionExpression"] = condition }
-        if !names.isEmpty { put["ExpressionAttributeNames"] = names }
+    var json: JSONValue {
+        var put: [String: JSONValue] = ["TableName": .string(table), "Item": DynamoDBClient.encode(item)]
+        if let condition { put["ConditionExpression"] = .string(condition) }
+        if !names.isEmpty { put["ExpressionAttributeNames"] = .strings(names) }
         if !values.isEmpty { put["ExpressionAttributeValues"] = DynamoDBClient.encode(values) }
-        return put
+        return .object(put)
     }
 }
 
@@ -71,14 +71,14 @@ public struct DynamoDBClient: Sendable {
 
     public init(client: AWSHTTPClient) { self.client = client }
 
-    private func call(_ operation: String, _ payload: [String: Any]) async throws(AWSError) -> [String: Any] {
+    private func call(_ operation: String, _ payload: JSONValue) async throws(AWSError) -> JSONValue {
         try await client.json(service: "dynamodb", target: "DynamoDB_20120810.\(operation)", payload)
     }
 
-    static func encode(_ item: DynamoItem) -> [String: Any] { item.mapValues(\.json) }
+    static func encode(_ item: DynamoItem) -> JSONValue { .object(item.mapValues(\.json)) }
 
-    static func decode(_ json: Any?) -> DynamoItem? {
-        guard let object = json as? [String: Any] else { return nil }
+    static func decode(_ json: JSONValue?) -> DynamoItem? {
+        guard let object = json?.objectValue else { return nil }
         var item: DynamoItem = [:]
         for (name, value) in object { if let decoded = DynamoValue(json: value) { item[name] = decoded } }
         return item
@@ -88,9 +88,9 @@ public struct DynamoDBClient: Sendable {
     public func createTable(name: String, hashKey: String) async throws(AWSError) {
         do {
             _ = try await call("CreateTable", [
-                "TableName": name, "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [["AttributeName": hashKey, "AttributeType": "S"]],
-                "KeySchema": [["AttributeName": hashKey, "KeyType": "HASH"]],
+                "TableName": .string(name), "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [["AttributeName": .string(hashKey), "AttributeType": "S"]],
+                "KeySchema": [["AttributeName": .string(hashKey), "KeyType": "HASH"]],
             ])
         } catch where error.code == "ResourceInUseException" {
             return
@@ -100,8 +100,8 @@ public struct DynamoDBClient: Sendable {
     /// The table's status (`CREATING`, `ACTIVE`…), nil when it does not exist.
     public func tableStatus(name: String) async throws(AWSError) -> String? {
         do {
-            let response = try await call("DescribeTable", ["TableName": name])
-            return (response["Table"] as? [String: Any])?["TableStatus"] as? String
+            let response = try await call("DescribeTable", ["TableName": .string(name)])
+            return response["Table"]?["TableStatus"]?.stringValue
         } catch where error.code == "ResourceNotFoundException" {
             return nil
         }
@@ -109,12 +109,12 @@ public struct DynamoDBClient: Sendable {
 
     /// Turns on TTL on `attribute`; already on is fine.
     public func enableTimeToLive(table: String, attribute: String) async throws(AWSError) {
-        let described = try await call("DescribeTimeToLive", ["TableName": table])
-        let current = described["TimeToLiveDescription"] as? [String: Any]
-        if current?["TimeToLiveStatus"] as? String == "ENABLED", current?["AttributeName"] as? String == attribute { return }
+        let described = try await call("DescribeTimeToLive", ["TableName": .string(table)])
+        let current = described["TimeToLiveDescription"]
+        if current?["TimeToLiveStatus"]?.stringValue == "ENABLED", current?["AttributeName"]?.stringValue == attribute { return }
         do {
             _ = try await call("UpdateTimeToLive", [
-                "TableName": table, "TimeToLiveSpecification": ["Enabled": true, "AttributeName": attribute],
+                "TableName": .string(table), "TimeToLiveSpecification": ["Enabled": true, "AttributeName": .string(attribute)],
             ])
         } catch where error.code == "ValidationException" && error.message.lowercased().contains("already enabled") {
             return
@@ -128,21 +128,21 @@ public struct DynamoDBClient: Sendable {
 
     /// Reads an item (strongly consistent); nil when absent.
     public func getItem(table: String, key: DynamoItem) async throws(AWSError) -> DynamoItem? {
-        let response = try await call("GetItem", ["TableName": table, "Key": Self.encode(key), "ConsistentRead": true])
+        let response = try await call("GetItem", ["TableName": .string(table), "Key": Self.encode(key), "ConsistentRead": true])
         return Self.decode(response["Item"])
     }
 
     /// Deletes an item, if `condition` holds.
     public func deleteItem(table: String, key: DynamoItem, condition: String? = nil, values: DynamoItem = [:]) async throws(AWSError) {
-        var payload: [String: Any] = ["TableName": table, "Key": Self.encode(key)]
-        if let condition { payload["ConditionExpression"] = condition }
+        var payload: [String: JSONValue] = ["TableName": .string(table), "Key": Self.encode(key)]
+        if let condition { payload["ConditionExpression"] = .string(condition) }
         if !values.isEmpty { payload["ExpressionAttributeValues"] = Self.encode(values) }
-        _ = try await call("DeleteItem", payload)
+        _ = try await call("DeleteItem", .object(payload))
     }
 
     /// Applies all puts or none (`TransactionCanceledException` when a condition fails).
     public func transactPut(_ puts: [DynamoPut]) async throws(AWSError) {
-        _ = try await call("TransactWriteItems", ["TransactItems": puts.map { ["Put": $0.json] }])
+        _ = try await call("TransactWriteItems", ["TransactItems": .array(puts.map { ["Put": $0.json] })])
     }
 
     /// Changes attributes of an item with an update expression, if `condition` holds (throws
@@ -151,13 +151,13 @@ public struct DynamoDBClient: Sendable {
         table: String, key: DynamoItem, update: String, condition: String? = nil, names: [String: String] = [:],
         values: DynamoItem = [:]
     ) async throws(AWSError) -> DynamoItem? {
-        var payload: [String: Any] = [
-            "TableName": table, "Key": Self.encode(key), "UpdateExpression": update, "ReturnValues": "ALL_NEW",
+        var payload: [String: JSONValue] = [
+            "TableName": .string(table), "Key": Self.encode(key), "UpdateExpression": .string(update), "ReturnValues": "ALL_NEW",
         ]
-        if let condition { payload["ConditionExpression"] = condition }
-        if !names.isEmpty { payload["ExpressionAttributeNames"] = names }
+        if let condition { payload["ConditionExpression"] = .string(condition) }
+        if !names.isEmpty { payload["ExpressionAttributeNames"] = .strings(names) }
         if !values.isEmpty { payload["ExpressionAttributeValues"] = Self.encode(values) }
-        let response = try await call("UpdateItem", payload)
+        let response = try await call("UpdateItem", .object(payload))
         return Self.decode(response["Attributes"])
     }
 }

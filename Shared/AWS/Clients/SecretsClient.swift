@@ -11,8 +11,8 @@ public struct SecretsClient: Sendable {
     /// The `SecretString` of the secret `id` (a name or ARN), current version.
     public func secretString(id: String) async throws(AWSError) -> String {
         let answer = try await client.json(
-            service: "secretsmanager", target: "secretsmanager.GetSecretValue", ["SecretId": id], version: "1.1")
-        guard let text = answer["SecretString"] as? String else {
+            service: "secretsmanager", target: "secretsmanager.GetSecretValue", ["SecretId": .string(id)], version: "1.1")
+        guard let text = answer["SecretString"]?.stringValue else {
             throw AWSError(code: "InvalidResponse", message: "secret \(id) has no SecretString (binary secrets are not read)")
         }
         return text
@@ -21,8 +21,8 @@ public struct SecretsClient: Sendable {
     /// The decrypted value of the SSM parameter `name`.
     public func parameter(name: String) async throws(AWSError) -> String {
         let answer = try await client.json(
-            service: "ssm", target: "AmazonSSM.GetParameter", ["Name": name, "WithDecryption": true], version: "1.1")
-        guard let parameter = answer["Parameter"] as? [String: Any], let value = parameter["Value"] as? String else {
+            service: "ssm", target: "AmazonSSM.GetParameter", ["Name": .string(name), "WithDecryption": true], version: "1.1")
+        guard let value = answer["Parameter"]?["Value"]?.stringValue else {
             throw AWSError(code: "InvalidResponse", message: "parameter \(name) has no value")
         }
         return value

@@ -36,13 +36,13 @@ public struct AWSError: Error, CustomStringConvertible, Sendable, Equatable {
     /// Reads the error of a JSON-protocol response (`__type`, `message`).
     static func fromJSON(status: Int, headers: [String: String], body: Data) -> AWSError {
         let requestID = headers["x-amzn-requestid"] ?? headers["x-amz-request-id"]
-        let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
-        var code = (object?["__type"] as? String) ?? (object?["code"] as? String) ?? ""
+        let object = try? JSONValue.parse(body)
+        var code = object?["__type"]?.stringValue ?? object?["code"]?.stringValue ?? ""
         if let hash = code.lastIndex(of: "#") { code = String(code[code.index(after: hash)...]) }
         if let colon = code.firstIndex(of: ":") { code = String(code[..<colon]) }
         // SQS (query-compatible) also names the legacy code in a header.
         if let legacy = headers["x-amzn-query-error"]?.split(separator: ";").first, code.isEmpty { code = String(legacy) }
-        let message = (object?["message"] as? String) ?? (object?["Message"] as? String) ?? String(decoding: body.prefix(300), as: UTF8.self)
+        let message = object?["message"]?.stringValue ?? object?["Message"]?.stringValue ?? String(decoding: body.prefix(300), as: UTF8.self)
         return AWSError(code: code.isEmpty ? "HTTP\(status)" : code, message: message, requestID: requestID, statusCode: status)
     }
 

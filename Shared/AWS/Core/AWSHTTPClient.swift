@@ -135,12 +135,13 @@ public struct AWSHTTPClient: Sendable {
     /// Sends an AWS JSON call (`X-Amz-Target: prefix.Operation`; protocol 1.0, or 1.1 for
     /// services such as Secrets Manager and SSM) and returns the decoded object.
     public func json(
-        service: String, target: String, _ payload: [String: Any], timeout: TimeAmount? = nil, version: String = "1.0"
-    ) async throws(AWSError) -> [String: Any] {
+        service: String, target: String, _ payload: JSONValue, timeout: TimeAmount? = nil, version: String = "1.0"
+    ) async throws(AWSError) -> JSONValue {
+        // JSONEncoder and JSONDecoder (FoundationEssentials) rather than JSONSerialization, whose
+        // NSNumber bridging and sorted keys (compared through a Locale: ICU data) cost a Lambda
+        // function megabytes of memory.
         let body: Data
-        // Unsorted: JSONSerialization's sorted keys compare through a Locale, which loads ICU data
-        // (megabytes of a Lambda function's memory); AWS reads the members in any order.
-        do { body = try JSONSerialization.data(withJSONObject: payload) } catch {
+        do { body = try JSONEncoder().encode(payload) } catch {
             throw AWSError(code: "InvalidRequest", message: "cannot encode \(target): \(error)")
         }
         let response = try await send(
@@ -148,7 +149,7 @@ public struct AWSHTTPClient: Sendable {
             headers: [("Content-Type", "application/x-amz-json-\(version)"), ("X-Amz-Target", target)], body: body, errorFormat: .json,
             timeout: timeout)
         if response.body.isEmpty { return [:] }
-        guard let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] else {
+        guard let object = try? JSONValue.parse(response.body), case .object = object else {
             throw AWSError(code: "InvalidResponse", message: "\(target) answered non-JSON", statusCode: response.status)
         }
         return object

@@ -157,7 +157,7 @@ public struct IMDSCredentialProvider: CredentialProvider {
             throw credentialsError("the instance has no IAM role")
         }
         let body = try await get("/latest/meta-data/iam/security-credentials/\(role)")
-        if let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any], let code = object["Code"] as? String, code != "Success" {
+        if let code = (try? JSONValue.parse(body))?["Code"]?.stringValue, code != "Success" {
             throw credentialsError("IMDS credentials: \(code)")
         }
         return try decodeCredentialJSON(body, source: "IMDS")
@@ -176,12 +176,12 @@ func fetch(_ http: HTTPClient, _ request: HTTPClientRequest, timeout: TimeAmount
 
 /// `{"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}` (container endpoints and IMDS).
 func decodeCredentialJSON(_ body: Data, source: String) throws(AWSError) -> AWSCredentials {
-    guard let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any],
-        let key = object["AccessKeyId"] as? String, let secret = object["SecretAccessKey"] as? String
+    guard let object = try? JSONValue.parse(body),
+        let key = object["AccessKeyId"]?.stringValue, let secret = object["SecretAccessKey"]?.stringValue
     else { throw credentialsError("\(source) answered without credentials") }
     return AWSCredentials(
-        accessKeyID: key, secretAccessKey: secret, sessionToken: object["Token"] as? String,
-        expiration: (object["Expiration"] as? String).flatMap(parseISO8601))
+        accessKeyID: key, secretAccessKey: secret, sessionToken: object["Token"]?.stringValue,
+        expiration: object["Expiration"]?.stringValue.flatMap(parseISO8601))
 }
 
 func parseISO8601(_ text: String) -> Date? { UTCTime.date(internetTimestamp: text) }

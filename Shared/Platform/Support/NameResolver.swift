@@ -66,6 +66,9 @@ public final class SystemNameResolver: NameResolver {
         var entries: [String: Entry] = [:]
         var perZone: [String: Int] = [:]
         var total = 0
+        /// The pool's threads start with the first lookup: a process that never resolves a
+        /// name (the Lambda function, mostly) does not carry them.
+        var poolStarted = false
     }
     private enum Admission {
         case join(Lookup)
@@ -86,7 +89,6 @@ public final class SystemNameResolver: NameResolver {
         lookup: @escaping @Sendable (String) -> [String] = SystemNameResolver.lookup
     ) {
         pool = NIOThreadPool(numberOfThreads: threads)
-        pool.start()
         self.timeout = timeout
         self.maxWaiting = maxWaiting
         self.maxPerZone = maxPerZone
@@ -103,6 +105,10 @@ public final class SystemNameResolver: NameResolver {
                 return .join(entry.lookup)
             }
             guard state.total < maxWaiting, state.perZone[zone, default: 0] < maxPerZone else { return .busy }
+            if !state.poolStarted {
+                state.poolStarted = true
+                pool.start()
+            }
             let lookup = Lookup()
             state.entries[bare] = Entry(lookup: lookup, zone: zone, pending: 1)
             state.perZone[zone, default: 0] += 1
