@@ -1,4 +1,5 @@
 import ApiLambda
+import Dispatch
 import Foundation
 import Logging
 import SDQLambdaRuntime
@@ -13,7 +14,21 @@ import ServiceLifecycle
 /// invocation loop and the OTLP exporters run in one service group.
 @main
 struct Entry {
-    static func main() async {
+    /// A synchronous entry point: an `async` main drains its queue with `dispatch_main`, which
+    /// ends the main thread with `pthread_exit` — a forced unwind that reads about a megabyte of
+    /// the binary's unwind tables at every cold start. Here the main thread waits instead while
+    /// the function runs as a task on the cooperative pool.
+    static func main() {
+        let finished = DispatchSemaphore(value: 0)
+        // Detached: a task started from `main` would inherit the main actor, whose thread waits.
+        Task.detached {
+            await run()
+            finished.signal()
+        }
+        finished.wait()
+    }
+
+    static func run() async {
         let environment = ProcessInfo.processInfo.environment
         guard let runtimeAPI = environment["AWS_LAMBDA_RUNTIME_API"], !runtimeAPI.isEmpty else {
             FileHandle.standardError.write(Data(

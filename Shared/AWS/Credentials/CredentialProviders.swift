@@ -51,7 +51,7 @@ public struct WebIdentityCredentialProvider: CredentialProvider {
     }
 
     public func credentials() async throws(AWSError) -> AWSCredentials {
-        guard let token = try? String(contentsOfFile: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+        guard let token = try? String(contentsOfFile: tokenFile, encoding: .utf8).trimmingWhitespace(),
             !token.isEmpty
         else { throw credentialsError("cannot read the web identity token at \(tokenFile)") }
         let form = [
@@ -115,7 +115,7 @@ public struct ContainerCredentialProvider: CredentialProvider {
             guard let text = try? String(contentsOfFile: authorizationTokenFile, encoding: .utf8) else {
                 throw credentialsError("cannot read the container authorization token at \(authorizationTokenFile)")
             }
-            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            token = text.trimmingWhitespace()
         }
         if let token { request.headers.add(name: "Authorization", value: token) }
         let (status, body) = try await fetch(http, request, timeout: .seconds(5))
@@ -153,7 +153,7 @@ public struct IMDSCredentialProvider: CredentialProvider {
             return body
         }
         let roles = String(decoding: try await get("/latest/meta-data/iam/security-credentials/"), as: UTF8.self)
-        guard let role = roles.split(separator: "\n").first.map({ $0.trimmingCharacters(in: .whitespaces) }), !role.isEmpty else {
+        guard let role = roles.split(separator: "\n").first.map({ $0.trimmingWhitespace() }), !role.isEmpty else {
             throw credentialsError("the instance has no IAM role")
         }
         let body = try await get("/latest/meta-data/iam/security-credentials/\(role)")

@@ -30,11 +30,11 @@ extension APIKeyring {
         environment: [String: String] = ProcessInfo.processInfo.environment, http: HTTPClient = .aws
     ) async throws(ConfigurationError) -> APIKeyring {
         func value(_ name: String) -> String? {
-            guard let raw = environment[name], !raw.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
+            guard let raw = environment[name], !raw.trimmingWhitespace().isEmpty else { return nil }
             return raw
         }
         let list = value("SDQ_API_KEYS")
-        guard let file = value("SDQ_API_KEYS_FILE")?.trimmingCharacters(in: .whitespaces) else {
+        guard let file = value("SDQ_API_KEYS_FILE")?.trimmingWhitespace() else {
             return try list.map { raw throws(ConfigurationError) in try parse(list: raw) } ?? .open
         }
         guard list == nil else {

@@ -105,7 +105,7 @@ public struct APIKeyring: Sendable {
     /// The keys of `SDQ_API_KEYS` (comma-separated). A value that lists no key is an error (an
     /// operator who set the variable meant to close the API).
     public static func keys(inList list: String) throws(ConfigurationError) -> [String] {
-        let keys = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let keys = list.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
         guard !keys.isEmpty else {
             throw ConfigurationError(message: "is set but lists no key; unset it to run an open API", field: "SDQ_API_KEYS")
         }
@@ -141,7 +141,7 @@ public struct APIKeyring: Sendable {
             }
             let digest: [UInt8]
             switch (try text("key"), try text("key_sha256")) {
-            case (let key?, nil) where !key.trimmingCharacters(in: .whitespaces).isEmpty:
+            case (let key?, nil) where !key.trimmingWhitespace().isEmpty:
                 digest = Array(SHA256.hash(data: Data(key.utf8)))
             case (nil, let hex?):
                 guard let bytes = Self.bytes(hex: hex), bytes.count == 32 else { throw fail("keys[\(index)].key_sha256 must be 64 hex digits") }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SDQAWS
 
 /// The configuration every service reads from its environment (docs/DESIGN.md's fixed names).
 /// Command-line flags of the same meaning override these values.
@@ -59,7 +60,7 @@ public struct SDQConfiguration: Sendable {
     ) throws(ConfigurationError) -> SDQConfiguration {
         var config = SDQConfiguration()
         func value(_ name: String) -> String? {
-            guard let raw = environment[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return nil }
+            guard let raw = environment[name]?.trimmingWhitespace(), !raw.isEmpty else { return nil }
             return raw
         }
         if let raw = value("SDQ_TRANSPORT") {

@@ -1,4 +1,5 @@
 import Foundation
+import SDQAWS
 
 /// A numeric IPv4 or IPv6 address as its bytes (4 or 16).
 public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
@@ -43,7 +44,7 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
     public let length: Int
 
     public init?(_ text: String) {
-        let parts = text.trimmingCharacters(in: .whitespaces).split(separator: "/", maxSplits: 1).map(String.init)
+        let parts = text.trimmingWhitespace().split(separator: "/", maxSplits: 1).map(String.init)
         guard let first = parts.first, let address = IPAddress(first) else { return nil }
         let bits = address.bytes.count * 8
         let length = parts.count == 2 ? Int(parts[1]) : bits
@@ -80,7 +81,7 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
 
     /// A comma-separated list of ranges (settings such as `SDQ_TRUSTED_PROXIES`).
     public static func parseList(_ text: String, field: String) throws(ConfigurationError) -> [AddressRange] {
-        try text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map {
+        try text.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }.map {
             item throws(ConfigurationError) in
             guard let range = AddressRange(item) else {
                 throw ConfigurationError(message: "\(item) is not an address or prefix (10.0.0.0/8, fd00::/8)", field: field)

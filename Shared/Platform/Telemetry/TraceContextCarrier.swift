@@ -1,4 +1,5 @@
 import Foundation
+import SDQAWS
 import SDQMessages
 import Tracing
 
@@ -55,7 +56,7 @@ public enum TraceCarrier {
         var fields: [String: String] = [:]
         for part in xrayHeader.split(separator: ";") {
             let pair = part.split(separator: "=", maxSplits: 1)
-            if pair.count == 2 { fields[pair[0].trimmingCharacters(in: .whitespaces)] = String(pair[1]) }
+            if pair.count == 2 { fields[pair[0].trimmingWhitespace()] = String(pair[1]) }
         }
         guard let root = fields["Root"], let parent = fields["Parent"], parent.count == 16 else { return nil }
         let rootParts = root.split(separator: "-")

@@ -9,7 +9,7 @@ extension APIHandler {
     func submit(_ request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
         let limits = try checkedLimits(request)
         let submission = try TaskSubmission.parse(request.body, limits: limits, pools: context.pools)
-        let idempotencyKey = request.headers["idempotency-key"].map { $0.trimmingCharacters(in: .whitespaces) }
+        let idempotencyKey = request.headers["idempotency-key"].map { $0.trimmingWhitespace() }
         // `|` separates a stored key's tenant from the client's key (TaskRecord.scopedIdempotencyKey).
         if let idempotencyKey,
             idempotencyKey.isEmpty || idempotencyKey.count > 255

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import SDQAWS
 import SDQMessages
 import SDQPlatform
 import Tracing
@@ -150,7 +151,7 @@ public struct APIHandler: Sendable {
     /// The API key a request presents: `Authorization: Bearer KEY`, else `X-Api-Key`.
     static func presentedKey(_ request: APIRequest) -> String? {
         if let authorization = request.headers["authorization"], authorization.lowercased().hasPrefix("bearer ") {
-            return String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+            return String(authorization.dropFirst(7)).trimmingWhitespace()
         }
         return request.headers["x-api-key"]
     }
@@ -243,7 +244,7 @@ public struct APIHandler: Sendable {
             let host = (request.headers["x-forwarded-host"] ?? request.headers["host"]).flatMap(Self.authority)
         {
             // The last value is the one the trusted proxy added; earlier ones came from the client.
-            let proto = request.headers["x-forwarded-proto"]?.split(separator: ",").last?.trimmingCharacters(in: .whitespaces).lowercased()
+            let proto = request.headers["x-forwarded-proto"]?.split(separator: ",").last?.trimmingWhitespace().lowercased()
             return "\(proto == "https" ? "https" : "http")://\(host)"
         }
         return request.localBaseURL ?? "http://localhost"
@@ -252,7 +253,7 @@ public struct APIHandler: Sendable {
     /// The last value of `text` when it is a plain authority (`host`, `host:port`, `[v6]:port`),
     /// else nil.
     static func authority(_ text: String) -> String? {
-        let value = text.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        let value = text.split(separator: ",").last.map { $0.trimmingWhitespace() } ?? ""
         guard !value.isEmpty, value.utf8.count <= 255,
             value.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ".-:[]".unicodeScalars.contains($0)) }),
             URL(string: "http://\(value)/")?.host != nil

@@ -1,4 +1,5 @@
 import Foundation
+import SDQAWS
 import SDQPlatform
 
 /// A validated `POST /v1/tasks` request.
@@ -84,7 +85,7 @@ public struct TaskSubmission: Sendable, Equatable {
             s.kind = kind
         }
         guard let prompt = try fields.string("prompt") else { throw .missing("prompt") }
-        guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty || s.kind == .comfyuiWorkflow || s.kind == .extras else {
+        guard !prompt.trimmingWhitespace().isEmpty || s.kind == .comfyuiWorkflow || s.kind == .extras else {
             throw .invalid("prompt", "prompt must not be empty")
         }
         guard prompt.unicodeScalars.count <= limits.maxPromptLength else {

@@ -2,8 +2,9 @@ import Foundation
 import SDQAWS
 import Testing
 
-/// Timestamps, hex and percent-decoding without `DateFormatter` or `String(format:)`.
-@Suite struct UTCTimeTests {
+/// Timestamps, hex, percent-decoding and trimming without `DateFormatter`, `String(format:)` or
+/// `CharacterSet`.
+@Suite struct TextCodecsTests {
     @Test func compactTimestampsRoundTrip() throws {
         // 2013-05-24T00:00:00Z, the SigV4 documentation's example date.
         let date = Date(timeIntervalSince1970: 1_369_353_600)
@@ -65,5 +66,14 @@ import Testing
         // Escapes that are not UTF-8 leave the text as it was.
         #expect(URIEncoding.decode("%FF%FE") == "%FF%FE")
         #expect(URIEncoding.formEncode([("k y", "a+b c")]) == "k+y=a%2Bb+c")
+    }
+
+    @Test func trimsUnicodeWhitespaceAtBothEndsOnly() {
+        #expect("  a b \t\n".trimmingWhitespace() == "a b")
+        #expect("\u{00A0}\u{2003}key\u{3000}".trimmingWhitespace() == "key")
+        #expect(" \t\r\n ".trimmingWhitespace() == "")
+        #expect("".trimmingWhitespace() == "")
+        #expect("e\u{301} ".trimmingWhitespace() == "e\u{301}")
+        #expect("x, y".split(separator: ",").map { $0.trimmingWhitespace() } == ["x", "y"])
     }
 }

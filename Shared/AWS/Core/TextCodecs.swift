@@ -170,3 +170,15 @@ public enum Hex {
         }
     }
 }
+
+extension StringProtocol {
+    /// The text without Unicode white space (spaces, tabs, newlines…) at either end: the standard
+    /// library's scalar properties rather than Foundation's `CharacterSet`, which with
+    /// Foundation linked goes through CoreFoundation's character-set tables.
+    public func trimmingWhitespace() -> String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
+        return String(String.UnicodeScalarView(scalars[first...last]))
+    }
+}
