@@ -154,7 +154,9 @@ struct Main {
         print("  cold start, launch → first next:   median \(ms(quantile(coldStarts, 0.5)))  max \(ms(coldStarts.max() ?? .zero))  (\(coldStarts.count) launches; goal < 15 ms)")
         print("  submit handler time:               median \(ms(quantile(submit, 0.5)))  p99 \(ms(quantile(submit, 0.99)))  (\(submit.count) invocations)")
         print("  status handler time:               median \(ms(quantile(status, 0.5)))  p99 \(ms(quantile(status, 0.99)))  (\(status.count) invocations)")
-        print("  peak RSS after \(invocations) invocations:  \(memory.peak / 1024) MiB (now \(memory.current / 1024) MiB; goal < 25 MB)")
+        let peakMiB = String(format: "%.1f", Double(memory.peak) / 1024)
+        let peakMB = String(format: "%.1f", Double(memory.peak) * 1024 / 1e6)
+        print("  peak RSS after \(invocations) invocations:  \(peakMiB) MiB = \(peakMB) MB (\(memory.peak) KiB; now \(memory.current) KiB; goal < 25 MB)")
     }
 }
 
