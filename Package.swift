@@ -93,6 +93,17 @@ let package = Package(
             path: "Shared/Platform",
             swiftSettings: swiftSettings
         ),
+        // The AWS transport (SQS, SNS, S3, DynamoDB behind the transport protocols).
+        .target(
+            name: "SDQAWSTransport",
+            dependencies: [
+                "SDQPlatform", "SDQAWS", "SDQMessages",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Shared/AWSTransport",
+            swiftSettings: swiftSettings
+        ),
         // OpenTelemetry export and process logging: what executables set up at start. The
         // platform itself speaks only the swift-log, swift-metrics and swift-distributed-tracing
         // APIs, so it does not link the exporters.
@@ -112,7 +123,7 @@ let package = Package(
         .target(
             name: "SDQStack",
             dependencies: [
-                "SDQPlatform", "SDQMessages", "SDQTelemetry",
+                "SDQPlatform", "SDQAWSTransport", "SDQMessages", "SDQTelemetry",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -169,7 +180,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "ApiLambdaMain",
-            dependencies: ["ApiLambda", "SDQLambdaRuntime", "SDQTelemetry", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: [
+                "ApiLambda", "SDQAWSTransport", "SDQLambdaRuntime", "SDQTelemetry",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Services/ApiLambda/Executable", swiftSettings: swiftSettings,
             // A Lambda function starts often and is billed by memory: linked as a position-dependent
             // executable it skips the 130,000 relative relocations a PIE needs at every start (3 MB
@@ -231,7 +245,7 @@ let package = Package(
         .target(
             name: "Sdq",
             dependencies: [
-                "SDQPlatform", "SDQStack", "SDQTelemetry", "ApiLambda", "ApiHTTP", "Dispatcher", "InferenceService",
+                "SDQPlatform", "SDQAWSTransport", "SDQStack", "SDQTelemetry", "ApiLambda", "ApiHTTP", "Dispatcher", "InferenceService",
                 "EmulatorServer", "ResultWriter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -264,7 +278,7 @@ let package = Package(
         .target(
             name: "SDQTestSupport",
             dependencies: [
-                "SDQPlatform", "SDQStack", "SDQAWS", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "SDQPlatform", "SDQStack", "SDQAWS", "SDQAWSTransport", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Tests/Support", exclude: ["webhook_receiver.py", "otlp_receiver.py", "loopback_server.py"], swiftSettings: swiftSettings
@@ -287,7 +301,7 @@ let package = Package(
         .testTarget(
             name: "SDQPlatformTests",
             dependencies: [
-                "SDQPlatform", "SDQStack", "SDQTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "SDQPlatform", "SDQAWSTransport", "SDQStack", "SDQTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Yams", package: "Yams"),
             ],
             path: "Tests/SDQPlatformTests", swiftSettings: swiftSettings
@@ -295,7 +309,7 @@ let package = Package(
         .testTarget(
             name: "ApiLambdaTests",
             dependencies: [
-                "ApiLambda", "ApiHTTP", "SDQStack", "SDQTestSupport", "SDQLambdaRuntime", "SDQAWS",
+                "ApiLambda", "ApiHTTP", "SDQStack", "SDQTestSupport", "SDQLambdaRuntime", "SDQAWS", "SDQAWSTransport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "OTel", package: "swift-otel"),
@@ -328,7 +342,7 @@ let package = Package(
         .testTarget(
             name: "SdqTests",
             dependencies: [
-                "Sdq", "SDQStack", "ApiHTTP", "EmulatorServer", "SDQTestSupport", "SDQAWS", "SDQTelemetry",
+                "Sdq", "SDQStack", "ApiHTTP", "EmulatorServer", "SDQTestSupport", "SDQAWS", "SDQAWSTransport", "SDQTelemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),

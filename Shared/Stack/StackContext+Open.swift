@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SDQAWSTransport
 import SDQPlatform
 
 extension StackContext {

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import SDQAWS
 import Logging
+import SDQAWSTransport
 import SDQLambdaRuntime
 import SDQPlatform
 import SDQTestSupport

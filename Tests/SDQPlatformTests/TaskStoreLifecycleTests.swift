@@ -1,5 +1,6 @@
 import Foundation
 @testable import SDQAWS
+@testable import SDQAWSTransport
 @testable import SDQPlatform
 import SDQTestSupport
 import Testing

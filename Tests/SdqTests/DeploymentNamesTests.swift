@@ -1,4 +1,5 @@
 import Foundation
+import SDQAWSTransport
 import SDQPlatform
 import Testing
 import Yams

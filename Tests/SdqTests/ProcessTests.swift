@@ -1,5 +1,6 @@
 import Foundation
 import SDQAWS
+import SDQAWSTransport
 import SDQPlatform
 import SDQTestSupport
 import Sdq

@@ -1,5 +1,6 @@
 import Foundation
 import SDQAWS
+import SDQAWSTransport
 import SDQPlatform
 
 /// Where AWS-transport tests find an AWS emulator: `SDQ_TEST_AWS_ENDPOINT` (what `.ci/run` sets

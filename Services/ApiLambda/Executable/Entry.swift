@@ -2,6 +2,7 @@ import ApiLambda
 import Dispatch
 import Foundation
 import Logging
+import SDQAWSTransport
 import SDQLambdaRuntime
 import SDQPlatform
 import SDQTelemetry

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SDQAWS
+import SDQAWSTransport
 import SDQPlatform
 
 /// `sdq aws …`: AWS resources of a stack.

@@ -2,6 +2,8 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import SDQAWS
+import SDQMessages
+import SDQPlatform
 
 /// The AWS transport: SQS queues, SNS topics, an S3 bucket and a DynamoDB table, named after
 /// `SDQ_STACK`. Endpoints follow `AWS_ENDPOINT_URL[_<SERVICE>]`, so LocalStack and moto work

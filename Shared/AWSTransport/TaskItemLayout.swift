@@ -1,5 +1,7 @@
 import Foundation
 import SDQAWS
+import SDQMessages
+import SDQPlatform
 
 /// How a task record is laid out in its DynamoDB item, so that each lifecycle event is one
 /// conditional `UpdateItem` with no read before it.

@@ -1,5 +1,7 @@
 import Foundation
 import SDQAWS
+import SDQMessages
+import SDQPlatform
 
 /// An SQS queue. Visibility and waits are whole seconds on SQS: durations round up, and a
 /// positive wait of under a second long-polls for one second.

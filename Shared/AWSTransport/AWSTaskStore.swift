@@ -1,5 +1,7 @@
 import Foundation
 import SDQAWS
+import SDQMessages
+import SDQPlatform
 
 /// Task records in DynamoDB, laid out as ``TaskItemLayout`` describes: each lifecycle event is
 /// one conditional `UpdateItem` (status and guards in the condition, the new item returned), with
