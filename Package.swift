@@ -53,6 +53,14 @@ let package = Package(
             exclude: ["proto"],
             swiftSettings: swiftSettings
         ),
+        // The domain: what a task is (record, document, kinds) and its lifecycle state machine.
+        // No I/O and no transport: everything above it shares these types.
+        .target(
+            name: "SDQCore",
+            dependencies: ["SDQMessages", "SDQAWS"],
+            path: "Shared/Core",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SDQAWS",
             dependencies: [
@@ -77,7 +85,7 @@ let package = Package(
         .target(
             name: "SDQPlatform",
             dependencies: [
-                "SDQMessages", "SDQAWS",
+                "SDQCore", "SDQMessages", "SDQAWS",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

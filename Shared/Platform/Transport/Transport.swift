@@ -158,24 +158,6 @@ extension ObjectStore {
     public func createFromFile(key: String, file: URL, contentType: String) async throws(TransportError) -> Bool? { nil }
 }
 
-/// What ``TaskStore/create(_:)`` did.
-public enum CreateOutcome: Sendable, Equatable {
-    /// The record was new and is now stored.
-    case created(TaskRecord)
-    /// A record with the same idempotency key already existed; it is returned unchanged.
-    case existing(TaskRecord)
-}
-
-/// What a conditional update did.
-public enum UpdateOutcome: Sendable, Equatable {
-    /// The condition held; the new record is returned.
-    case applied(TaskRecord)
-    /// The record's status was not one of those allowed; the current record is returned unchanged.
-    case conflict(TaskRecord)
-    /// No such task.
-    case notFound
-}
-
 /// The task records (DynamoDB on AWS). Every state change is a conditional write, so duplicate
 /// deliveries and races between services cannot produce two terminal states.
 public protocol TaskStore: Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import SDQAWS
 
 /// The task status document: the body of `GET /v1/tasks/{id}`, `sdq status --json`, and the result
 /// manifest in the object store. Field names are fixed by docs/DESIGN.md.
