@@ -2,9 +2,9 @@
 //
 // sdq: asynchronous Stable Diffusion image generation on queues.
 // Layout and dependency direction follow docs/DESIGN.md (docs/architecture.md follows one task through the code):
-//   executables -> service libraries -> SDQPlatform -> SDQMessages, SDQAWS.
+//   executables -> service libraries -> SDQPlatform -> SDQTransport -> SDQCore -> SDQMessages, SDQAWS.
 // SDQStack (the embedded transport, opening either transport, the service runner) is linked by
-// executables that run either transport; api-lambda links neither it nor an HTTP server.
+// executables that run either transport; api-lambda links SDQAWSTransport alone, no HTTP server.
 // A service library never imports another service library; only the `sdq` command composes them.
 import PackageDescription
 
@@ -61,6 +61,21 @@ let package = Package(
             path: "Shared/Core",
             swiftSettings: swiftSettings
         ),
+        // The transport protocols (queues, topics, objects, task store), the typed message
+        // channels and their consumer, priority lanes and the stack's resource names: what a
+        // service sees of a transport, never a concrete one.
+        .target(
+            name: "SDQTransport",
+            dependencies: [
+                "SDQCore", "SDQMessages", "SDQAWS",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            path: "Shared/Transport",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SDQAWS",
             dependencies: [
@@ -85,7 +100,7 @@ let package = Package(
         .target(
             name: "SDQPlatform",
             dependencies: [
-                "SDQCore", "SDQMessages", "SDQAWS",
+                "SDQCore", "SDQTransport", "SDQMessages", "SDQAWS",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

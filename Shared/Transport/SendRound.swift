@@ -1,3 +1,5 @@
+import SDQCore
+
 /// Gathers the sends that the handlers of one received batch make, so that they leave in as few
 /// requests as the transport allows (one `SendMessageBatch` per queue on SQS instead of one
 /// `SendMessage` each).

@@ -1,4 +1,5 @@
 import Foundation
+import SDQCore
 
 /// An SNS subscription filter policy on message attributes (the attribute-based subset):
 /// every named attribute must match one of its conditions.

@@ -1,4 +1,5 @@
 import Logging
+import SDQCore
 import ServiceLifecycle
 
 /// What a message handler decided.

@@ -1,5 +1,6 @@
 import Foundation
 import SDQAWS
+import SDQCore
 import SDQMessages
 import SwiftProtobuf
 
@@ -102,19 +103,6 @@ public struct TopicChannel<M: ChannelMessage>: Sendable {
     public func publish(_ message: M) async throws(TransportError) {
         let sealed = ChannelEnvelope.seal(message)
         try await topic.publish(body: sealed.body, attributes: sealed.attributes)
-    }
-}
-
-extension StackContext {
-    /// Where tasks are submitted (the tasks topic, fanned out to the dispatch queue).
-    public var submissions: TopicChannel<Sdq_V1_GenerationTask> { TopicChannel(transport.topic(named: names.tasksTopic)) }
-    /// Where results go (the result-writer's queue).
-    public var results: QueueChannel<Sdq_V1_TaskResult> { QueueChannel(transport.queue(named: names.resultsQueue)) }
-    /// Where webhook events are queued for delivery.
-    public var webhookEvents: QueueChannel<Sdq_V1_WebhookEvent> { QueueChannel(transport.queue(named: names.webhooksQueue)) }
-    /// A pool's lane for dispatched tasks.
-    public func lane(pool: String, high: Bool) -> QueueChannel<Sdq_V1_GenerationTask> {
-        QueueChannel(transport.queue(named: high ? names.highPriorityQueue(pool) : names.poolQueue(pool)))
     }
 }
 

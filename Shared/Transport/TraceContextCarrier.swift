@@ -1,5 +1,6 @@
 import Foundation
 import SDQAWS
+import SDQCore
 import SDQMessages
 import Tracing
 

@@ -1,4 +1,5 @@
 import Foundation
+import SDQCore
 
 /// A message as a consumer receives it from a ``MessageQueue``.
 public struct QueueMessage: Sendable, Equatable {

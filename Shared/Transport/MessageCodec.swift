@@ -1,4 +1,5 @@
 import Foundation
+import SDQCore
 import SwiftProtobuf
 
 /// Names of the message attributes sdq sets. Routing and tracing read these without decoding the

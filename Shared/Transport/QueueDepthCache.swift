@@ -1,3 +1,4 @@
+import SDQCore
 import Synchronization
 
 /// Queue depths read at most once per `maxAge` per queue and shared by every request meanwhile:

@@ -1,4 +1,5 @@
 import Logging
+import SDQCore
 import SDQMessages
 import Tracing
 

@@ -1,3 +1,5 @@
+import SDQCore
+
 /// A pool's two queues seen as one: the high-priority lane and the normal lane.
 ///
 /// A receive takes from the high lane first (without waiting); then, for a wait longer than
@@ -126,14 +128,5 @@ public struct PriorityLanes: MessageQueue {
         if receipt.hasPrefix(Self.highTag) { return (high, String(receipt.dropFirst(Self.highTag.count))) }
         if receipt.hasPrefix(Self.normalTag) { return (normal, String(receipt.dropFirst(Self.normalTag.count))) }
         return (normal, receipt)
-    }
-}
-
-extension StackContext {
-    /// The queues a pool's workers consume, high-priority lane first.
-    public func workerQueue(pool: String, highLaneCheck: Duration = .seconds(1)) -> PriorityLanes {
-        PriorityLanes(
-            high: transport.queue(named: names.highPriorityQueue(pool)), normal: transport.queue(named: names.poolQueue(pool)),
-            highLaneCheck: highLaneCheck)
     }
 }

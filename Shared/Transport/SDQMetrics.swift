@@ -1,4 +1,5 @@
 import Metrics
+import SDQCore
 
 /// The metrics that run a fleet (swift-metrics; exported over OTLP when ``Telemetry`` is on, and
 /// free no-ops otherwise). Durations are timers (histograms in seconds); dimensions are low
