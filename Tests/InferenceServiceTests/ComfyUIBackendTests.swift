@@ -1,7 +1,10 @@
+import AsyncHTTPClient
 import Foundation
 @testable import InferenceService
 import SDQPlatform
 import SDQTestSupport
+import NIOCore
+import NIOHTTP1
 import ServiceLifecycle
 import Testing
 
@@ -64,7 +67,88 @@ import Testing
         }
         #expect(error?.code == "workflow_invalid")
         #expect(error?.retryable == false)
-        #expect(error?.message.hasPrefix("node 3 (NoSuchSampler)") == true)
+        // ComfyUI names an unknown class's node only in `error.details` (`Node ID '#3'`).
+        #expect(error?.message.hasPrefix("node 3: ") == true, "\(error?.message ?? "")")
+        #expect(error?.message.contains("NoSuchSampler") == true)
+    }
+
+    /// A workflow whose sampler runs `steps` steps.
+    static func workflow(steps: Int) throws -> JSONValue {
+        var workflow = try #require(try sampleWorkflow().objectValue)
+        workflow["3"] = .object(["class_type": .string("KSampler"), "inputs": .object([
+            "seed": .number(1), "steps": .number(Double(steps)), "cfg": .number(7), "sampler_name": .string("euler"),
+            "positive": .array([.string("6"), .number(0)]), "negative": .array([.string("7"), .number(0)]),
+            "model": .array([.string("4"), .number(0)]), "latent_image": .array([.string("5"), .number(0)]),
+        ])])
+        return .object(workflow)
+    }
+
+    /// Another client's prompt, queued straight on the emulator; returns its id.
+    static func queueForeignPrompt(_ base: String, steps: Int) async throws -> String {
+        let body = JSONValue.object(["prompt": try workflow(steps: steps), "client_id": "someone-else"]).serialized()
+        let (status, answer) = try await httpJSON(.POST, base + "/prompt", body: body)
+        #expect(status == 200)
+        return try #require(answer["prompt_id"]?.stringValue)
+    }
+
+    static func httpJSON(_ method: HTTPMethod, _ url: String, body: Data? = nil) async throws -> (Int, JSONValue) {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+        return (Int(response.status.code), (try? JSONValue.parse(data)) ?? .null)
+    }
+
+    /// Cancelling a task whose prompt still waits behind another client's removes it from ComfyUI's
+    /// queue and leaves the other prompt running to its end (no global interrupt).
+    @Test(.timeLimit(.minutes(1))) func aCancelRemovesItsWaitingPromptAndSparesAnotherClientsRunningOne() async throws {
+        try await withEmulatorServer(stepDelay: .milliseconds(20), models: ["sd_xl_turbo_1.0.safetensors"]) { base in
+            let backend = ComfyUIBackend(baseURL: base, pollInterval: .milliseconds(20))
+            let foreign = try await Self.queueForeignPrompt(base, steps: 60)  // about 1.2 s
+            let job = Self.job(try Self.workflow(steps: 5))
+            let started = ContinuousClock.now
+            let error = await Self.failure { () async throws(RuntimeError) in
+                try await backend.run(job) { _ in ContinuousClock.now - started < .milliseconds(200) }
+            }
+            #expect(error?.code == "cancelled")
+            let (_, queue) = try await Self.httpJSON(.GET, base + "/queue")
+            #expect(queue["queue_pending"]?.arrayValue?.isEmpty == true, "still waiting: \(queue)")
+            #expect(queue["queue_running"]?[0]?[1]?.stringValue == foreign)
+            var entry: JSONValue?
+            for _ in 0..<300 where entry == nil {
+                try await Task.sleep(for: .milliseconds(20))
+                entry = try await Self.httpJSON(.GET, base + "/history/\(foreign)").1[foreign]
+            }
+            #expect(entry?["status"]?["status_str"]?.stringValue == "success", "the other client's prompt: \(entry ?? .null)")
+        }
+    }
+
+    /// A prompt ComfyUI forgets (its queue cleared, or a restart) ends the run within the bound,
+    /// retryable, instead of leaving the task running for ever.
+    @Test(.timeLimit(.minutes(1))) func aPromptComfyUIForgetsEndsTheRunWithinTheBound() async throws {
+        try await withEmulatorServer(stepDelay: .milliseconds(20), models: ["sd_xl_turbo_1.0.safetensors"]) { base in
+            let backend = ComfyUIBackend(baseURL: base, pollInterval: .milliseconds(20), lostPromptCheck: .milliseconds(200))
+            _ = try await Self.queueForeignPrompt(base, steps: 150)  // about 3 s
+            let job = Self.job(try Self.workflow(steps: 5))
+            async let outcome = Self.failure { () async throws(RuntimeError) in try await backend.run(job) { _ in true } }
+            try await Task.sleep(for: .milliseconds(300))
+            let cleared = ContinuousClock.now
+            let (status, _) = try await Self.httpJSON(.POST, base + "/queue", body: JSONValue.object(["clear": true]).serialized())
+            #expect(status == 200)
+            let error = await outcome
+            #expect(error?.code == "runtime_lost_prompt")
+            #expect(error?.retryable == true)
+            #expect(ContinuousClock.now - cleared < .seconds(2), "the foreign prompt would have ended by then")
+        }
+    }
+
+    @Test func nodeErrorsOnAnAcceptedPromptFailTheTask() {
+        let answer = Data(#"{"prompt_id":"p1","number":3,"node_errors":{"8":{"class_type":"VAEDecode","errors":[{"message":"Required input is missing","details":"vae"}]}}}"#.utf8)
+        let error = ComfyUIBackend.promptError(status: 200, body: answer)
+        #expect(error.code == "workflow_invalid")
+        #expect(error.message.hasPrefix("node 8 (VAEDecode): Required input is missing"))
+        #expect(!error.retryable)
     }
 
     @Test func aCancelInterruptsThePrompt() async throws {

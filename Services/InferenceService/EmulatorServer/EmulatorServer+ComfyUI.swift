@@ -5,12 +5,15 @@ import InferenceService
 import NIOCore
 import SDQPlatform
 
-/// The ComfyUI side of the emulator: `POST /prompt` (validated like ComfyUI: unknown node classes
-/// and dangling links come back as `node_errors`), `GET /history/{prompt_id}`, `GET /view`,
-/// `POST /interrupt`, `GET /system_stats`, and the `/ws?clientId=` websocket, which streams
-/// `progress` (`{value, max, prompt_id, node}`) and `executing` (`node: null` when a prompt is done)
-/// messages for that client's prompts. Prompts run one at a time on the same emulated GPU as the
-/// A1111 routes, in the order queued.
+/// The ComfyUI side of the emulator, following ComfyUI's `server.py`: `POST /prompt` (validated
+/// like ComfyUI: an unknown node class is an `invalid_prompt` error naming the node only in
+/// `error.details`, other invalid nodes come back as `node_errors`), `GET /history/{prompt_id}`,
+/// `GET /queue` (`queue_running`, `queue_pending`), `POST /queue` (`delete` pending prompts by id,
+/// `clear` them all), `POST /interrupt` (with a `prompt_id`, only when that prompt is the one
+/// running; without, whatever runs), `GET /view`, `GET /system_stats`, and the `/ws?clientId=`
+/// websocket, which streams `progress` (`{value, max, prompt_id, node}`) and `executing`
+/// (`node: null` when a prompt is done) messages for that client's prompts. Prompts run one at a
+/// time on the same emulated GPU as the A1111 routes, in the order queued.
 actor ComfyState {
     struct Prompt: Sendable {
         var id: String
@@ -18,6 +21,7 @@ actor ComfyState {
         var outputNode: String
         var clientID: String
         var samplerNode: String
+        var number = 0
     }
 
     private var listeners: [String: [Int: AsyncStream<String>.Continuation]] = [:]
@@ -43,27 +47,55 @@ actor ComfyState {
 
     private var history: [String: JSONValue] = [:]
     private var files: [String: Data] = [:]
-    private var running: String?
+    private var running: Prompt?
     private var interrupted = false
     private var number = 0
-    let queue: AsyncStream<Prompt>
-    private let input: AsyncStream<Prompt>.Continuation
+    /// Prompts waiting, in order; the stream only wakes the executor, which takes the first that is
+    /// still here (a deleted or cleared prompt is skipped).
+    private var pending: [Prompt] = []
+    let queue: AsyncStream<Void>
+    private let input: AsyncStream<Void>.Continuation
 
-    init() { (queue, input) = AsyncStream.makeStream(of: Prompt.self) }
+    init() { (queue, input) = AsyncStream.makeStream(of: Void.self) }
 
     func enqueue(_ prompt: Prompt) -> Int {
         number += 1
-        input.yield(prompt)
+        var prompt = prompt
+        prompt.number = number
+        pending.append(prompt)
+        input.yield()
         return number
+    }
+
+    /// The next waiting prompt, now running; nil when the queue was emptied meanwhile.
+    func take() -> Prompt? {
+        guard !pending.isEmpty else { return nil }
+        let prompt = pending.removeFirst()
+        running = prompt
+        interrupted = false
+        return prompt
+    }
+
+    /// `POST /queue`: drops waiting prompts (never the running one), by id or all.
+    func delete(_ ids: [String], clear: Bool) {
+        pending.removeAll { clear || ids.contains($0.id) }
+    }
+
+    /// `GET /queue` as ComfyUI writes it: `[number, prompt_id, prompt, extra_data, outputs]`.
+    func queueDocument() -> JSONValue {
+        func item(_ prompt: Prompt) -> JSONValue {
+            [.number(Double(prompt.number)), .string(prompt.id), [:], ["client_id": .string(prompt.clientID)], [.string(prompt.outputNode)]]
+        }
+        return ["queue_running": .array(running.map { [item($0)] } ?? []), "queue_pending": .array(pending.map(item))]
     }
 
     func entry(_ id: String) -> JSONValue? { history[id] }
     func file(_ name: String) -> Data? { files[name] }
-    func interrupt() { if running != nil { interrupted = true } }
 
-    func begin(_ id: String) {
-        running = id
-        interrupted = false
+    /// Interrupts the running prompt: any, or only `promptID` when given.
+    func interrupt(promptID: String?) {
+        guard let running, promptID == nil || promptID == running.id else { return }
+        interrupted = true
     }
 
     /// Streams the step to the prompt's client; false once the running prompt was interrupted.
@@ -77,7 +109,7 @@ actor ComfyState {
     }
 
     func finish(_ prompt: Prompt, images: [RuntimeImage]?, error: RuntimeError?) {
-        running = nil
+        if running?.id == prompt.id { running = nil }
         send(prompt.clientID, type: "executing", data: ["node": .null, "prompt_id": .string(prompt.id)])
         var outputs: [String: JSONValue] = [:]
         var messages: [JSONValue] = [.array([.string("execution_start"), .object(["prompt_id": .string(prompt.id)])])]
@@ -122,6 +154,14 @@ extension EmulatorServer {
                                      "node_errors": .object([:])]), status: .badRequest)
             }
             switch ComfyWorkflow.parse(nodes) {
+            case .failure(let error) where error.unknownClass:
+                return json(.object([
+                    "error": .object([
+                        "type": .string("invalid_prompt"), "message": .string(error.message),
+                        "details": .string("Node ID '#\(error.node)'"), "extra_info": .object([:]),
+                    ]),
+                    "node_errors": .object([:]),
+                ]), status: .badRequest)
             case .failure(let error):
                 var nodeErrors: [String: JSONValue] = [:]
                 if !error.node.isEmpty {
@@ -156,9 +196,19 @@ extension EmulatorServer {
             }
             return Response(status: .ok, headers: [.contentType: "image/png"], body: ResponseBody(byteBuffer: ByteBuffer(data: data)))
         }
-        router.post("/interrupt") { _, _ in
-            await state.interrupt()
-            return json(.object([:]))
+        router.get("/queue") { _, _ in json(await state.queueDocument()) }
+        router.post("/queue") { request, _ in
+            var request = request
+            let body = try? JSONValue.parse(Data(try await request.collectBody(upTo: 1 << 20).readableBytesView))
+            let ids = (body?["delete"]?.arrayValue ?? []).compactMap(\.stringValue)
+            await state.delete(ids, clear: body?["clear"] == .bool(true))
+            return Response(status: .ok)
+        }
+        router.post("/interrupt") { request, _ in
+            var request = request
+            let body = try? JSONValue.parse(Data(try await request.collectBody(upTo: 1 << 20).readableBytesView))
+            await state.interrupt(promptID: body?["prompt_id"]?.stringValue)
+            return Response(status: .ok)
         }
     }
 
@@ -185,9 +235,12 @@ extension EmulatorServer {
 
     /// Runs queued prompts one at a time on the emulated GPU until cancelled.
     static func executeComfyPrompts(_ state: ComfyState, runtime: EmulatorRuntime, gpu: AsyncSemaphore, defaultModel: String) async {
-        for await prompt in state.queue {
+        for await _ in state.queue {
             guard await gpu.wait() else { return }
-            await state.begin(prompt.id)
+            guard let prompt = await state.take() else {
+                gpu.signal()
+                continue
+            }
             do throws(RuntimeError) {
                 let images = try await runtime.run(prompt.workflow.job(model: defaultModel)) { await state.progress(prompt, $0) }
                 await state.finish(prompt, images: images, error: nil)

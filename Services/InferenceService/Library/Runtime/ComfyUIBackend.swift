@@ -9,8 +9,17 @@ import Synchronization
 
 /// Drives a ComfyUI server over HTTP on localhost: `POST /prompt` (the task's API-format
 /// workflow, with a client id), then `GET /history/{prompt_id}` until the prompt completes, then
-/// `GET /view` for each output image. `node_errors` in the answer to `/prompt` fail the task for
-/// good, naming the node; a cancel or a passed deadline posts `/interrupt`.
+/// `GET /view` for each output image. `node_errors` in the answer to `/prompt` — on a 400, or on a
+/// 200 where ComfyUI queued what was valid — fail the task for good, naming the node (from
+/// `node_errors`, or from `error.details` where ComfyUI puts an unknown node class).
+///
+/// A cancel or a passed deadline touches only this task's prompt: it is deleted from ComfyUI's
+/// queue if it still waits there (`POST /queue {"delete": [id]}`), and interrupted with its
+/// `prompt_id` only when `GET /queue` shows it running (a ComfyUI that predates targeted
+/// interrupts ignores the id and would stop whatever runs). A prompt found in neither ComfyUI's
+/// queue nor its history (ComfyUI restarted, or someone cleared the queue) ends the run within
+/// ``lostPromptCheck`` as `runtime_lost_prompt`, retryable; so does a ComfyUI that stops answering
+/// for ``unreachableLimit``.
 ///
 /// Progress comes from ComfyUI's `/ws?clientId=` websocket (`progress` messages for this prompt,
 /// `value / max`); completion is decided by `/history`, so a lost websocket only costs progress.
@@ -22,12 +31,21 @@ public struct ComfyUIBackend: RuntimeBackend {
     public var pollInterval: Duration
     /// Identifies this worker's prompts to ComfyUI (`client_id`).
     public let clientID: String
+    /// How often a prompt without a history entry is looked for in ComfyUI's queue.
+    public var lostPromptCheck: Duration
+    /// How long ComfyUI may fail to answer while a prompt runs before the run is given up.
+    public var unreachableLimit: Duration
 
-    public init(baseURL: String, client: HTTPClient = .shared, pollInterval: Duration = .milliseconds(100), clientID: String = UUID().uuidString) {
+    public init(
+        baseURL: String, client: HTTPClient = .shared, pollInterval: Duration = .milliseconds(100), clientID: String = UUID().uuidString,
+        lostPromptCheck: Duration = .seconds(2), unreachableLimit: Duration = .seconds(30)
+    ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.client = client
         self.pollInterval = pollInterval
         self.clientID = clientID
+        self.lostPromptCheck = lostPromptCheck
+        self.unreachableLimit = unreachableLimit
     }
 
     /// Polls `GET /system_stats` until it answers 200 (or the task is cancelled).
@@ -47,8 +65,14 @@ public struct ComfyUIBackend: RuntimeBackend {
         }
         let body = JSONValue.object(["prompt": workflow, "client_id": .string(clientID)]).serialized()
         let answer = try await request(.POST, "/prompt", body: body).get()
-        guard let promptID = (try? JSONValue.parse(answer))?["prompt_id"]?.stringValue else {
+        let accepted = try? JSONValue.parse(answer)
+        guard let promptID = accepted?["prompt_id"]?.stringValue else {
             throw RuntimeError(code: "runtime_error", message: "ComfyUI answered /prompt without a prompt_id", retryable: true)
+        }
+        // A 200 with node errors: ComfyUI queued the outputs that validated; the task is invalid.
+        if let nodes = accepted?["node_errors"]?.objectValue, !nodes.isEmpty {
+            await cancel(promptID)
+            throw Self.promptError(status: 200, body: answer)
         }
         let latest = LatestProgress()
         let wsURL = "ws" + baseURL.dropFirst(4) + "/ws?clientId=\(clientID)"
@@ -81,28 +105,77 @@ public struct ComfyUIBackend: RuntimeBackend {
         }
     }
 
-    /// Polls `/history/{promptID}` until the prompt completes or fails; interrupts it when
-    /// `shouldContinue` says stop.
+    /// Polls `/history/{promptID}` until the prompt completes or fails; cancels it when
+    /// `shouldContinue` says stop; gives up (retryable) when ComfyUI lost the prompt or stopped
+    /// answering.
     private func poll(_ promptID: String, shouldContinue: @Sendable () async -> Bool) async throws(RuntimeError) -> JSONValue {
-        var entry: JSONValue?
-        while entry == nil {
+        var lastQueueCheck = ContinuousClock.now
+        var failingSince: ContinuousClock.Instant?
+        while true {
             do { try await Task.sleep(for: pollInterval) } catch {
-                await interrupt()
+                await cancel(promptID)
                 throw RuntimeError(code: "cancelled", message: "the job was cancelled", retryable: true)
             }
             guard await shouldContinue() else {
-                await interrupt()
+                await cancel(promptID)
                 throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false)
             }
-            if case .success(let history) = await request(.GET, "/history/\(promptID)", timeout: .seconds(10)),
-                let found = (try? JSONValue.parse(history))?[promptID], found["status"]?["completed"] == .bool(true)
-                    || found["status"]?["status_str"]?.stringValue == "error"
-            {
-                entry = found
+            switch await request(.GET, "/history/\(promptID)", timeout: .seconds(10)) {
+            case .success(let history):
+                failingSince = nil
+                if let entry = Self.ended(history, promptID) { return entry }
+                guard ContinuousClock.now - lastQueueCheck >= lostPromptCheck else { continue }
+                lastQueueCheck = .now
+                guard case .success(let queue) = await request(.GET, "/queue", timeout: .seconds(10)),
+                    !Self.queued(queue, promptID, runningOnly: false)
+                else { continue }
+                // It may have ended between the two reads: history once more before giving up.
+                if case .success(let again) = await request(.GET, "/history/\(promptID)", timeout: .seconds(10)),
+                    let entry = Self.ended(again, promptID)
+                {
+                    return entry
+                }
+                throw RuntimeError(
+                    code: "runtime_lost_prompt",
+                    message: "ComfyUI has prompt \(promptID) in neither its queue nor its history (restarted, or its queue was cleared)",
+                    retryable: true)
+            case .failure(let error):
+                let since = failingSince ?? .now
+                failingSince = since
+                if ContinuousClock.now - since >= unreachableLimit {
+                    throw RuntimeError(
+                        code: "runtime_unavailable", message: "ComfyUI did not answer for \(unreachableLimit): \(error.message)", retryable: true)
+                }
             }
         }
-        guard let entry else { throw RuntimeError(code: "runtime_error", message: "no history", retryable: true) }
+    }
+
+    /// The history entry of `promptID` when it has ended (completed or failed).
+    static func ended(_ history: Data, _ promptID: String) -> JSONValue? {
+        guard let entry = (try? JSONValue.parse(history))?[promptID],
+            entry["status"]?["completed"] == .bool(true) || entry["status"]?["status_str"]?.stringValue == "error"
+        else { return nil }
         return entry
+    }
+
+    /// Whether `GET /queue` lists `promptID` as running (or, unless `runningOnly`, waiting).
+    static func queued(_ queue: Data, _ promptID: String, runningOnly: Bool) -> Bool {
+        let document = try? JSONValue.parse(queue)
+        let lists = runningOnly ? ["queue_running"] : ["queue_running", "queue_pending"]
+        return lists.contains { list in
+            (document?[list]?.arrayValue ?? []).contains { $0[1]?.stringValue == promptID }
+        }
+    }
+
+    /// Stops this prompt and no other: deleted from ComfyUI's queue if it waits there, interrupted
+    /// by id only if it is the one running.
+    private func cancel(_ promptID: String) async {
+        let delete = JSONValue.object(["delete": .array([.string(promptID)])]).serialized()
+        _ = await request(.POST, "/queue", body: delete, timeout: .seconds(5))
+        if case .success(let queue) = await request(.GET, "/queue", timeout: .seconds(5)), Self.queued(queue, promptID, runningOnly: true) {
+            let body = JSONValue.object(["prompt_id": .string(promptID)]).serialized()
+            _ = await request(.POST, "/interrupt", body: body, timeout: .seconds(5))
+        }
     }
 
     /// Downloads the output images a completed prompt lists.
@@ -138,7 +211,12 @@ public struct ComfyUIBackend: RuntimeBackend {
                 code: "workflow_invalid", message: "node \(id) (\(type)): \(message)\(details.isEmpty ? "" : ": \(details)")", retryable: false)
         }
         if status == 400 {
-            let message = answer?["error"]?["message"]?.stringValue ?? String(decoding: body.prefix(300), as: UTF8.self)
+            var message = answer?["error"]?["message"]?.stringValue ?? String(decoding: body.prefix(300), as: UTF8.self)
+            // An unknown node class: ComfyUI names the node only here, as `Node ID '#<id>'`.
+            if let details = answer?["error"]?["details"]?.stringValue, let start = details.range(of: "#") {
+                let node = details[start.upperBound...].prefix { $0 != "'" && $0 != " " }
+                if !node.isEmpty { message = "node \(node): \(message)" }
+            }
             return RuntimeError(code: "workflow_invalid", message: message, retryable: false)
         }
         return SDWebUIBackend.classify(status: status, body: body)
@@ -168,8 +246,6 @@ public struct ComfyUIBackend: RuntimeBackend {
     private static func encode(_ text: String) -> String {
         text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=+"))) ?? text
     }
-
-    private func interrupt() async { _ = await request(.POST, "/interrupt", body: Data("{}".utf8), timeout: .seconds(5)) }
 
     private func request(_ method: HTTPMethod, _ path: String, body: Data? = nil, timeout: TimeAmount = .minutes(5)) async
         -> Result<Data, RuntimeError>

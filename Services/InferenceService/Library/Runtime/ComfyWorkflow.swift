@@ -18,6 +18,9 @@ package struct ComfyWorkflow: Sendable {
         package var node: String
         package var classType: String
         package var message: String
+        /// The node names a class ComfyUI does not have: ComfyUI reports it outside `node_errors`
+        /// (in `error.details`, as `Node ID '#<id>'`).
+        package var unknownClass = false
     }
 
     package var width = 512
@@ -40,7 +43,7 @@ package struct ComfyWorkflow: Sendable {
                 return .failure(NodeError(node: id, classType: "", message: "node \(id) has no class_type"))
             }
             guard knownClasses.contains(type) else {
-                return .failure(NodeError(node: id, classType: type, message: "node \(id): class_type \(type) does not exist"))
+                return .failure(NodeError(node: id, classType: type, message: "Cannot execute because node \(type) does not exist.", unknownClass: true))
             }
             if case .object(let inputs)? = node["inputs"] {
                 for (name, value) in inputs {
