@@ -143,6 +143,24 @@ import Testing
         }
     }
 
+    /// The end of a prompt comes over the websocket: with a history poll of 30 s, a 25 ms prompt
+    /// returns long before the first poll would (the poll is only the fallback). The bound is half
+    /// the poll interval, so a loaded machine cannot make this fail, and a missed websocket always
+    /// does.
+    @Test(.timeLimit(.minutes(2))) func theWebSocketEndsTheWaitNotThePoll() async throws {
+        try await withEmulatorServer(stepDelay: .milliseconds(5), models: ["sd_xl_turbo_1.0.safetensors"]) { base in
+            let backend = ComfyUIBackend(baseURL: base, pollInterval: .seconds(30))
+            let job = Self.job(try Self.workflow(steps: 5))
+            for _ in 0..<2 {
+                let started = ContinuousClock.now
+                let images = try await backend.run(job) { _ in true }
+                let elapsed = ContinuousClock.now - started
+                #expect(images.count == 1)
+                #expect(elapsed < .seconds(15), "took \(elapsed): the 30 s poll, not the websocket, ended the wait")
+            }
+        }
+    }
+
     @Test func nodeErrorsOnAnAcceptedPromptFailTheTask() {
         let answer = Data(#"{"prompt_id":"p1","number":3,"node_errors":{"8":{"class_type":"VAEDecode","errors":[{"message":"Required input is missing","details":"vae"}]}}}"#.utf8)
         let error = ComfyUIBackend.promptError(status: 200, body: answer)

@@ -35,6 +35,14 @@ actor ComfyState {
         return (nextListener, stream)
     }
 
+    /// The `status` message a newly registered socket gets first.
+    func greet(_ clientID: String) {
+        send(clientID, type: "status", data: [
+            "status": .object(["exec_info": .object(["queue_remaining": .int(pending.count + (running == nil ? 0 : 1))])]),
+            "sid": .string(clientID),
+        ])
+    }
+
     func unsubscribe(_ clientID: String, _ token: Int) {
         listeners[clientID]?.removeValue(forKey: token)?.finish()
     }
@@ -218,6 +226,8 @@ extension EmulatorServer {
         router.ws("/ws") { inbound, outbound, context in
             let client = context.request.uri.queryParameters.get("clientId") ?? ""
             let (token, messages) = await state.subscribe(client)
+            // As ComfyUI does once the socket is registered: the queue's status, with the sid.
+            await state.greet(client)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for try await _ in inbound {}  // until the client closes

@@ -21,8 +21,13 @@ import Synchronization
 /// ``lostPromptCheck`` as `runtime_lost_prompt`, retryable; so does a ComfyUI that stops answering
 /// for ``unreachableLimit``.
 ///
-/// Progress comes from ComfyUI's `/ws?clientId=` websocket (`progress` messages for this prompt,
-/// `value / max`); completion is decided by `/history`, so a lost websocket only costs progress.
+/// ComfyUI's `/ws?clientId=` websocket is opened before the prompt is queued. Its `progress`
+/// messages (`value / max`) are the task's progress; its end-of-prompt messages (`executing` with
+/// `node: null`, `execution_success`, `execution_error`, `execution_interrupted`) wake the history
+/// read at once, so the GPU does not idle until the next poll. The outcome is still read from
+/// `/history` (ComfyUI may send the end message a moment before it writes the history entry:
+/// then the read is repeated every few milliseconds), and without a websocket the poll every
+/// ``pollInterval`` finds it.
 public struct ComfyUIBackend: RuntimeBackend {
     public let name = "comfyui"
     public let baseURL: String
@@ -64,23 +69,26 @@ public struct ComfyUIBackend: RuntimeBackend {
             throw RuntimeError(code: "workflow_invalid", message: "the workflow is not a JSON object", retryable: false)
         }
         let body = JSONValue.object(["prompt": workflow, "client_id": .string(clientID)]).serialized()
-        let answer = try await request(.POST, "/prompt", body: body).get()
-        let accepted = try? JSONValue.parse(answer)
-        guard let promptID = accepted?["prompt_id"]?.stringValue else {
-            throw RuntimeError(code: "runtime_error", message: "ComfyUI answered /prompt without a prompt_id", retryable: true)
-        }
-        // A 200 with node errors: ComfyUI queued the outputs that validated; the task is invalid.
-        if let nodes = accepted?["node_errors"]?.objectValue, !nodes.isEmpty {
-            await cancel(promptID)
-            throw Self.promptError(status: 200, body: answer)
-        }
-        let latest = LatestProgress()
+        let watch = PromptWatch()
         let wsURL = "ws" + baseURL.dropFirst(4) + "/ws?clientId=\(clientID)"
         let polled: Result<JSONValue, RuntimeError> = await withTaskGroup(of: Void.self) { group in
-            group.addTask { await Self.listen(wsURL, promptID: promptID, into: latest) }
+            group.addTask { await Self.listen(wsURL, into: watch) }
             defer { group.cancelAll() }
             do throws(RuntimeError) {
-                return .success(try await poll(promptID) { await progress(latest.value) })
+                // The websocket first (briefly): a short prompt's end message must not be missed.
+                await watch.connected.wait(timeout: .seconds(1))
+                let answer = try await request(.POST, "/prompt", body: body).get()
+                let accepted = try? JSONValue.parse(answer)
+                guard let promptID = accepted?["prompt_id"]?.stringValue else {
+                    throw RuntimeError(code: "runtime_error", message: "ComfyUI answered /prompt without a prompt_id", retryable: true)
+                }
+                // A 200 with node errors: ComfyUI queued the outputs that validated; the task is invalid.
+                if let nodes = accepted?["node_errors"]?.objectValue, !nodes.isEmpty {
+                    await cancel(promptID)
+                    throw Self.promptError(status: 200, body: answer)
+                }
+                watch.follow(promptID)
+                return .success(try await poll(promptID, watch: watch) { await progress(watch.progress) })
             } catch {
                 return .failure(error)
             }
@@ -90,29 +98,35 @@ public struct ComfyUIBackend: RuntimeBackend {
         return try await fetchOutputs(entry, job: job)
     }
 
-    /// Reads `progress` messages of `promptID` into `latest` until cancelled or disconnected.
-    static func listen(_ url: String, promptID: String, into latest: LatestProgress) async {
+    /// Feeds the websocket's messages into `watch` until cancelled or disconnected.
+    static func listen(_ url: String, into watch: PromptWatch) async {
         var logger = Logger(label: "sdq.comfyui.ws")
         logger.logLevel = .critical
         _ = try? await WebSocketClient.connect(url: url, logger: logger) { inbound, _, _ in
             for try await message in inbound.messages(maxSize: 1 << 20) {
-                guard case .text(let text) = message, let event = try? JSONValue.parse(Data(text.utf8)),
-                    event["type"]?.stringValue == "progress", event["data"]?["prompt_id"]?.stringValue == promptID,
-                    let value = event["data"]?["value"]?.numberValue, let maximum = event["data"]?["max"]?.numberValue, maximum > 0
-                else { continue }
-                latest.value = min(1, max(0, value / maximum))
+                // ComfyUI greets a registered socket with a `status` message: from then on this
+                // client's prompt messages reach it.
+                watch.connected.signal()
+                guard case .text(let text) = message, let event = try? JSONValue.parse(Data(text.utf8)) else { continue }
+                watch.observe(event)
             }
         }
+        watch.connected.signal()  // not connected: nobody waits for it
     }
 
     /// Polls `/history/{promptID}` until the prompt completes or fails; cancels it when
     /// `shouldContinue` says stop; gives up (retryable) when ComfyUI lost the prompt or stopped
     /// answering.
-    private func poll(_ promptID: String, shouldContinue: @Sendable () async -> Bool) async throws(RuntimeError) -> JSONValue {
+    private func poll(_ promptID: String, watch: PromptWatch, shouldContinue: @Sendable () async -> Bool) async throws(RuntimeError)
+        -> JSONValue
+    {
         var lastQueueCheck = ContinuousClock.now
         var failingSince: ContinuousClock.Instant?
         while true {
-            do { try await Task.sleep(for: pollInterval) } catch {
+            // Woken by the websocket's end message; once it came, the history entry is due any
+            // moment, so it is read again every 2 ms.
+            await watch.ended.wait(timeout: watch.hasEnded ? .milliseconds(2) : pollInterval)
+            if Task.isCancelled {
                 await cancel(promptID)
                 throw RuntimeError(code: "cancelled", message: "the job was cancelled", retryable: true)
             }
@@ -267,11 +281,95 @@ public struct ComfyUIBackend: RuntimeBackend {
     }
 }
 
-/// The latest progress a websocket reported, read by the poll loop.
-final class LatestProgress: Sendable {
-    private let state = Mutex(0.0)
-    var value: Double {
-        get { state.withLock { $0 } }
-        set { state.withLock { $0 = newValue } }
+/// What ComfyUI's websocket said about one prompt: its progress, and whether it has ended.
+final class PromptWatch: Sendable {
+    private struct State {
+        var promptID: String?
+        var progress = 0.0
+        /// Prompts whose end message arrived (it may come before ``follow(_:)`` names the prompt).
+        var endedPrompts: Set<String> = []
+    }
+    private let state = Mutex(State())
+    /// Signalled when the websocket is open (or could not be opened).
+    let connected = Wakeup()
+    /// Signalled when the followed prompt's end message arrives.
+    let ended = Wakeup()
+
+    var progress: Double { state.withLock { $0.progress } }
+    var hasEnded: Bool { state.withLock { state in state.promptID.map { state.endedPrompts.contains($0) } ?? false } }
+
+    /// From now on the messages of `promptID` count.
+    func follow(_ promptID: String) {
+        let done = state.withLock { state in
+            state.promptID = promptID
+            return state.endedPrompts.contains(promptID)
+        }
+        if done { ended.signal() }
+    }
+
+    /// One websocket message: `progress`, or one of the messages that end a prompt.
+    func observe(_ event: JSONValue) {
+        guard let type = event["type"]?.stringValue, let id = event["data"]?["prompt_id"]?.stringValue else { return }
+        let isEnd: Bool
+        switch type {
+        case "executing": isEnd = event["data"]?["node"] == .null
+        case "execution_success", "execution_error", "execution_interrupted": isEnd = true
+        case "progress":
+            if let value = event["data"]?["value"]?.numberValue, let maximum = event["data"]?["max"]?.numberValue, maximum > 0 {
+                state.withLock { state in if state.promptID == id { state.progress = min(1, max(0, value / maximum)) } }
+            }
+            return
+        default: return
+        }
+        guard isEnd else { return }
+        let followed = state.withLock { state in
+            state.endedPrompts.insert(id)
+            return state.promptID == id
+        }
+        if followed { ended.signal() }
+    }
+}
+
+/// A one-shot-at-a-time wake-up: ``wait(timeout:)`` returns when ``signal()`` was called since
+/// the last wait (or is called during it), or when the timeout passes, or when the task is
+/// cancelled.
+final class Wakeup: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+    private let state = Mutex(State())
+
+    func signal() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter else {
+                state.pending = true
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    func wait(timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            // The timer (ended early by cancellation) wakes the waiter if nothing else does.
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                self.signal()
+            }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.pending { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+            group.cancelAll()
+            await group.waitForAll()
+            state.withLock { $0.pending = false }  // the wake-up is spent, the timer's included
+        }
     }
 }
