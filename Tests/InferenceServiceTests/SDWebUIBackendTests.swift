@@ -59,6 +59,40 @@ import Testing
         #expect(loaded == "other")
     }
 
+    /// The loaded checkpoint is remembered: the first task reads it (and switches, and verifies
+    /// the switch), later tasks for the same model make no round trip before generating.
+    @Test func theLoadedCheckpointIsNotAskedForBeforeEveryGeneration() async throws {
+        try await withEmulatorServer(models: ["emulator-v1", "other"]) { base in
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+            func reads() async throws -> Int64 {
+                let response = try await client.execute(HTTPClientRequest(url: base + "/internal/stats"), timeout: .seconds(5))
+                let body = try await response.body.collect(upTo: 1 << 16)
+                return try #require(try JSONValue.parse(Data(body.readableBytesView))["options_reads"]?.integerValue)
+            }
+            let backend = SDWebUIBackend(baseURL: base, client: client, progressInterval: .milliseconds(30))
+            let job = RuntimeJob(prompt: "cached", seed: 1, width: 64, height: 64, steps: 1, model: "other")
+            _ = try await backend.run(job) { _ in true }
+            let afterFirst = try await reads()
+            #expect(afterFirst == 2, "read, switch, verify")
+            #expect(backend.loaded.value == "other")
+            for _ in 0..<3 { _ = try await backend.run(job) { _ in true } }
+            #expect(try await reads() == afterFirst, "no options read before a generation for the loaded model")
+            try await client.shutdown()
+        }
+    }
+
+    /// After a failed generation the runtime may have restarted: the remembered checkpoint is
+    /// dropped, so the next task reads it again.
+    @Test func aFailedGenerationForgetsTheLoadedCheckpoint() async throws {
+        try await Self.withEmulator(faults: EmulatorFaults(errorRate: 1)) { backend in
+            backend.loaded.value = "emulator-v1"
+            let job = RuntimeJob(prompt: "x", seed: 1, width: 64, height: 64, steps: 1, model: "emulator-v1")
+            let failure = await Self.runtimeError { () async throws(RuntimeError) in try await backend.run(job) { _ in true } }
+            #expect(failure?.retryable == true)
+            #expect(backend.loaded.value == nil)
+        }
+    }
+
     @Test func injectedServerErrorsAreRetryableAndBadRequestsAreNot() async throws {
         let failure = try await Self.withEmulator(faults: EmulatorFaults(errorRate: 1)) { backend in
             await Self.runtimeError {

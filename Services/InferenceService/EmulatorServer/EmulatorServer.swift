@@ -51,6 +51,8 @@ public struct EmulatorServer: Service {
         let logger = self.logger
 
         router.get("/internal/ping") { _, _ in Self.json(.object([:])) }
+        // What the runtime was asked, for tests that count round trips (`options_reads`).
+        router.get("/internal/stats") { _, _ in Self.json(.object(["options_reads": .int(await state.optionsReads)])) }
         router.get("/sdapi/v1/sd-models") { _, _ in
             Self.json(.array(models.map { name in
                 .object(["title": .string(name), "model_name": .string(name), "filename": .string("\(name).safetensors"),
@@ -58,7 +60,7 @@ public struct EmulatorServer: Service {
             }))
         }
         router.get("/sdapi/v1/options") { _, _ in
-            Self.json(.object(["sd_model_checkpoint": .string(await state.model)]))
+            Self.json(.object(["sd_model_checkpoint": .string(await state.readOptions())]))
         }
         router.post("/sdapi/v1/options") { request, _ in
             var request = request
@@ -259,7 +261,14 @@ actor EmulatorState {
 
     init(model: String) { self.model = model }
 
+    /// `GET /sdapi/v1/options` requests answered.
+    private(set) var optionsReads = 0
+
     func setModel(_ model: String) { self.model = model }
+    func readOptions() -> String {
+        optionsReads += 1
+        return model
+    }
     func begin() {
         running += 1
         current = 0

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import SDQPlatform
+import Synchronization
 
 /// Drives an AUTOMATIC1111 SD WebUI API (also Forge and SD.Next) over HTTP on localhost:
 /// `POST /sdapi/v1/txt2img`, `/img2img` or `/extra-single-image`, while polling
@@ -12,7 +13,11 @@ import SDQPlatform
 /// - Readiness: no task is taken before `GET /sdapi/v1/options` answers (``waitUntilReady()``).
 /// - Models: before a generation whose model is not the loaded one, the checkpoint is switched
 ///   with `POST /sdapi/v1/options` and the switch time is logged (`model_switch_ms`); the request
-///   also carries `override_settings.sd_model_checkpoint`.
+///   also carries `override_settings.sd_model_checkpoint`. The worker owns its runtime, so the
+///   loaded checkpoint is remembered (``LoadedCheckpoint``) rather than asked for before every
+///   generation: it is read from the runtime at the first task, after a switch (to verify it) and
+///   after any failed generation. Were the runtime's model changed behind sdq's back, the
+///   request's `override_settings` still makes it generate with the right one.
 /// - Errors: 400/404/422 answers are the request's fault (not retried); a CUDA out-of-memory
 ///   error is not retried either (the same request would fail again); 5xx, 429 and an unreachable
 ///   runtime are retried.
@@ -26,6 +31,8 @@ public struct SDWebUIBackend: RuntimeBackend {
     /// Longest a single generation may take.
     public var requestTimeout: TimeAmount
     public var logger: Logger
+    /// The checkpoint this backend last saw loaded (shared by copies of the backend).
+    public let loaded = LoadedCheckpoint()
 
     public init(
         baseURL: String, client: HTTPClient = .shared, progressInterval: Duration = .milliseconds(500),
@@ -65,16 +72,27 @@ public struct SDWebUIBackend: RuntimeBackend {
 
     /// Loads `model` unless it is loaded (A1111 titles carry a hash suffix: `name.safetensors [abc]`).
     func ensureModel(_ model: String) async throws(RuntimeError) {
-        guard !model.isEmpty, model != PoolConfiguration.runtimeDefaultModel, let loaded = await loadedModel() else { return }
-        if loaded == model || loaded.hasPrefix(model + ".") || loaded.hasPrefix(model + " ") { return }
+        guard !model.isEmpty, model != PoolConfiguration.runtimeDefaultModel else { return }
+        if let known = self.loaded.value, Self.matches(known, model) { return }  // no round trip
+        guard let loaded = await loadedModel() else { return }
+        self.loaded.value = loaded
+        if Self.matches(loaded, model) { return }
         let started = ContinuousClock.now
         let body = JSONValue.object(["sd_model_checkpoint": .string(model)]).serialized()
+        self.loaded.value = nil
         _ = try await post(path: "/sdapi/v1/options", body: body)?.get()
         let elapsed = started.duration(to: .now)
+        self.loaded.value = await loadedModel()  // verified, not assumed
         logger.info("switched model", metadata: [
             "from": "\(loaded)", "to": "\(model)",
             "model_switch_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
         ])
+    }
+
+    /// Whether the runtime's checkpoint title `loaded` is `model` (A1111 titles carry the file
+    /// extension and a hash suffix: `name.safetensors [abc]`).
+    static func matches(_ loaded: String, _ model: String) -> Bool {
+        loaded == model || loaded.hasPrefix(model + ".") || loaded.hasPrefix(model + " ")
     }
 
     /// The SD WebUI request body for `job`: `runtime_options` first, then sdq's validated
@@ -171,6 +189,8 @@ public struct SDWebUIBackend: RuntimeBackend {
             return outcome
         }
         if stopped.isSet { throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false) }
+        // After a failure the runtime may have restarted or reloaded: ask again next time.
+        if case .failure = result { loaded.value = nil }
         let data = try result.get()
         if job.kind == .extras { return try Self.decodeExtras(data, job: job) }
         return try Self.decodeImages(data, job: job)
@@ -271,5 +291,17 @@ public enum PNGInfo {
         else { return nil }
         func be(_ offset: Int) -> Int { bytes[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) } }
         return (be(16), be(20))
+    }
+}
+
+/// The checkpoint an SD WebUI runtime has loaded, as its backend last saw it; nil when unknown.
+public final class LoadedCheckpoint: Sendable {
+    private let state = Mutex<String?>(nil)
+
+    public init() {}
+
+    public var value: String? {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
     }
 }
