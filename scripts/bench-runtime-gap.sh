@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU idle gap as the runtime sees it: `sdq up` (embedded transport, one worker) drives an SD
+# WebUI peer that is not sdq's code (scripts/sdwebui_peer.py, Python, from the A1111 API), which
+# logs its own start and end of every generation. TASKS tasks of 20 steps x STEP_MS are submitted
+# at once; the gap is the peer's start of one generation minus its end of the one before, while
+# work is waiting. Printed beside sdq's own figure (its status documents' runtime_started_at minus
+# the previous runtime_finished_at) and the overhead (busy span / summed generation time - 1).
+# Usage: scripts/bench-runtime-gap.sh [path/to/sdq] [TASKS] [STEP_MS]   (default: the debug build, 200, 10)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+sdq=${1:-$(cd "$root" && swift build --show-bin-path)/sdq}
+tasks=${2:-200}
+step_ms=${3:-10}
+[[ -x $sdq ]] || { echo "no sdq at $sdq (swift build)" >&2; exit 2; }
+work=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+peer_port=$(free_port)
+api_port=$(free_port)
+python3 "$root/scripts/sdwebui_peer.py" --port "$peer_port" --log "$work/peer.jsonl" --step-ms "$step_ms" &
+peer_pid=$!
+SDQ_DATA_DIR="$work/data" LOG_LEVEL=error SDQ_RUNTIME=sdwebui SDQ_RUNTIME_URL="http://127.0.0.1:$peer_port" \
+  "$sdq" up --port "$api_port" --workers 1 >"$work/up.log" 2>&1 &
+up_pid=$!
+trap 'kill "$up_pid" "$peer_pid" 2>/dev/null || true; wait "$up_pid" "$peer_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+python3 - "$api_port" "$tasks" "$work/peer.jsonl" "$sdq" "$step_ms" <<'PY'
+import concurrent.futures, json, statistics, sys, time, urllib.request
+base, count, log, binary, step_ms = f"http://127.0.0.1:{sys.argv[1]}", int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+for _ in range(300):
+    try:
+        urllib.request.urlopen(base + "/healthz", timeout=1); break
+    except Exception:
+        time.sleep(0.2)
+def submit(i):
+    body = json.dumps({"prompt": f"gap {i}", "seed": i, "width": 64, "height": 64, "steps": 20}).encode()
+    request = urllib.request.Request(base + "/v1/tasks", data=body, headers={"content-type": "application/json"}, method="POST")
+    return json.load(urllib.request.urlopen(request))["id"]
+with concurrent.futures.ThreadPoolExecutor(32) as pool:
+    ids = list(pool.map(submit, range(count)))
+deadline = time.time() + 600
+while time.time() < deadline:
+    docs = [json.load(urllib.request.urlopen(f"{base}/v1/tasks/{i}")) for i in ids]
+    if all(d["status"] in ("succeeded", "failed", "cancelled") for d in docs): break
+    time.sleep(1)
+peer = [json.loads(line) for line in open(log)]
+peer.sort(key=lambda r: r["start"])
+def q(values, p): return values[min(len(values) - 1, int(round(p * (len(values) - 1))))]
+gaps = sorted((b["start"] - a["end"]) * 1000 for a, b in zip(peer, peer[1:]))
+busy = peer[-1]["end"] - peer[0]["start"]
+generating = sum(r["end"] - r["start"] for r in peer)
+runs = sorted((d["timings"]["runtime_started_at"], d["timings"]["runtime_finished_at"]) for d in docs if d["status"] == "succeeded")
+own = sorted(b[0] - a[1] for a, b in zip(runs, runs[1:]))
+print(f"runtime gap benchmark: {binary}, one worker, {count} tasks x 20 steps x {step_ms} ms, embedded transport, SD WebUI peer (scripts/sdwebui_peer.py)")
+print(f"  tasks: {sum(d['status'] == 'succeeded' for d in docs)} succeeded of {len(docs)}; generations the peer logged: {len(peer)}")
+print(f"  gap as the peer sees it:  median {statistics.median(gaps):.2f} ms  p90 {q(gaps, 0.9):.2f} ms  p99 {q(gaps, 0.99):.2f} ms  max {gaps[-1]:.2f} ms")
+print(f"  gap in sdq's own figures: median {statistics.median(own)} ms  p99 {q(own, 0.99)} ms")
+print(f"  overhead: busy span {busy:.2f} s / generating {generating:.2f} s - 1 = {(busy / generating - 1) * 100:.2f} %")
+PY
