@@ -127,19 +127,23 @@ import Testing
     /// A prompt ComfyUI forgets (its queue cleared, or a restart) ends the run within the bound,
     /// retryable, instead of leaving the task running for ever.
     @Test(.timeLimit(.minutes(1))) func aPromptComfyUIForgetsEndsTheRunWithinTheBound() async throws {
-        try await withEmulatorServer(stepDelay: .milliseconds(20), models: ["sd_xl_turbo_1.0.safetensors"]) { base in
+        try await withEmulatorServer(stepDelay: .milliseconds(100), models: ["sd_xl_turbo_1.0.safetensors"]) { base in
             let backend = ComfyUIBackend(baseURL: base, pollInterval: .milliseconds(20), lostPromptCheck: .milliseconds(200))
-            _ = try await Self.queueForeignPrompt(base, steps: 150)  // about 3 s
+            _ = try await Self.queueForeignPrompt(base, steps: 150)  // about 15 s: it runs throughout
             let job = Self.job(try Self.workflow(steps: 5))
             async let outcome = Self.failure { () async throws(RuntimeError) in try await backend.run(job) { _ in true } }
-            try await Task.sleep(for: .milliseconds(300))
+            // Cleared once this task's prompt waits behind the other one (not before it arrived).
+            for _ in 0..<500 {
+                if try await Self.httpJSON(.GET, base + "/queue").1["queue_pending"]?.arrayValue?.isEmpty == false { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
             let cleared = ContinuousClock.now
             let (status, _) = try await Self.httpJSON(.POST, base + "/queue", body: JSONValue.object(["clear": true]).serialized())
             #expect(status == 200)
             let error = await outcome
             #expect(error?.code == "runtime_lost_prompt")
             #expect(error?.retryable == true)
-            #expect(ContinuousClock.now - cleared < .seconds(2), "the foreign prompt would have ended by then")
+            #expect(ContinuousClock.now - cleared < .seconds(10), "the other prompt (15 s) would have ended first")
         }
     }
 
@@ -158,6 +162,25 @@ import Testing
                 #expect(images.count == 1)
                 #expect(elapsed < .seconds(15), "took \(elapsed): the 30 s poll, not the websocket, ended the wait")
             }
+        }
+    }
+
+    /// Files are named after the task (a cached re-run cannot point at a cleaned-up file of an
+    /// earlier task), and the images report the workflow's own seed and checkpoint.
+    @Test func filesAreNamedAfterTheTaskAndImagesCarryTheWorkflowsSeedAndModel() async throws {
+        try await withEmulatorServer(stepDelay: .milliseconds(2), models: ["sd_xl_turbo_1.0.safetensors"]) { base in
+            let backend = ComfyUIBackend(baseURL: base, pollInterval: .milliseconds(20))
+            var job = Self.job(try Self.sampleWorkflow())
+            job.taskID = "01task0000000000000000abcd"
+            let images = try await backend.run(job) { _ in true }
+            #expect(images.count == 1)
+            #expect(images.first?.seed == 89_465_186_141_685, "the KSampler's seed, not the task's (0)")
+            #expect(images.first?.model == "sd_xl_turbo_1.0.safetensors")
+            let (status, _) = try await Self.httpJSON(.GET, base + "/view?filename=ComfyUI_01task0000000000000000abcd_00001_.png&type=output")
+            #expect(status == 200, "the sample's SaveImage prefix, followed by the task id")
+            let workflow = ComfyUIBackend.namingFiles(try #require(try Self.sampleWorkflow().objectValue), for: "t1")
+            #expect(workflow["9"]?["inputs"]?["filename_prefix"]?.stringValue == "ComfyUI_t1")
+            #expect(workflow["3"] == (try Self.sampleWorkflow())["3"], "other nodes unchanged")
         }
     }
 

@@ -21,6 +21,8 @@ actor ComfyState {
         var outputNode: String
         var clientID: String
         var samplerNode: String
+        /// The output node's `filename_prefix` (ComfyUI names files `<prefix>_<counter>_.png`).
+        var filenamePrefix = "ComfyUI"
         var number = 0
     }
 
@@ -55,6 +57,8 @@ actor ComfyState {
 
     private var history: [String: JSONValue] = [:]
     private var files: [String: Data] = [:]
+    /// The next file counter of each prefix, as ComfyUI's SaveImage continues it.
+    private var counters: [String: Int] = [:]
     private var running: Prompt?
     private var interrupted = false
     private var number = 0
@@ -124,8 +128,11 @@ actor ComfyState {
         let status: String
         if let images {
             var refs: [JSONValue] = []
-            for (index, image) in images.enumerated() {
-                let name = "ComfyUI_\(prompt.id.prefix(8))_\(index).png"
+            for image in images {
+                let counter = counters[prompt.filenamePrefix, default: 1]
+                counters[prompt.filenamePrefix] = counter + 1
+                let digits = String(counter)
+                let name = "\(prompt.filenamePrefix)_\(String(repeating: "0", count: max(0, 5 - digits.count)))\(digits)_.png"
                 files[name] = image.png
                 refs.append(.object(["filename": .string(name), "subfolder": .string(""), "type": .string("output")]))
             }
@@ -188,8 +195,9 @@ extension EmulatorServer {
                 let sampler = sorted.first { $0.value["class_type"]?.stringValue?.hasPrefix("KSampler") == true }?.key ?? ""
                 let id = UUID().uuidString.lowercased()
                 let client = body["client_id"]?.stringValue ?? ""
+                let prefix = nodes[output]?["inputs"]?["filename_prefix"]?.stringValue ?? "ComfyUI"
                 let number = await state.enqueue(
-                    .init(id: id, workflow: workflow, outputNode: output, clientID: client, samplerNode: sampler))
+                    .init(id: id, workflow: workflow, outputNode: output, clientID: client, samplerNode: sampler, filenamePrefix: prefix))
                 return json(.object(["prompt_id": .string(id), "number": .number(Double(number)), "node_errors": .object([:])]))
             }
         }

@@ -65,9 +65,12 @@ public struct ComfyUIBackend: RuntimeBackend {
         guard job.kind == .comfyuiWorkflow else {
             throw RuntimeError(code: "unsupported_kind", message: "comfyui runs comfyui_workflow, not \(job.kind)", retryable: false)
         }
-        guard let data = job.runtimeOptions, let workflow = try? JSONValue.parse(data), workflow.objectValue != nil else {
+        guard let data = job.runtimeOptions, case .object(let nodes)? = try? JSONValue.parse(data) else {
             throw RuntimeError(code: "workflow_invalid", message: "the workflow is not a JSON object", retryable: false)
         }
+        let workflow = Self.namingFiles(nodes, for: job.taskID)
+        // What made the images, as the workflow says: its sampler's seed and its checkpoint.
+        let parsed = try? ComfyWorkflow.parse(nodes).get()
         let body = JSONValue.object(["prompt": workflow, "client_id": .string(clientID)]).serialized()
         let watch = PromptWatch()
         let wsURL = "ws" + baseURL.dropFirst(4) + "/ws?clientId=\(clientID)"
@@ -95,7 +98,31 @@ public struct ComfyUIBackend: RuntimeBackend {
         }
         let entry = try polled.get()
         if entry["status"]?["status_str"]?.stringValue == "error" { throw Self.executionError(entry) }
-        return try await fetchOutputs(entry, job: job)
+        return try await fetchOutputs(entry, job: job).map { image in
+            var image = image
+            if let parsed {
+                image.seed = parsed.seed
+                if !parsed.checkpoint.isEmpty { image.model = parsed.checkpoint }
+            }
+            return image
+        }
+    }
+
+    /// The workflow with every output node's `filename_prefix` made unique to the task
+    /// (`<prefix>_<task id>`): ComfyUI answers a re-run of an unchanged workflow from its cache
+    /// with the earlier run's file names, which may have been cleaned up since.
+    static func namingFiles(_ nodes: [String: JSONValue], for taskID: String) -> JSONValue {
+        guard !taskID.isEmpty else { return .object(nodes) }
+        var renamed = nodes
+        for (id, node) in nodes {
+            guard case .object(var fields) = node, case .object(var inputs)? = fields["inputs"],
+                let prefix = inputs["filename_prefix"]?.stringValue
+            else { continue }
+            inputs["filename_prefix"] = .string("\(prefix)_\(taskID)")
+            fields["inputs"] = .object(inputs)
+            renamed[id] = .object(fields)
+        }
+        return .object(renamed)
     }
 
     /// Feeds the websocket's messages into `watch` until cancelled or disconnected.
@@ -198,9 +225,12 @@ public struct ComfyUIBackend: RuntimeBackend {
         guard case .object(let outputs)? = entry["outputs"] else { return [] }
         for (_, output) in outputs.sorted(by: { $0.key < $1.key }) {
             guard case .array(let files)? = output["images"] else { continue }
-            for file in files where file["type"]?.stringValue ?? "output" == "output" {
+            // Saved images (`output`) and previews (`temp`, a PreviewImage node's), each from its folder.
+            for file in files {
+                let type = file["type"]?.stringValue ?? "output"
+                guard type == "output" || type == "temp" else { continue }
                 let name = file["filename"]?.stringValue ?? ""
-                let query = "filename=\(Self.encode(name))&subfolder=\(Self.encode(file["subfolder"]?.stringValue ?? ""))&type=output"
+                let query = "filename=\(Self.encode(name))&subfolder=\(Self.encode(file["subfolder"]?.stringValue ?? ""))&type=\(type)"
                 let png = try await request(.GET, "/view?\(query)").get()
                 let size = PNGInfo.size(of: png)
                 images.append(RuntimeImage(png: png, width: size?.width ?? job.width, height: size?.height ?? job.height, seed: job.seed))

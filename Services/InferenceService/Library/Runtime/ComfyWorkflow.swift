@@ -26,7 +26,7 @@ package struct ComfyWorkflow: Sendable {
     package var width = 512
     package var height = 512
     package var batchSize = 1
-    var seed: Int64 = 0
+    package var seed: Int64 = 0
     package var steps = 20
     package var cfg = 7.0
     package var sampler = "euler"

@@ -20,6 +20,9 @@ public struct RuntimeJob: Sendable, Equatable {
     public var runtimeOptions: Data?
     /// Input images (img2img), already fetched from the object store.
     public var initImages: [Data]
+    /// The task this job runs (names its files where the runtime keeps them: ComfyUI's
+    /// `filename_prefix`); empty when there is none.
+    public var taskID: String = ""
 
     public init(
         kind: TaskKind = .txt2img, prompt: String, negativePrompt: String = "", seed: Int64, width: Int, height: Int,
@@ -49,12 +52,16 @@ public struct RuntimeImage: Sendable, Equatable {
     public var width: Int
     public var height: Int
     public var seed: Int64
+    /// The checkpoint that made the image when the runtime says so (a ComfyUI workflow's
+    /// `ckpt_name`); nil: the task's model.
+    public var model: String?
 
-    public init(png: Data, width: Int, height: Int, seed: Int64) {
+    public init(png: Data, width: Int, height: Int, seed: Int64, model: String? = nil) {
         self.png = png
         self.width = width
         self.height = height
         self.seed = seed
+        self.model = model
     }
 }
 

@@ -141,11 +141,13 @@ extension InferenceWorker {
         let task = prepared.task
         let p = task.parameters
         let kind = TaskKind(message: task.kind)
-        return RuntimeJob(
+        var job = RuntimeJob(
             kind: kind, prompt: p.prompt, negativePrompt: p.negativePrompt, seed: p.seed, width: Int(p.width),
             height: Int(p.height), steps: Int(p.steps), cfgScale: p.cfgScale, sampler: p.samplerName,
             batchSize: Int(max(1, p.batchSize)), denoisingStrength: p.denoisingStrength, model: task.model,
             runtimeOptions: task.runtimeRequest.isEmpty ? nil : task.runtimeRequest, initImages: prepared.inputs)
+        job.taskID = task.id
+        return job
     }
 
     // MARK: Uploader
@@ -181,6 +183,8 @@ extension InferenceWorker {
                 var result = baseResult(prepared.task, timings: timings)
                 result.outcome = .succeeded
                 result.images = references
+                // The model that made the images when the runtime said which (a ComfyUI workflow's own).
+                if let model = images.first?.model, !model.isEmpty { result.model = model }
                 await finish(prepared.message, ledger: ledger, result: result)
             } catch {
                 logger.warning("upload failed; the task will run again", metadata: ["task_id": "\(prepared.task.id)", "error": "\(error)"])
