@@ -53,5 +53,10 @@ print(f"runtime gap benchmark: {binary}, one worker, {count} tasks x 20 steps x 
 print(f"  tasks: {sum(d['status'] == 'succeeded' for d in docs)} succeeded of {len(docs)}; generations the peer logged: {len(peer)}")
 print(f"  gap as the peer sees it:  median {statistics.median(gaps):.2f} ms  p90 {q(gaps, 0.9):.2f} ms  p99 {q(gaps, 0.99):.2f} ms  max {gaps[-1]:.2f} ms")
 print(f"  gap in sdq's own figures: median {statistics.median(own)} ms  p99 {q(own, 0.99)} ms")
+# The gap split: the peer's own work (encoding its answer after the GPU section; reading the next
+# request up to its GPU section) and the client's (from the peer's answer to its next request).
+peer_part = sorted(((a["answered"] - a["end"]) + (b["start"] - b["received"])) * 1000 for a, b in zip(peer, peer[1:]))
+client_part = sorted((b["received"] - a["answered"]) * 1000 for a, b in zip(peer, peer[1:]))
+print(f"    of which the peer's own encoding and parsing: median {statistics.median(peer_part):.2f} ms; sdq's answer-to-next-request: median {statistics.median(client_part):.2f} ms  p99 {q(client_part, 0.99):.2f} ms")
 print(f"  overhead: busy span {busy:.2f} s / generating {generating:.2f} s - 1 = {(busy / generating - 1) * 100:.2f} %")
 PY

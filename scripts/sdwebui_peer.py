@@ -5,8 +5,10 @@ Written from the A1111 API as its clients see it, not from sdq's emulator: `GET/
 /sdapi/v1/options`, `GET /sdapi/v1/sd-models`, `POST /sdapi/v1/txt2img` and `/img2img`,
 `GET /sdapi/v1/progress`, `POST /sdapi/v1/interrupt`. One "GPU": generations run one at a time
 (a lock), each sleeping steps x --step-ms. Every generation appends a JSON line to --log with the
-peer's own wall-clock times (`start`, `end`, seconds) taken when the GPU section begins and ends,
-so the idle time between generations is measured where the runtime sees it. HTTP/1.1 keep-alive,
+peer's own wall-clock times (seconds): `received` (the request read), `start` and `end` (the GPU
+section), `answered` (the response written). The idle time between generations is measured
+where the runtime sees it, and split into the peer's own share (parsing, encoding) and the
+client's (from one answer to the next request). HTTP/1.1 keep-alive,
 threaded, TCP_NODELAY (as uvicorn serves A1111).
 
 Usage: sdwebui_peer.py --port PORT --log FILE [--step-ms 10] [--model NAME]
@@ -42,7 +44,7 @@ class Peer:
         self.interrupted = False
         self.log = open(log_path, "a", buffering=1)
 
-    def generate(self, body):
+    def generate(self, body, received):
         steps = int(body.get("steps", 20))
         width, height = int(body.get("width", 64)), int(body.get("height", 64))
         seed = int(body.get("seed", -1))
@@ -63,10 +65,10 @@ class Peer:
             end = time.time()
             with self.state:
                 self.progress = 0.0
-        self.log.write(json.dumps({"start": start, "end": end, "steps": done, "model": override or self.model}) + "\n")
         image = base64.b64encode(png(min(width, 256), min(height, 256), seed % 256 if seed >= 0 else 128)).decode()
         info = json.dumps({"all_seeds": [seed], "seed": seed})
-        return {"images": [image], "parameters": body, "info": info}
+        record = {"received": received, "start": start, "end": end, "steps": done, "model": override or self.model}
+        return {"images": [image], "parameters": body, "info": info}, record
 
 
 def handler(peer):
@@ -105,13 +107,17 @@ def handler(peer):
 
         def do_POST(self):
             body = self.body()
+            received = time.time()
             if self.path == "/sdapi/v1/options":
                 if "sd_model_checkpoint" in body:
                     with peer.gpu:
                         peer.model = body["sd_model_checkpoint"]
                 self.answer(None)
             elif self.path in ("/sdapi/v1/txt2img", "/sdapi/v1/img2img"):
-                self.answer(peer.generate(body))
+                answer, record = peer.generate(body, received)
+                self.answer(answer)
+                record["answered"] = time.time()
+                peer.log.write(json.dumps(record) + "\n")
             elif self.path == "/sdapi/v1/interrupt":
                 with peer.state:
                     peer.interrupted = True
