@@ -4,13 +4,16 @@
 # logs its own start and end of every generation. TASKS tasks of 20 steps x STEP_MS are submitted
 # at once; the gap is the peer's start of one generation minus its end of the one before, while
 # work is waiting. Printed beside sdq's own figure (its status documents' runtime_started_at minus
-# the previous runtime_finished_at) and the overhead (busy span / summed generation time - 1).
-# Usage: scripts/bench-runtime-gap.sh [path/to/sdq] [TASKS] [STEP_MS]   (default: the debug build, 200, 10)
+# the previous runtime_finished_at), how closely sdq's runtime window agrees with the peer's own
+# start and end of the same generation, and the overhead (busy span / summed generation time - 1).
+# AWS_ENDPOINT (a moto server) runs the same over the AWS transport.
+# Usage: scripts/bench-runtime-gap.sh [path/to/sdq] [TASKS] [STEP_MS] [AWS_ENDPOINT]   (default: the debug build, 200, 10, embedded)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 sdq=${1:-$(cd "$root" && swift build --show-bin-path)/sdq}
 tasks=${2:-200}
 step_ms=${3:-10}
+aws=${4:-}
 [[ -x $sdq ]] || { echo "no sdq at $sdq (swift build)" >&2; exit 2; }
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
@@ -18,13 +21,20 @@ peer_port=$(free_port)
 api_port=$(free_port)
 python3 "$root/scripts/sdwebui_peer.py" --port "$peer_port" --log "$work/peer.jsonl" --step-ms "$step_ms" &
 peer_pid=$!
-SDQ_DATA_DIR="$work/data" LOG_LEVEL=error SDQ_RUNTIME=sdwebui SDQ_RUNTIME_URL="http://127.0.0.1:$peer_port" \
+transport=(SDQ_TRANSPORT=embedded)
+if [[ -n $aws ]]; then
+  transport=(SDQ_TRANSPORT=aws SDQ_STACK="gap$RANDOM" AWS_ENDPOINT_URL="$aws" AWS_REGION=us-east-1
+    AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench)
+fi
+env "${transport[@]}" SDQ_DATA_DIR="$work/data" LOG_LEVEL=error SDQ_RUNTIME=sdwebui SDQ_RUNTIME_URL="http://127.0.0.1:$peer_port" \
   "$sdq" up --port "$api_port" --workers 1 >"$work/up.log" 2>&1 &
 up_pid=$!
 trap 'kill "$up_pid" "$peer_pid" 2>/dev/null || true; wait "$up_pid" "$peer_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-python3 - "$api_port" "$tasks" "$work/peer.jsonl" "$sdq" "$step_ms" <<'PY'
+python3 - "$api_port" "$tasks" "$work/peer.jsonl" "$sdq" "$step_ms" "${aws:-embedded}" <<'PY'
 import concurrent.futures, json, statistics, sys, time, urllib.request
 base, count, log, binary, step_ms = f"http://127.0.0.1:{sys.argv[1]}", int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+transport = "embedded transport" if sys.argv[6] == "embedded" else f"AWS transport on {sys.argv[6]}"
+
 for _ in range(300):
     try:
         urllib.request.urlopen(base + "/healthz", timeout=1); break
@@ -49,14 +59,23 @@ busy = peer[-1]["end"] - peer[0]["start"]
 generating = sum(r["end"] - r["start"] for r in peer)
 runs = sorted((d["timings"]["runtime_started_at"], d["timings"]["runtime_finished_at"]) for d in docs if d["status"] == "succeeded")
 own = sorted(b[0] - a[1] for a, b in zip(runs, runs[1:]))
-print(f"runtime gap benchmark: {binary}, one worker, {count} tasks x 20 steps x {step_ms} ms, embedded transport, SD WebUI peer (scripts/sdwebui_peer.py)")
+print(f"runtime gap benchmark: {binary}, one worker, {count} tasks x 20 steps x {step_ms} ms, {transport}, SD WebUI peer (scripts/sdwebui_peer.py)")
 print(f"  tasks: {sum(d['status'] == 'succeeded' for d in docs)} succeeded of {len(docs)}; generations the peer logged: {len(peer)}")
 print(f"  gap as the peer sees it:  median {statistics.median(gaps):.2f} ms  p90 {q(gaps, 0.9):.2f} ms  p99 {q(gaps, 0.99):.2f} ms  max {gaps[-1]:.2f} ms")
 print(f"  gap in sdq's own figures: median {statistics.median(own)} ms  p99 {q(own, 0.99)} ms")
-# The gap split: the peer's own work (encoding its answer after the GPU section; reading the next
-# request up to its GPU section) and the client's (from the peer's answer to its next request).
-peer_part = sorted(((a["answered"] - a["end"]) + (b["start"] - b["received"])) * 1000 for a, b in zip(peer, peer[1:]))
-client_part = sorted((b["received"] - a["answered"]) * 1000 for a, b in zip(peer, peer[1:]))
-print(f"    of which the peer's own encoding and parsing: median {statistics.median(peer_part):.2f} ms; sdq's answer-to-next-request: median {statistics.median(client_part):.2f} ms  p99 {q(client_part, 0.99):.2f} ms")
+waited = sum(1 for a, b in zip(peer, peer[1:]) if b["received"] < a["end"])
+print(f"  requests already waiting in the peer's queue when the one ahead ended: {waited} of {len(peer) - 1}")
+# sdq's runtime window against the peer's own clock for the same generation (force_task_id sdq-<task>-<n>).
+by_id = {d["id"]: d for d in docs if d["status"] == "succeeded"}
+starts, ends = [], []
+for r in peer:
+    task = (r.get("task") or "")[4:].rsplit("-", 1)[0]
+    d = by_id.get(task)
+    if d:
+        starts.append(abs(d["timings"]["runtime_started_at"] - r["start"] * 1000))
+        ends.append(abs(d["timings"]["runtime_finished_at"] - r["end"] * 1000))
+starts.sort(); ends.sort()
+if starts:
+    print(f"  sdq's runtime window vs the peer's ({len(starts)} matched): start |diff| median {statistics.median(starts):.2f} ms p99 {q(starts, 0.99):.2f} ms; end |diff| median {statistics.median(ends):.2f} ms p99 {q(ends, 0.99):.2f} ms")
 print(f"  overhead: busy span {busy:.2f} s / generating {generating:.2f} s - 1 = {(busy / generating - 1) * 100:.2f} %")
 PY

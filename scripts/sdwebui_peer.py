@@ -3,8 +3,12 @@
 
 Written from the A1111 API as its clients see it, not from sdq's emulator: `GET/POST
 /sdapi/v1/options`, `GET /sdapi/v1/sd-models`, `POST /sdapi/v1/txt2img` and `/img2img`,
-`GET /sdapi/v1/progress`, `POST /sdapi/v1/interrupt`. One "GPU": generations run one at a time
-(a lock), each sleeping steps x --step-ms. Every generation appends a JSON line to --log with the
+`GET /sdapi/v1/progress`, `POST /sdapi/v1/interrupt`, and A1111's per-task progress: a request's
+`force_task_id` names it, `POST /internal/progress {"id_task"}` answers `active` / `queued` /
+`completed` / `progress` for it. One "GPU": generations run one at a time (a lock, as A1111's
+`queue_lock`: a request that arrives while another runs waits for it), each sleeping
+steps x --step-ms; an interrupt stops the current generation only (a waiting one resets it as it
+starts, as A1111's `state.begin()` does). Every generation appends a JSON line to --log with the
 peer's own wall-clock times (seconds): `received` (the request read), `start` and `end` (the GPU
 section), `answered` (the response written). The idle time between generations is measured
 where the runtime sees it, and split into the peer's own share (parsing, encoding) and the
@@ -42,18 +46,35 @@ class Peer:
         self.state = threading.Lock()
         self.progress = 0.0
         self.interrupted = False
+        self.current = None
+        self.pending = set()
+        self.finished = []
         self.log = open(log_path, "a", buffering=1)
+
+    def task_progress(self, task):
+        with self.state:
+            active = task is not None and task == self.current
+            return {
+                "active": active, "queued": task in self.pending, "completed": task in self.finished,
+                "progress": self.progress if active else None, "eta": None, "live_preview": None,
+                "id_live_preview": -1, "textinfo": None,
+            }
 
     def generate(self, body, received):
         steps = int(body.get("steps", 20))
         width, height = int(body.get("width", 64)), int(body.get("height", 64))
         seed = int(body.get("seed", -1))
         override = (body.get("override_settings") or {}).get("sd_model_checkpoint")
+        task = body.get("force_task_id")
+        with self.state:
+            self.pending.add(task)
         with self.gpu:
             start = time.time()
             with self.state:
                 self.interrupted = False
                 self.progress = 0.0
+                self.pending.discard(task)
+                self.current = task
             done = 0
             for step in range(steps):
                 time.sleep(self.step_ms / 1000)
@@ -65,9 +86,11 @@ class Peer:
             end = time.time()
             with self.state:
                 self.progress = 0.0
+                self.current = None
+                self.finished = (self.finished + [task])[-16:]
         image = base64.b64encode(png(min(width, 256), min(height, 256), seed % 256 if seed >= 0 else 128)).decode()
         info = json.dumps({"all_seeds": [seed], "seed": seed})
-        record = {"received": received, "start": start, "end": end, "steps": done, "model": override or self.model}
+        record = {"received": received, "start": start, "end": end, "steps": done, "model": override or self.model, "task": task}
         return {"images": [image], "parameters": body, "info": info}, record
 
 
@@ -118,6 +141,8 @@ def handler(peer):
                 self.answer(answer)
                 record["answered"] = time.time()
                 peer.log.write(json.dumps(record) + "\n")
+            elif self.path == "/internal/progress":
+                self.answer(peer.task_progress(body.get("id_task")))
             elif self.path == "/sdapi/v1/interrupt":
                 with peer.state:
                     peer.interrupted = True

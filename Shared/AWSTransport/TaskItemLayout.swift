@@ -77,6 +77,9 @@ enum TaskItemLayout {
         if let at = t.runtimeStartedAt { fields.append(.runtimeStartedAt(at)) }
         if let at = t.runtimeFinishedAt { fields.append(.runtimeFinishedAt(at)) }
         if let at = t.finishedAt { fields.append(.finishedAt(at)) }
+        if let at = t.workerReceivedAt { fields.append(.workerReceivedAt(at)) }
+        if let at = t.inputsReadyAt { fields.append(.inputsReadyAt(at)) }
+        if let at = t.uploadedAt { fields.append(.uploadedAt(at)) }
         if let key = record.manifestKey { fields.append(.manifestKey(key)) }
         if let at = record.announcedAt { fields.append(.announcedAt(at)) }
         if let message = record.dispatchMessage { fields.append(.dispatchMessage(message)) }
@@ -105,6 +108,9 @@ enum TaskItemLayout {
         case .runtimeStartedAt(let value): [("runtime_started_at", .int(value))]
         case .runtimeFinishedAt(let value): [("runtime_finished_at", .int(value))]
         case .finishedAt(let value): [("finished_at", .int(value))]
+        case .workerReceivedAt(let value): [("worker_received_at", .int(value))]
+        case .inputsReadyAt(let value): [("inputs_ready_at", .int(value))]
+        case .uploadedAt(let value): [("uploaded_at", .int(value))]
         case .manifestKey(let value): [("manifest_key", .string(value))]
         case .announceClaim(let token, let at): [("claim", token.map { .string($0) }), ("claim_at", at.map { .int($0) })]
         case .announcedAt(let value): [("announced_at", .int(value))]
@@ -140,6 +146,9 @@ enum TaskItemLayout {
         record.timings.runtimeStartedAt = item["runtime_started_at"]?.intValue
         record.timings.runtimeFinishedAt = item["runtime_finished_at"]?.intValue
         record.timings.finishedAt = item["finished_at"]?.intValue
+        record.timings.workerReceivedAt = item["worker_received_at"]?.intValue
+        record.timings.inputsReadyAt = item["inputs_ready_at"]?.intValue
+        record.timings.uploadedAt = item["uploaded_at"]?.intValue
         record.manifestKey = item["manifest_key"]?.stringValue
         record.dispatchMessage = item["dispatch_message"]?.stringValue
         record.announceClaim = item["claim"]?.stringValue

@@ -17,11 +17,12 @@ import Testing
         var names: ResourceNames { fixture.context.names }
         var poolQueue: any MessageQueue { fixture.queue(names.poolQueue("default")) }
 
-        func worker(stepDelay: Duration, visibility: Duration = .seconds(30), heartbeat: Duration? = nil, id: String = "worker-a")
-            -> InferenceWorker
-        {
+        func worker(
+            stepDelay: Duration, visibility: Duration = .seconds(30), heartbeat: Duration? = nil, id: String = "worker-a",
+            runtime: (any RuntimeBackend)? = nil
+        ) -> InferenceWorker {
             InferenceWorker(
-                context: fixture.context, runtime: EmulatorRuntime(stepDelay: stepDelay),
+                context: fixture.context, runtime: runtime ?? EmulatorRuntime(stepDelay: stepDelay),
                 configuration: InferenceConfiguration(
                     pool: "default", workerID: id, visibilityTimeout: visibility, heartbeatInterval: heartbeat,
                     receiveWait: .milliseconds(200), progressInterval: .milliseconds(200)),
@@ -43,6 +44,7 @@ import Testing
             task.parameters.batchSize = 1
             task.output.prefix = "outputs/\(task.id)/"
             task.deadlineMs = deadlineMs
+            task.submittedAtMs = EpochClock.nowMillis()
             _ = try await fixture.transport.tasks.create(makeRecord(id: task.id, status: .dispatched))
             let encoded = MessageCodec.encode(task, attributes: [MessageAttribute.taskID: task.id])
             try await poolQueue.send(body: encoded.body, attributes: encoded.attributes)
@@ -244,7 +246,9 @@ import Testing
 /// change, the way a stuck GPU looks from the outside.
 struct StuckRuntime: RuntimeBackend {
     let name = "stuck"
-    func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError) -> [RuntimeImage] {
+    func run(_ job: RuntimeJob, window: RuntimeWindow, progress: @escaping @Sendable (Double) async -> Bool)
+        async throws(RuntimeError) -> [RuntimeImage]
+    {
         while await progress(0) {
             do { try await Task.sleep(for: .milliseconds(20)) } catch {
                 throw RuntimeError(code: "cancelled", message: "cancelled", retryable: true)

@@ -13,7 +13,9 @@ import Testing
     struct RecordingRuntime: RuntimeBackend {
         let name = "recording"
         let seen = Accumulator<Data>()
-        func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError) -> [RuntimeImage] {
+        func run(_ job: RuntimeJob, window: RuntimeWindow, progress: @escaping @Sendable (Double) async -> Bool)
+            async throws(RuntimeError) -> [RuntimeImage]
+        {
             await seen.append(job.initImages)
             var plain = job
             plain.kind = .txt2img

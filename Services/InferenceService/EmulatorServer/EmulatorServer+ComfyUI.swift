@@ -85,6 +85,8 @@ actor ComfyState {
         let prompt = pending.removeFirst()
         running = prompt
         interrupted = false
+        // As execution.py begins a prompt.
+        send(prompt.clientID, type: "execution_start", data: ["prompt_id": .string(prompt.id), "timestamp": .number(Date().timeIntervalSince1970 * 1000)])
         return prompt
     }
 

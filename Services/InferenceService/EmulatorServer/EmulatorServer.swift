@@ -52,6 +52,8 @@ public struct EmulatorServer: Service {
 
         router.get("/internal/ping") { _, _ in Self.json(.object([:])) }
         // What the runtime was asked, for tests that count round trips (`options_reads`).
+        // The emulator's own clock: when each named generation began and ended on its "GPU".
+        router.get("/internal/log") { _, _ in Self.json(.array(await state.log)) }
         router.get("/internal/stats") { _, _ in Self.json(.object(["options_reads": .int(await state.optionsReads)])) }
         router.get("/sdapi/v1/sd-models") { _, _ in
             Self.json(.array(models.map { name in
@@ -82,6 +84,15 @@ public struct EmulatorServer: Service {
                 "textinfo": .null,
             ]))
         }
+        // A1111's per-task progress (`modules/progress.py`): the task a request named with
+        // `force_task_id` is `queued` while it waits for the GPU, `active` while it runs, then
+        // `completed`.
+        router.post("/internal/progress") { request, _ in
+            var request = request
+            let buffer = try await request.collectBody(upTo: 1 << 20)
+            let task = (try? JSONValue.parse(Data(buffer.readableBytesView)))?["id_task"]?.stringValue
+            return Self.json(await state.taskProgress(task))
+        }
         router.post("/sdapi/v1/interrupt") { _, _ in
             await state.interrupt()
             return Self.json(.null)
@@ -98,20 +109,28 @@ public struct EmulatorServer: Service {
                 case .success(let parsed): job = parsed
                 case .failure(let failure): return Self.detail(.unprocessableContent, failure.message)
                 }
-                guard await gpu.wait() else { return Self.detail(.serviceUnavailable, "shutting down") }
+                let task = body["force_task_id"]?.stringValue
+                await state.enqueue(task)
+                guard await gpu.wait() else {
+                    await state.end(task)
+                    return Self.detail(.serviceUnavailable, "shutting down")
+                }
                 defer { gpu.signal() }
-                if let injected = await Self.inject(faults, state: state, logger: logger, request: body) { return injected }
+                if let injected = await Self.inject(faults, state: state, logger: logger, request: body) {
+                    await state.end(task)
+                    return injected
+                }
                 if await state.model != job.model {
                     try? await Task.sleep(for: faults.modelSwitchDelay)
                     await state.setModel(job.model)
                 }
-                await state.begin()
+                await state.begin(task)
                 do throws(RuntimeError) {
                     let images = try await runtime.run(job) { await state.progress($0) }
-                    await state.end()
+                    await state.end(task)
                     return Self.json(Self.response(for: job, images: images, request: body))
                 } catch {
-                    await state.end()
+                    await state.end(task)
                     if error.code == "cancelled" {
                         // A1111 answers an interrupted job with the images it has (none here).
                         return Self.json(.object(["images": .array([]), "parameters": body, "info": .string("{}")]))
@@ -269,14 +288,56 @@ actor EmulatorState {
         optionsReads += 1
         return model
     }
-    func begin() {
+    private var pending: Set<String> = []
+    private var currentTask: String?
+    private var finished: [String] = []
+    private var begunAt: Double = 0
+    /// Each named generation as the emulator saw it: `task`, `start`, `end` (epoch ms, fractional).
+    private(set) var log: [JSONValue] = []
+
+    private static func nowMillis() -> Double { Date().timeIntervalSince1970 * 1000 }
+
+    /// A request named `task` waits for the GPU.
+    func enqueue(_ task: String?) {
+        if let task { pending.insert(task) }
+    }
+    func begin(_ task: String? = nil) {
         running += 1
         current = 0
         interrupted = false
+        if let task {
+            pending.remove(task)
+            currentTask = task
+            begunAt = Self.nowMillis()
+        }
     }
-    func end() {
-        running -= 1
-        current = 0
+    func end(_ task: String? = nil) {
+        guard let task else {
+            running -= 1
+            current = 0
+            return
+        }
+        if currentTask == task {
+            log.append(.object([
+                "task": .string(task), "start": .number(begunAt), "end": .number(Self.nowMillis()), "interrupted": .bool(interrupted),
+                "progress": .number(current),
+            ]))
+            if log.count > 1000 { log.removeFirst(log.count - 1000) }
+            running -= 1
+            current = 0
+            currentTask = nil
+        }
+        pending.remove(task)
+        finished = Array((finished + [task]).suffix(16))
+    }
+    /// `POST /internal/progress` for `task`.
+    func taskProgress(_ task: String?) -> JSONValue {
+        let active = task != nil && task == currentTask
+        return .object([
+            "active": .bool(active), "queued": .bool(task.map(pending.contains) ?? false),
+            "completed": .bool(task.map(finished.contains) ?? false), "progress": active ? .number(current) : .null,
+            "eta": .null, "live_preview": .null, "id_live_preview": .number(-1), "textinfo": .null,
+        ])
     }
     func interrupt() { interrupted = true }
 

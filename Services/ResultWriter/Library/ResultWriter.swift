@@ -102,7 +102,8 @@ public struct ResultWriter: Service {
         let conclusion = TaskConclusion(
             status: status, images: images, error: error, worker: result.worker.workerID, pool: result.pool,
             attempts: Int(result.attempt), startedAt: t.startedAtMs, runtimeStartedAt: t.runtimeStartedAtMs,
-            runtimeFinishedAt: t.runtimeFinishedAtMs, finishedAt: EpochClock.nowMillis())
+            runtimeFinishedAt: t.runtimeFinishedAtMs, finishedAt: EpochClock.nowMillis(),
+            workerReceivedAt: t.workerReceivedAtMs, inputsReadyAt: t.inputsReadyAtMs, uploadedAt: t.uploadedAtMs)
         return await finalise(taskID: result.id, conclusion)
     }
 

@@ -50,12 +50,19 @@ public struct TaskConclusion: Sendable, Equatable {
     public var runtimeStartedAt: Int64?
     public var runtimeFinishedAt: Int64?
     public var finishedAt: Int64
+    /// The worker's other stage times (received, inputs ready, uploaded).
+    public var workerReceivedAt: Int64?
+    public var inputsReadyAt: Int64?
+    public var uploadedAt: Int64?
 
     public init(
         status: TaskStatus, images: [ImageRecord] = [], error: TaskFailure? = nil, worker: String? = nil, pool: String? = nil,
         attempts: Int? = nil, startedAt: Int64? = nil, runtimeStartedAt: Int64? = nil, runtimeFinishedAt: Int64? = nil,
-        finishedAt: Int64
+        finishedAt: Int64, workerReceivedAt: Int64? = nil, inputsReadyAt: Int64? = nil, uploadedAt: Int64? = nil
     ) {
+        self.workerReceivedAt = workerReceivedAt
+        self.inputsReadyAt = inputsReadyAt
+        self.uploadedAt = uploadedAt
         self.status = status
         self.images = images
         self.error = error

@@ -19,6 +19,9 @@ public enum TaskField: Sendable, Equatable {
     case runtimeStartedAt(Int64)
     case runtimeFinishedAt(Int64)
     case finishedAt(Int64)
+    case workerReceivedAt(Int64)
+    case inputsReadyAt(Int64)
+    case uploadedAt(Int64)
     case manifestKey(String)
     case announceClaim(token: String?, at: Int64?)
     case announcedAt(Int64)
@@ -42,6 +45,9 @@ public enum TaskField: Sendable, Equatable {
         case .runtimeStartedAt(let value): record.timings.runtimeStartedAt = value
         case .runtimeFinishedAt(let value): record.timings.runtimeFinishedAt = value
         case .finishedAt(let value): record.timings.finishedAt = value
+        case .workerReceivedAt(let value): record.timings.workerReceivedAt = value
+        case .inputsReadyAt(let value): record.timings.inputsReadyAt = value
+        case .uploadedAt(let value): record.timings.uploadedAt = value
         case .manifestKey(let value): record.manifestKey = value
         case .announceClaim(let token, let at):
             record.announceClaim = token

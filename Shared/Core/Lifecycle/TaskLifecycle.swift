@@ -102,6 +102,9 @@ public enum TaskLifecycle {
         if let at = c.startedAt, at > 0 { fields.append(.startedAt(at)) }
         if let at = c.runtimeStartedAt, at > 0 { fields.append(.runtimeStartedAt(at)) }
         if let at = c.runtimeFinishedAt, at > 0 { fields.append(.runtimeFinishedAt(at)) }
+        if let at = c.workerReceivedAt, at > 0 { fields.append(.workerReceivedAt(at)) }
+        if let at = c.inputsReadyAt, at > 0 { fields.append(.inputsReadyAt(at)) }
+        if let at = c.uploadedAt, at > 0 { fields.append(.uploadedAt(at)) }
         fields.append(.finishedAt(c.finishedAt))
         fields.append(.manifestKey(claim.manifestKey))
         fields.append(.announceClaim(token: claim.token, at: claim.at))

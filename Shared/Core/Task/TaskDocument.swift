@@ -24,17 +24,22 @@ public struct TaskDocument: Sendable, Codable, Equatable {
     }
 
     public struct Timings: Sendable, Codable, Equatable {
+        // In the order a task meets them.
         public var submittedAt: Int64?
         public var dispatchedAt: Int64?
+        public var workerReceivedAt: Int64?
+        public var inputsReadyAt: Int64?
         public var startedAt: Int64?
         public var runtimeStartedAt: Int64?
         public var runtimeFinishedAt: Int64?
+        public var uploadedAt: Int64?
         public var finishedAt: Int64?
 
         enum CodingKeys: String, CodingKey {
             case submittedAt = "submitted_at", dispatchedAt = "dispatched_at", startedAt = "started_at"
             case runtimeStartedAt = "runtime_started_at", runtimeFinishedAt = "runtime_finished_at"
-            case finishedAt = "finished_at"
+            case finishedAt = "finished_at", workerReceivedAt = "worker_received_at", inputsReadyAt = "inputs_ready_at"
+            case uploadedAt = "uploaded_at"
         }
     }
 
@@ -95,8 +100,9 @@ public struct TaskDocument: Sendable, Codable, Equatable {
         worker = record.worker
         let t = record.timings
         timings = Timings(
-            submittedAt: t.submittedAt, dispatchedAt: t.dispatchedAt, startedAt: t.startedAt,
-            runtimeStartedAt: t.runtimeStartedAt, runtimeFinishedAt: t.runtimeFinishedAt, finishedAt: t.finishedAt)
+            submittedAt: t.submittedAt, dispatchedAt: t.dispatchedAt, workerReceivedAt: t.workerReceivedAt,
+            inputsReadyAt: t.inputsReadyAt, startedAt: t.startedAt, runtimeStartedAt: t.runtimeStartedAt,
+            runtimeFinishedAt: t.runtimeFinishedAt, uploadedAt: t.uploadedAt, finishedAt: t.finishedAt)
         // A context the API would refuse today (one stored before the nesting limit) is shown as
         // its text rather than dropped or allowed to break the document.
         context = record.context.map { text in (try? JSONValue.parse(Data(text.utf8))) ?? .string(text) }

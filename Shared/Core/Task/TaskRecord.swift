@@ -43,11 +43,21 @@ public struct TaskTimings: Sendable, Codable, Equatable {
     public var runtimeStartedAt: Int64?
     public var runtimeFinishedAt: Int64?
     public var finishedAt: Int64?
+    /// When the worker received the task's message.
+    public var workerReceivedAt: Int64?
+    /// When the worker had the task's inputs and it was ready for the runtime.
+    public var inputsReadyAt: Int64?
+    /// When the worker had stored every image.
+    public var uploadedAt: Int64?
 
     public init(
         submittedAt: Int64? = nil, dispatchedAt: Int64? = nil, startedAt: Int64? = nil,
-        runtimeStartedAt: Int64? = nil, runtimeFinishedAt: Int64? = nil, finishedAt: Int64? = nil
+        runtimeStartedAt: Int64? = nil, runtimeFinishedAt: Int64? = nil, finishedAt: Int64? = nil,
+        workerReceivedAt: Int64? = nil, inputsReadyAt: Int64? = nil, uploadedAt: Int64? = nil
     ) {
+        self.workerReceivedAt = workerReceivedAt
+        self.inputsReadyAt = inputsReadyAt
+        self.uploadedAt = uploadedAt
         self.submittedAt = submittedAt
         self.dispatchedAt = dispatchedAt
         self.startedAt = startedAt

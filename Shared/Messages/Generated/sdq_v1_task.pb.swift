@@ -458,13 +458,25 @@ public nonisolated struct Sdq_V1_StageTimings: Sendable {
 
   public var dispatchedAtMs: Int64 = 0
 
+  /// When the worker took the task on (its `running` mark).
   public var startedAtMs: Int64 = 0
 
+  /// When the runtime began the generation as sdq can see it: the request sent (SD WebUI; for a
+  /// request that waited in the runtime's own queue, when the one before it was answered), or
+  /// ComfyUI's `execution_start` for the prompt.
   public var runtimeStartedAtMs: Int64 = 0
 
+  /// When the runtime's answer arrived (SD WebUI), or the prompt's completion message (ComfyUI).
   public var runtimeFinishedAtMs: Int64 = 0
 
+  /// When every image was stored.
   public var uploadedAtMs: Int64 = 0
+
+  /// When the worker received the task's message.
+  public var workerReceivedAtMs: Int64 = 0
+
+  /// When the task's inputs were fetched and it was ready for the runtime.
+  public var inputsReadyAtMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1128,7 +1140,7 @@ nonisolated extension Sdq_V1_ImageRef: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Sdq_V1_StageTimings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StageTimings"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}submitted_at_ms\0\u{3}dispatched_at_ms\0\u{3}started_at_ms\0\u{3}runtime_started_at_ms\0\u{3}runtime_finished_at_ms\0\u{3}uploaded_at_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}submitted_at_ms\0\u{3}dispatched_at_ms\0\u{3}started_at_ms\0\u{3}runtime_started_at_ms\0\u{3}runtime_finished_at_ms\0\u{3}uploaded_at_ms\0\u{3}worker_received_at_ms\0\u{3}inputs_ready_at_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1142,6 +1154,8 @@ nonisolated extension Sdq_V1_StageTimings: SwiftProtobuf.Message, SwiftProtobuf.
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.runtimeStartedAtMs) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.runtimeFinishedAtMs) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.uploadedAtMs) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.workerReceivedAtMs) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.inputsReadyAtMs) }()
       default: break
       }
     }
@@ -1166,6 +1180,12 @@ nonisolated extension Sdq_V1_StageTimings: SwiftProtobuf.Message, SwiftProtobuf.
     if self.uploadedAtMs != 0 {
       try visitor.visitSingularInt64Field(value: self.uploadedAtMs, fieldNumber: 6)
     }
+    if self.workerReceivedAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.workerReceivedAtMs, fieldNumber: 7)
+    }
+    if self.inputsReadyAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.inputsReadyAtMs, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1176,6 +1196,8 @@ nonisolated extension Sdq_V1_StageTimings: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.runtimeStartedAtMs != rhs.runtimeStartedAtMs {return false}
     if lhs.runtimeFinishedAtMs != rhs.runtimeFinishedAtMs {return false}
     if lhs.uploadedAtMs != rhs.uploadedAtMs {return false}
+    if lhs.workerReceivedAtMs != rhs.workerReceivedAtMs {return false}
+    if lhs.inputsReadyAtMs != rhs.inputsReadyAtMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -28,8 +28,17 @@ import Synchronization
 /// `/history` (ComfyUI may send the end message a moment before it writes the history entry:
 /// then the read is repeated every few milliseconds), and without a websocket the poll every
 /// ``pollInterval`` finds it.
+///
+/// The next prompt is queued in ComfyUI while the current one runs (``queueAhead`` 1), so ComfyUI
+/// starts it the moment the current one ends. Each run listens on its own websocket, under its
+/// own client id (`<clientID>-<n>`): ComfyUI keeps one socket per client id, so two runs sharing
+/// one would take each other's messages; the socket opens before the prompt is queued, while the
+/// prompt ahead still runs, so it costs the GPU nothing. The ``RuntimeWindow`` runs from the
+/// prompt's `execution_start` to its end message, as they arrive.
 public struct ComfyUIBackend: RuntimeBackend {
     public let name = "comfyui"
+    /// One prompt waits in ComfyUI's queue while another runs.
+    public var queueAhead: Int { 1 }
     public let baseURL: String
     public let client: HTTPClient
     /// How often `/history` is polled while a prompt runs.
@@ -61,7 +70,9 @@ public struct ComfyUIBackend: RuntimeBackend {
         }
     }
 
-    public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError) -> [RuntimeImage] {
+    public func run(_ job: RuntimeJob, window: RuntimeWindow, progress: @escaping @Sendable (Double) async -> Bool)
+        async throws(RuntimeError) -> [RuntimeImage]
+    {
         guard job.kind == .comfyuiWorkflow else {
             throw RuntimeError(code: "unsupported_kind", message: "comfyui runs comfyui_workflow, not \(job.kind)", retryable: false)
         }
@@ -71,9 +82,10 @@ public struct ComfyUIBackend: RuntimeBackend {
         let workflow = Self.namingFiles(nodes, for: job.taskID)
         // What made the images, as the workflow says: its sampler's seed and its checkpoint.
         let parsed = try? ComfyWorkflow.parse(nodes).get()
-        let body = JSONValue.object(["prompt": workflow, "client_id": .string(clientID)]).serialized()
+        let runClient = "\(clientID)-\(UInt64.random(in: 1...UInt64.max))"
+        let body = JSONValue.object(["prompt": workflow, "client_id": .string(runClient)]).serialized()
         let watch = PromptWatch()
-        let wsURL = "ws" + baseURL.dropFirst(4) + "/ws?clientId=\(clientID)"
+        let wsURL = "ws" + baseURL.dropFirst(4) + "/ws?clientId=\(runClient)"
         let polled: Result<JSONValue, RuntimeError> = await withTaskGroup(of: Void.self) { group in
             group.addTask { await Self.listen(wsURL, into: watch) }
             defer { group.cancelAll() }
@@ -90,7 +102,13 @@ public struct ComfyUIBackend: RuntimeBackend {
                     await cancel(promptID)
                     throw Self.promptError(status: 200, body: answer)
                 }
+                let queuedAt = EpochClock.nowMillis()
+                window.submitted(at: queuedAt)
                 watch.follow(promptID)
+                defer {
+                    window.started(at: watch.startedAt ?? queuedAt)
+                    window.finished(at: watch.endedAt ?? EpochClock.nowMillis())
+                }
                 return .success(try await poll(promptID, watch: watch) { await progress(watch.progress) })
             } catch {
                 return .failure(error)
@@ -316,8 +334,10 @@ final class PromptWatch: Sendable {
     private struct State {
         var promptID: String?
         var progress = 0.0
-        /// Prompts whose end message arrived (it may come before ``follow(_:)`` names the prompt).
-        var endedPrompts: Set<String> = []
+        /// When each prompt's end message arrived (it may come before ``follow(_:)`` names the prompt).
+        var endedPrompts: [String: Int64] = [:]
+        /// When each prompt's `execution_start` arrived.
+        var startedPrompts: [String: Int64] = [:]
     }
     private let state = Mutex(State())
     /// Signalled when the websocket is open (or could not be opened).
@@ -326,13 +346,17 @@ final class PromptWatch: Sendable {
     let ended = Wakeup()
 
     var progress: Double { state.withLock { $0.progress } }
-    var hasEnded: Bool { state.withLock { state in state.promptID.map { state.endedPrompts.contains($0) } ?? false } }
+    var hasEnded: Bool { endedAt != nil }
+    /// When the followed prompt's end message arrived (epoch ms).
+    var endedAt: Int64? { state.withLock { state in state.promptID.flatMap { state.endedPrompts[$0] } } }
+    /// When the followed prompt's `execution_start` arrived (epoch ms).
+    var startedAt: Int64? { state.withLock { state in state.promptID.flatMap { state.startedPrompts[$0] } } }
 
     /// From now on the messages of `promptID` count.
     func follow(_ promptID: String) {
         let done = state.withLock { state in
             state.promptID = promptID
-            return state.endedPrompts.contains(promptID)
+            return state.endedPrompts[promptID] != nil
         }
         if done { ended.signal() }
     }
@@ -341,7 +365,11 @@ final class PromptWatch: Sendable {
     func observe(_ event: JSONValue) {
         guard let type = event["type"]?.stringValue, let id = event["data"]?["prompt_id"]?.stringValue else { return }
         let isEnd: Bool
+        let now = EpochClock.nowMillis()
         switch type {
+        case "execution_start":
+            state.withLock { state in if state.startedPrompts[id] == nil { state.startedPrompts[id] = now } }
+            return
         case "executing": isEnd = event["data"]?["node"] == .null
         case "execution_success", "execution_error", "execution_interrupted": isEnd = true
         case "progress":
@@ -353,7 +381,7 @@ final class PromptWatch: Sendable {
         }
         guard isEnd else { return }
         let followed = state.withLock { state in
-            state.endedPrompts.insert(id)
+            if state.endedPrompts[id] == nil { state.endedPrompts[id] = now }
             return state.promptID == id
         }
         if followed { ended.signal() }

@@ -12,7 +12,21 @@ public struct EmulatorRuntime: RuntimeBackend {
         self.stepDelay = stepDelay
     }
 
-    public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
+    /// Runs in process: the window is the run itself.
+    public func run(_ job: RuntimeJob, window: RuntimeWindow, progress: @escaping @Sendable (Double) async -> Bool)
+        async throws(RuntimeError) -> [RuntimeImage]
+    {
+        let now = EpochClock.nowMillis()
+        window.submitted(at: now)
+        window.started(at: now)
+        defer {
+            window.finished(at: EpochClock.nowMillis())
+            window.close()
+        }
+        return try await render(job, progress: progress)
+    }
+
+    private func render(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
         -> [RuntimeImage]
     {
         if job.kind == .extras { return try await extras(job, progress: progress) }
@@ -22,7 +36,7 @@ public struct EmulatorRuntime: RuntimeBackend {
                 throw RuntimeError(code: "workflow_invalid", message: "the workflow is not a JSON object", retryable: false)
             }
             switch ComfyWorkflow.parse(nodes) {
-            case .success(let workflow): return try await run(workflow.job(model: job.model), progress: progress)
+            case .success(let workflow): return try await render(workflow.job(model: job.model), progress: progress)
             case .failure(let error): throw RuntimeError(code: "workflow_invalid", message: error.message, retryable: false)
             }
         }

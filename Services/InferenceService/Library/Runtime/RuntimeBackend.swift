@@ -1,5 +1,6 @@
 import Foundation
 import SDQPlatform
+import Synchronization
 
 /// One generation as a runtime sees it.
 public struct RuntimeJob: Sendable, Equatable {
@@ -80,14 +81,21 @@ public struct RuntimeError: CodedError {
 }
 
 /// A Stable Diffusion runtime the inference service drives: the in-process emulator, or an HTTP
-/// runtime (SD WebUI and its API-compatible forks) next to the service.
+/// runtime (SD WebUI and its API-compatible forks, ComfyUI) next to the service.
 public protocol RuntimeBackend: Sendable {
     /// `emulator`, `sdwebui` or `comfyui`.
     var name: String { get }
-    /// Runs one job, reporting progress (0…1) as it goes. When `progress` answers false (the task
-    /// was cancelled), or the calling task is cancelled, the job stops with error code `cancelled`.
-    func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
-        -> [RuntimeImage]
+    /// How many further jobs may wait in the runtime's own queue while one runs (0: none). The
+    /// worker hands the runtime its next job this far ahead — once the one before it has been
+    /// submitted (``RuntimeWindow/untilSubmitted()``) — so the runtime starts it the moment the
+    /// current one ends, with no round trip of sdq's in between.
+    var queueAhead: Int { get }
+    /// Runs one job, reporting progress (0…1) as it goes and recording in `window` when the
+    /// runtime took it, began and ended it. When `progress` answers false (the task was
+    /// cancelled), or the calling task is cancelled, the job stops with error code `cancelled`;
+    /// a job still waiting in the runtime's queue is taken out of it, or stopped as it starts.
+    func run(_ job: RuntimeJob, window: RuntimeWindow, progress: @escaping @Sendable (Double) async -> Bool)
+        async throws(RuntimeError) -> [RuntimeImage]
     /// Returns once the runtime can take work (an HTTP runtime loads its models first), or when
     /// the calling task is cancelled. The worker takes no task before.
     func waitUntilReady() async
@@ -95,6 +103,78 @@ public protocol RuntimeBackend: Sendable {
 
 extension RuntimeBackend {
     public func waitUntilReady() async {}
+    public var queueAhead: Int { 0 }
+
+    /// Runs one job without keeping its window.
+    public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
+        -> [RuntimeImage]
+    {
+        try await run(job, window: RuntimeWindow(), progress: progress)
+    }
+}
+
+/// When a job was at the runtime, in epoch milliseconds, as the backend sees it at the runtime's
+/// boundary: `submitted` when the runtime has the job (request sent, prompt queued), `started`
+/// when the runtime began it, `finished` when its answer (or completion message) arrived. The
+/// worker waits on ``untilSubmitted()`` before it hands the runtime the next job, so jobs reach
+/// the runtime in order.
+public final class RuntimeWindow: Sendable {
+    private struct State {
+        var submitted: Int64?
+        var started: Int64?
+        var finished: Int64?
+        var closed = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var submittedAt: Int64? { state.withLock { $0.submitted } }
+    public var startedAt: Int64? { state.withLock { $0.started } }
+    public var finishedAt: Int64? { state.withLock { $0.finished } }
+
+    /// The runtime has the job (its request is on the way or queued there).
+    public func submitted(at time: Int64 = EpochClock.nowMillis()) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if state.submitted == nil { state.submitted = time }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// The runtime began the job (the first time given counts).
+    public func started(at time: Int64) {
+        state.withLock { if $0.started == nil { $0.started = time } }
+    }
+
+    /// The runtime's answer arrived (the first time given counts).
+    public func finished(at time: Int64) {
+        state.withLock { if $0.finished == nil { $0.finished = time } }
+    }
+
+    /// The run ended, submitted or not: wakes ``untilSubmitted()``.
+    public func close() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.closed = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once the job was submitted or its run ended.
+    public func untilSubmitted() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state -> Bool in
+                if state.submitted != nil || state.closed { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
 }
 
 extension RuntimeJob {

@@ -18,6 +18,16 @@ import Synchronization
 ///   generation: it is read from the runtime at the first task, after a switch (to verify it) and
 ///   after any failed generation. Were the runtime's model changed behind sdq's back, the
 ///   request's `override_settings` still makes it generate with the right one.
+/// - The next job waits in the runtime's own queue: the runtime serves one generation at a time
+///   (A1111's `queue_lock`), so while one runs the worker already sends the next
+///   (``queueAhead`` 1) and it starts the moment the current one ends. Each request carries a
+///   `force_task_id`, and progress is asked for that task (`POST /internal/progress`), so a job
+///   still waiting never reads the running one's progress. A waiting job that is cancelled is
+///   interrupted as it starts (A1111 cannot take a request out of its queue; `/internal/progress`
+///   says when it is `active`), never while the one before it runs. A runtime without
+///   `/internal/progress` gets one job at a time and `GET /sdapi/v1/progress`.
+/// - Timing: ``RuntimeWindow`` starts when the request is sent — for a request that waited
+///   behind another, when that one's answer arrived — and ends when the answer has arrived.
 /// - Errors: 400/404/422 answers are the request's fault (not retried); a CUDA out-of-memory
 ///   error is not retried either (the same request would fail again); 5xx, 429 and an unreachable
 ///   runtime are retried.
@@ -33,11 +43,20 @@ public struct SDWebUIBackend: RuntimeBackend {
     public var logger: Logger
     /// The checkpoint this backend last saw loaded (shared by copies of the backend).
     public let loaded = LoadedCheckpoint()
+    /// Requests at the runtime and what it supports (shared by copies of the backend).
+    let session = SDWebUISession()
+    /// Whether jobs may wait in the runtime's queue (when it has `/internal/progress`).
+    public var prequeue: Bool
+
+    /// One job waits in the runtime's own queue while another runs, when the runtime reports
+    /// progress per task; none otherwise.
+    public var queueAhead: Int { prequeue && session.tracksTasks ? 1 : 0 }
 
     public init(
         baseURL: String, client: HTTPClient = .shared, progressInterval: Duration = .milliseconds(500),
-        requestTimeout: TimeAmount = .minutes(30), logger: Logger = Logger(label: "sdq.sdwebui")
+        requestTimeout: TimeAmount = .minutes(30), logger: Logger = Logger(label: "sdq.sdwebui"), prequeue: Bool = true
     ) {
+        self.prequeue = prequeue
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.client = client
         self.progressInterval = progressInterval
@@ -45,11 +64,15 @@ public struct SDWebUIBackend: RuntimeBackend {
         self.logger = logger
     }
 
-    /// Polls `GET /sdapi/v1/options` until it answers 200 (or the task is cancelled).
+    /// Polls `GET /sdapi/v1/options` until it answers 200 (or the task is cancelled), then asks
+    /// whether the runtime reports progress per task (`POST /internal/progress`).
     public func waitUntilReady() async {
         var attempt = 0
         while !Task.isCancelled {
-            if await loadedModel() != nil { return }
+            if await loadedModel() != nil {
+                session.tracksTasks = await taskProgress("sdq-probe") != nil
+                return
+            }
             attempt += 1
             if attempt == 1 || attempt % 30 == 0 {
                 logger.info("waiting for the runtime to answer /sdapi/v1/options", metadata: ["url": "\(baseURL)"])
@@ -139,44 +162,37 @@ public struct SDWebUIBackend: RuntimeBackend {
         return body
     }
 
-    public func run(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
-        -> [RuntimeImage]
+    public func run(_ job: RuntimeJob, window: RuntimeWindow, progress: @escaping @Sendable (Double) async -> Bool)
+        async throws(RuntimeError) -> [RuntimeImage]
     {
         let path: String
-        let body: Data
+        var body: [String: JSONValue]
         switch job.kind {
         case .txt2img, .img2img:
             try await ensureModel(job.model)
             path = "/sdapi/v1/\(job.kind.rawValue)"
-            body = JSONValue.object(Self.requestBody(for: job)).serialized()
+            body = Self.requestBody(for: job)
         case .extras:
             guard !job.initImages.isEmpty else {
                 throw RuntimeError(code: "invalid_request", message: "extras needs an input image", retryable: false)
             }
             path = "/sdapi/v1/extra-single-image"
-            body = JSONValue.object(Self.extrasBody(for: job)).serialized()
+            body = Self.extrasBody(for: job)
         default:
             throw RuntimeError(code: "unsupported_kind", message: "sdwebui runs txt2img, img2img and extras, not \(job.kind)", retryable: false)
         }
+        let tracked = session.tracksTasks && job.kind != .extras
+        let runtimeTask = "sdq-\(job.taskID.isEmpty ? "job" : job.taskID)-\(session.nextSerial())"
+        if tracked { body["force_task_id"] = .string(runtimeTask) }
+        let encoded = JSONValue.object(body).serialized()
         let stopped = StopFlag()
+        let ticket = session.enter()
+        let sentAt = EpochClock.nowMillis()
+        window.submitted(at: sentAt)
         let result: Result<Data, RuntimeError> = await withTaskGroup(of: Result<Data, RuntimeError>?.self) { group in
-            group.addTask { await self.post(path: path, body: body) }
+            group.addTask { await self.post(path: path, body: encoded) }
             group.addTask {
-                var last = 0.0
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: self.progressInterval)
-                    // The last known value is reported even when /progress does not answer, so a
-                    // cancel or a passed deadline is noticed while the runtime hangs.
-                    last = await self.currentProgress() ?? last
-                    if await !progress(last) {
-                        // Decided before interrupting: the generation may answer (with no images)
-                        // before this task does.
-                        stopped.set()
-                        await self.interrupt()
-                        return .failure(RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false))
-                    }
-                }
-                return nil
+                await self.watch(tracked ? runtimeTask : nil, ticket: ticket, progress: progress, stopped: stopped)
             }
             var outcome: Result<Data, RuntimeError> = .failure(RuntimeError(code: "runtime_error", message: "no response", retryable: true))
             for await value in group {
@@ -188,12 +204,57 @@ public struct SDWebUIBackend: RuntimeBackend {
             }
             return outcome
         }
+        let answeredAt = EpochClock.nowMillis()
+        let previousAnswer = session.leave(ticket, at: answeredAt)
+        window.started(at: ticket.queued ? max(sentAt, min(previousAnswer, answeredAt)) : sentAt)
+        window.finished(at: answeredAt)
         if stopped.isSet { throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false) }
         // After a failure the runtime may have restarted or reloaded: ask again next time.
         if case .failure = result { loaded.value = nil }
         let data = try result.get()
         if job.kind == .extras { return try Self.decodeExtras(data, job: job) }
         return try Self.decodeImages(data, job: job)
+    }
+
+    /// Reports progress every ``progressInterval`` until the generation answers (the group
+    /// cancels this) or the task must stop: then it interrupts the runtime — once the job is the
+    /// one running, never one before it — and returns `cancelled`.
+    private func watch(
+        _ runtimeTask: String?, ticket: SDWebUISession.Ticket, progress: @escaping @Sendable (Double) async -> Bool, stopped: StopFlag
+    ) async -> Result<Data, RuntimeError>? {
+        var last = 0.0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: progressInterval)
+            if let runtimeTask {
+                if let state = await taskProgress(runtimeTask), state.active { last = state.progress ?? last }
+            } else if !session.isWaiting(ticket) {
+                last = await currentProgress() ?? last
+            }
+            // The last known value is reported even when progress does not answer, so a cancel
+            // or a passed deadline is noticed while the runtime hangs.
+            if await progress(last) { continue }
+            // Decided before interrupting: the generation may answer (with no images) first.
+            stopped.set()
+            await untilActive(runtimeTask, ticket: ticket)
+            if Task.isCancelled { return nil }
+            await interrupt()
+            return .failure(RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false))
+        }
+        return nil
+    }
+
+    /// Returns once the job is the runtime's current one, looking every 5 ms: every request sent
+    /// before it answered and, with a task id, the runtime says it is `active` (or done). An
+    /// interrupt sent earlier would stop the job ahead of it. Cancelling the caller (the
+    /// generation answered) ends the wait too.
+    private func untilActive(_ runtimeTask: String?, ticket: SDWebUISession.Ticket) async {
+        while !Task.isCancelled {
+            if !session.isWaiting(ticket) {
+                guard let runtimeTask else { return }
+                if let state = await taskProgress(runtimeTask), state.active || state.completed { return }
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
     }
 
     /// Decodes an `extra-single-image` response (`{"image": base64, "html_info": …}`).
@@ -270,6 +331,21 @@ public struct SDWebUIBackend: RuntimeBackend {
         _ = try? await client.execute(request, timeout: .seconds(5))
     }
 
+    /// A1111's view of one task (`POST /internal/progress`): nil when the runtime does not answer
+    /// it (older runtimes, other forks).
+    func taskProgress(_ runtimeTask: String) async -> (active: Bool, queued: Bool, completed: Bool, progress: Double?)? {
+        var request = HTTPClientRequest(url: baseURL + "/internal/progress")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        let body = JSONValue.object(["id_task": .string(runtimeTask), "id_live_preview": .number(-1), "live_preview": .bool(false)])
+        request.body = .bytes(ByteBuffer(bytes: body.serialized()))
+        guard let response = try? await client.execute(request, timeout: .seconds(5)), response.status == .ok,
+            let buffer = try? await response.body.collect(upTo: 1 << 20),
+            let value = try? JSONValue.parse(Data(buffer.readableBytesView)), case .bool(let active)? = value["active"]
+        else { return nil }
+        return (active, value["queued"] == .bool(true), value["completed"] == .bool(true), value["progress"]?.numberValue)
+    }
+
     private func currentProgress() async -> Double? {
         var request = HTTPClientRequest(url: baseURL + "/sdapi/v1/progress?skip_current_image=true")
         request.method = .GET
@@ -303,5 +379,61 @@ public final class LoadedCheckpoint: Sendable {
     public var value: String? {
         get { state.withLock { $0 } }
         set { state.withLock { $0 = newValue } }
+    }
+}
+
+/// The requests an SD WebUI backend has at its runtime, in the order sent, and whether the runtime
+/// reports progress per task. Shared by copies of the backend.
+final class SDWebUISession: Sendable {
+    /// One request at the runtime.
+    struct Ticket: Sendable {
+        let serial: UInt64
+        /// Whether another of this backend's requests was at the runtime when it was sent: it
+        /// waits in the runtime's queue until that one is answered.
+        let queued: Bool
+    }
+    private struct State {
+        var serial: UInt64 = 0
+        var outstanding: Set<UInt64> = []
+        var lastAnswer: Int64 = 0
+        var tracksTasks = false
+    }
+    private let state = Mutex(State())
+
+    /// Whether the runtime answers `POST /internal/progress` (learnt when it became ready).
+    var tracksTasks: Bool {
+        get { state.withLock { $0.tracksTasks } }
+        set { state.withLock { $0.tracksTasks = newValue } }
+    }
+
+    func nextSerial() -> UInt64 {
+        state.withLock {
+            $0.serial += 1
+            return $0.serial
+        }
+    }
+
+    /// A request is sent.
+    func enter() -> Ticket {
+        state.withLock { state in
+            state.serial += 1
+            let ticket = Ticket(serial: state.serial, queued: !state.outstanding.isEmpty)
+            state.outstanding.insert(state.serial)
+            return ticket
+        }
+    }
+
+    /// Whether a request sent before `ticket` is still unanswered.
+    func isWaiting(_ ticket: Ticket) -> Bool {
+        state.withLock { state in state.outstanding.contains { $0 < ticket.serial } }
+    }
+
+    /// `ticket`'s answer arrived at `time`; returns when the answer before it arrived.
+    func leave(_ ticket: Ticket, at time: Int64) -> Int64 {
+        state.withLock { state in
+            state.outstanding.remove(ticket.serial)
+            defer { state.lastAnswer = max(state.lastAnswer, time) }
+            return state.lastAnswer
+        }
     }
 }

@@ -14,10 +14,14 @@ extension InferenceWorker {
     /// never costs a model switch. If the mark finds the task finished or cancelled, the runtime
     /// is stopped (at most one store round trip after it started) and the task dropped; if the
     /// store cannot be reached, the runtime is stopped and the message handed back.
-    func executeOnRuntime(_ prepared: PreparedTask, awaitingClaim: Bool = false) async -> FinishedTask {
+    ///
+    /// `window` receives the runtime's own start and end (``RuntimeWindow``); they become the
+    /// task's `runtime_started_at` and `runtime_finished_at`.
+    func executeOnRuntime(_ prepared: PreparedTask, window: RuntimeWindow, awaitingClaim: Bool = false) async -> FinishedTask {
         let task = prepared.task
         let startedAt = EpochClock.nowMillis()
-        var timings = Sdq_V1_StageTimings()
+        var timings = Sdq_V1_StageTimings.received(prepared.receivedAt)
+        timings.inputsReadyAtMs = prepared.inputsReadyAt
         timings.submittedAtMs = task.submittedAtMs
         timings.startedAtMs = startedAt
         if task.deadlineMs > 0, startedAt > task.deadlineMs {
@@ -73,7 +77,7 @@ extension InferenceWorker {
         let deadline = task.deadlineMs
         let overdue = StopFlag()
         let job = Self.job(for: prepared)
-        timings.runtimeStartedAtMs = EpochClock.nowMillis()
+        let callStarted = EpochClock.nowMillis()
         let result: Result<[RuntimeImage], RuntimeError> = await withSpan("runtime \(job.kind)", ofKind: .client) { span in
           span.attributes["sdq.runtime"] = runtime.name
           return await withTaskGroup(of: Void.self) { group in
@@ -82,7 +86,7 @@ extension InferenceWorker {
             do throws(RuntimeError) {
                 // A task past its deadline is stopped like a cancelled one (the backend interrupts
                 // the runtime), then failed for good.
-                return .success(try await runtime.run(job) { value in
+                return .success(try await runtime.run(job, window: window) { value in
                     if deadline > 0, EpochClock.nowMillis() > deadline {
                         overdue.set()
                         return false
@@ -94,7 +98,10 @@ extension InferenceWorker {
             }
           }
         }
-        timings.runtimeFinishedAtMs = EpochClock.nowMillis()
+        let callFinished = EpochClock.nowMillis()
+        window.close()
+        timings.runtimeStartedAtMs = window.startedAt ?? window.submittedAt ?? callStarted
+        timings.runtimeFinishedAtMs = max(timings.runtimeStartedAtMs, window.finishedAt ?? callFinished)
         if let refused = refusal(await marked, prepared, reporter) { return refused }
         switch result {
         case .success(let images):
@@ -337,12 +344,9 @@ final class ProgressReporter: Sendable {
 
     /// The record of a cancelled task whose ending nobody announced yet, if that is why it stopped.
     var owedEnding: TaskRecord? {
-        state.withLock { state in
-            guard state.stop == .cancelled, let seen = state.seen,
-                case .forwardCancel(let record) = TaskLifecycle.onSkipped(seen)
-            else { return nil }
-            return record
-        }
+        let (stop, seen) = state.withLock { ($0.stop, $0.seen) }
+        guard stop == .cancelled, let seen, case .forwardCancel(let record) = TaskLifecycle.onSkipped(seen) else { return nil }
+        return record
     }
 
     /// Writes progress and watches for a cancel until the calling task is cancelled.

@@ -7,8 +7,10 @@ import Tracing
 extension InferenceWorker {
     /// Runs one task inside the worker's `inference` span (a child of the dispatcher's, from the
     /// task's trace context) and records the GPU metrics: queue wait, idle gap since the previous
-    /// task, model switches and the runtime's duration by outcome.
-    func execute(_ prepared: PreparedTask) async -> FinishedTask {
+    /// task (between the runtime windows, as the runtime saw them), model switches and the
+    /// runtime's duration by outcome. `awaitingClaim`: the task may make the runtime load another
+    /// model (see ``executeOnRuntime(_:window:awaitingClaim:)``).
+    func execute(_ prepared: PreparedTask, window: RuntimeWindow, awaitingClaim: Bool) async -> FinishedTask {
         let task = prepared.task
         let pool = configuration.pool
         return await withSpan("inference", context: TraceCarrier.context(task.trace), ofKind: .consumer) { span in
@@ -29,14 +31,12 @@ extension InferenceWorker {
                 span.addEvent(SpanEvent(name: "dequeued", attributes: waited))
                 SDQMetrics.queueWait(pool: pool, .milliseconds(wait))
             }
-            let (gap, switched, first) = gpuClock.start(at: started, model: task.model)
-            if let gap { SDQMetrics.gpuIdleGap(pool: pool, .milliseconds(gap)) }
-            if switched { SDQMetrics.modelSwitch(pool: pool) }
+            if awaitingClaim, gpuClock.hasRun { SDQMetrics.modelSwitch(pool: pool) }
             // A task that may load another model waits for its claim first: a task cancelled in its
             // lane never costs a model switch.
-            let outcome = await executeOnRuntime(traced, awaitingClaim: switched || first)
+            let outcome = await executeOnRuntime(traced, window: window, awaitingClaim: awaitingClaim)
             let finished = EpochClock.nowMillis()
-            gpuClock.finish(at: finished)
+            if let gap = gpuClock.finish(window) { SDQMetrics.gpuIdleGap(pool: pool, .milliseconds(gap)) }
             span.attributes["sdq.outcome"] = outcome.label
             SDQMetrics.inference(pool: pool, outcome: outcome.label, .milliseconds(finished - started))
             if case .failed(_, let error, _) = outcome {
@@ -79,8 +79,8 @@ extension FinishedTask {
     }
 }
 
-/// When the worker's GPU last finished and on which model, for the idle-gap and model-switch
-/// metrics.
+/// When the worker's runtime last finished a job and which model the worker last handed it, for
+/// the idle-gap and model-switch metrics and to keep a model switch off a busy runtime.
 final class GPUClock: Sendable {
     private struct State {
         var lastFinish: Int64?
@@ -88,17 +88,28 @@ final class GPUClock: Sendable {
     }
     private let state = Mutex(State())
 
-    /// Marks a task's start; returns the idle gap since the previous task, whether the model
-    /// changed, and whether this is the worker's first task (the runtime's model is not known).
-    func start(at millis: Int64, model: String) -> (gap: Int64?, switched: Bool, first: Bool) {
+    /// Admits a task to the runtime, in order: whether its model differs from the previous
+    /// task's, and whether it is the worker's first (the runtime's model is not known).
+    func admit(model: String) -> (switched: Bool, first: Bool) {
         state.withLock { state in
-            let gap = state.lastFinish.map { max(0, millis - $0) }
             let switched = state.lastModel.map { $0 != model && !model.isEmpty } ?? false
             let first = state.lastModel == nil
             if !model.isEmpty { state.lastModel = model }
-            return (gap, switched, first)
+            return (switched, first)
         }
     }
 
-    func finish(at millis: Int64) { state.withLock { $0.lastFinish = millis } }
+    /// Whether a task was admitted before.
+    var hasRun: Bool { state.withLock { $0.lastFinish != nil } }
+
+    /// Records a finished job's window; returns the runtime's idle time before it began (nil for
+    /// the first job, or one the runtime never began).
+    func finish(_ window: RuntimeWindow) -> Int64? {
+        guard let started = window.startedAt, let finished = window.finishedAt else { return nil }
+        return state.withLock { state in
+            let gap = state.lastFinish.map { max(0, started - $0) }
+            state.lastFinish = max(state.lastFinish ?? finished, finished)
+            return gap
+        }
+    }
 }

@@ -56,7 +56,9 @@ public struct InferenceWorker: Service {
     private func pipeline(ledger: InFlightLedger) async {
         let (prepared, preparedInput) = AsyncStream.makeStream(of: PreparedTask.self)
         let (finished, finishedInput) = AsyncStream.makeStream(of: FinishedTask.self)
-        let slots = AsyncSemaphore(value: configuration.prefetch + 1)
+        // One task runs, `queueAhead` wait in the runtime's own queue, `prefetch` more are fetched.
+        let slots = AsyncSemaphore(value: configuration.prefetch + 1 + runtime.queueAhead)
+        let runtimeSlots = AsyncSemaphore(value: 1 + runtime.queueAhead)
         let uploadSlots = AsyncSemaphore(value: configuration.maxUploadsInFlight)
         await withTaskGroup(of: Void.self) { outer in
             outer.addTask { await self.heartbeatLoop(ledger: ledger) }
@@ -79,19 +81,46 @@ public struct InferenceWorker: Service {
                 }
                 // The GPU stops at once on graceful shutdown; what it held is handed back.
                 await cancelWhenGracefulShutdown {
-                    for await task in prepared {
-                        let outcome = await self.execute(task)
-                        // Interrupted by shutdown: leave the message in the ledger. It is handed back
-                        // once the receiver has stopped, so the receiver cannot take it again.
-                        if case .handBack = outcome, Task.isCancelled { break }
-                        guard await uploadSlots.wait() else { break }
-                        finishedInput.yield(outcome)
-                        slots.signal()
-                    }
+                    await self.feedRuntime(
+                        prepared, runtimeSlots: runtimeSlots, uploadSlots: uploadSlots, output: finishedInput, slots: slots)
                 }
                 finishedInput.finish()
             }
             outer.cancelAll()
+        }
+    }
+
+    /// Hands the runtime its tasks in order: the next one as soon as the one before it has been
+    /// submitted (``RuntimeWindow/untilSubmitted()``), while at most `1 + queueAhead` are at the
+    /// runtime, so it waits in the runtime's own queue and starts the moment the current one ends.
+    /// A task that may make the runtime load another model (the worker's first, or a model change)
+    /// waits until the runtime is idle instead: a model switch never lands under a running job.
+    private func feedRuntime(
+        _ prepared: AsyncStream<PreparedTask>, runtimeSlots: AsyncSemaphore, uploadSlots: AsyncSemaphore,
+        output: AsyncStream<FinishedTask>.Continuation, slots: AsyncSemaphore
+    ) async {
+        await withDiscardingTaskGroup { group in
+            for await task in prepared {
+                let (switched, first) = gpuClock.admit(model: task.task.model)
+                let exclusive = switched || first
+                let permits = exclusive ? 1 + runtime.queueAhead : 1
+                var admitted = true
+                for _ in 0..<permits where admitted { admitted = await runtimeSlots.wait() }
+                guard admitted else { break }
+                let window = RuntimeWindow()
+                group.addTask {
+                    let outcome = await self.execute(task, window: window, awaitingClaim: exclusive)
+                    window.close()
+                    for _ in 0..<permits { runtimeSlots.signal() }
+                    // Interrupted by shutdown: leave the message in the ledger. It is handed back
+                    // once the receiver has stopped, so the receiver cannot take it again.
+                    if case .handBack = outcome, Task.isCancelled { return }
+                    guard await uploadSlots.wait() else { return }
+                    output.yield(outcome)
+                    slots.signal()
+                }
+                await window.untilSubmitted()
+            }
         }
     }
 
@@ -109,6 +138,7 @@ public struct InferenceWorker: Service {
                 return
             }
             let message: QueueMessage
+            let receivedAt: Int64
             do {
                 guard
                     let first = try await queue.receive(
@@ -119,6 +149,7 @@ public struct InferenceWorker: Service {
                     continue
                 }
                 message = first
+                receivedAt = EpochClock.nowMillis()
                 backoff = .milliseconds(200)
             } catch {
                 slots.signal()
@@ -131,7 +162,7 @@ public struct InferenceWorker: Service {
             await ledger.add(receipt: message.receiptHandle, label: message.attributes[MessageAttribute.taskID] ?? message.messageID)
             // Received while shutting down: leave it in the ledger, it is handed back.
             if Task.isShuttingDownGracefully { return }
-            if let task = await prepare(message, ledger: ledger) {
+            if let task = await prepare(message, receivedAt: receivedAt, ledger: ledger) {
                 output.yield(task)
             } else {
                 slots.signal()
@@ -140,7 +171,7 @@ public struct InferenceWorker: Service {
     }
 
     /// Decodes a message and fetches its inputs; nil when it was settled here.
-    private func prepare(_ message: QueueMessage, ledger: InFlightLedger) async -> PreparedTask? {
+    private func prepare(_ message: QueueMessage, receivedAt: Int64, ledger: InFlightLedger) async -> PreparedTask? {
         let task: Sdq_V1_GenerationTask
         do {
             task = try MessageCodec.decode(Sdq_V1_GenerationTask.self, body: message.body, attributes: message.attributes)
@@ -165,22 +196,22 @@ public struct InferenceWorker: Service {
                     case .failure(let error):
                         await finish(message, ledger: ledger, result: failure(
                             task, code: "input_fetch_failed", message: "init image \(reference.url): \(error.message)",
-                            timings: .init()))
+                            timings: .received(receivedAt)))
                         return nil
                     }
                 }
                 guard let object = try await context.transport.objects.get(key: reference.key) else {
                     await finish(message, ledger: ledger, result: failure(
-                        task, code: "input_missing", message: "input object \(reference.key) does not exist", timings: .init()))
+                        task, code: "input_missing", message: "input object \(reference.key) does not exist", timings: .received(receivedAt)))
                     return nil
                 }
                 inputs.append(object.data)
             }
             if let refusal = Self.extrasRefusal(task, inputs: inputs, limits: context.pools.limits) {
-                await finish(message, ledger: ledger, result: failure(task, code: "limit_exceeded", message: refusal, timings: .init()))
+                await finish(message, ledger: ledger, result: failure(task, code: "limit_exceeded", message: refusal, timings: .received(receivedAt)))
                 return nil
             }
-            return PreparedTask(message: message, task: task, inputs: inputs)
+            return PreparedTask(message: message, task: task, inputs: inputs, receivedAt: receivedAt, inputsReadyAt: EpochClock.nowMillis())
         } catch {
             logger.warning("preparing a task failed; it will be retried", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
             await ledger.remove(receipt: message.receiptHandle)
@@ -231,8 +262,21 @@ struct PreparedTask: Sendable {
     var message: QueueMessage
     var task: Sdq_V1_GenerationTask
     var inputs: [Data]
+    /// When the worker received its message.
+    var receivedAt: Int64 = 0
+    /// When its inputs were all here.
+    var inputsReadyAt: Int64 = 0
     /// The trace context of the task's `inference` span, once it runs.
     var trace: Sdq_V1_TraceContext?
+}
+
+extension Sdq_V1_StageTimings {
+    /// The timings of a task settled before it reached the runtime.
+    static func received(_ at: Int64) -> Self {
+        var timings = Self()
+        timings.workerReceivedAtMs = at
+        return timings
+    }
 }
 
 /// What the GPU loop hands to the uploader.
