@@ -26,6 +26,7 @@ if [[ -n $aws ]]; then
   transport=(SDQ_TRANSPORT=aws SDQ_STACK="gap$RANDOM" AWS_ENDPOINT_URL="$aws" AWS_REGION=us-east-1
     AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench)
 fi
+if [[ -n $aws ]]; then env "${transport[@]}" LOG_LEVEL=error "$sdq" aws init >"$work/init.log" 2>&1 || { cat "$work/init.log"; exit 1; }; fi
 env "${transport[@]}" SDQ_DATA_DIR="$work/data" LOG_LEVEL=error SDQ_RUNTIME=sdwebui SDQ_RUNTIME_URL="http://127.0.0.1:$peer_port" \
   "$sdq" up --port "$api_port" --workers 1 >"$work/up.log" 2>&1 &
 up_pid=$!

@@ -111,7 +111,10 @@ def handler(peer):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up on this request (a progress poll ended with its generation)
 
         def body(self):
             length = int(self.headers.get("Content-Length") or 0)

@@ -16,13 +16,21 @@ import Sdq
 /// `--idle N` measures instead the latency sdq adds at idle: N tasks one after the other on the
 /// idle stack, each from submission to the runtime's start (`runtime_started_at − submitted_at`).
 ///
-/// Usage: `swift build -c release --product bench-gpu-gap && .build/release/bench-gpu-gap [--tasks 200] [--steps 20] [--step-ms 10] [--idle N] [--aws http://127.0.0.1:5000]`
+/// `--workers 1,2,4,8` measures instead throughput as workers are added (``Throughput``);
+/// `--moto-pid PID` adds the AWS emulator's CPU seconds per task.
+///
+/// These are sdq's own timestamps, taken at the runtime boundary (``RuntimeWindow``); the gap as
+/// an independent runtime peer logs it is `scripts/bench-runtime-gap.sh`.
+///
+/// Usage: `swift build -c release --product bench-gpu-gap && .build/release/bench-gpu-gap [--tasks 200] [--steps 20] [--step-ms 10] [--idle N] [--workers 1,2,4,8 [--moto-pid PID]] [--aws http://127.0.0.1:5000]`
 @main
 struct Main {
     static func main() async throws {
         var tasks = 200, steps = 20, stepMilliseconds = 10
         var awsEndpoint: String?
         var idle = 0
+        var workerCounts: [Int] = []
+        var motoPID: Int32?
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let argument = arguments.next() {
             switch argument {
@@ -31,13 +39,21 @@ struct Main {
             case "--step-ms": stepMilliseconds = Int(arguments.next() ?? "") ?? stepMilliseconds
             case "--aws": awsEndpoint = arguments.next()
             case "--idle": idle = Int(arguments.next() ?? "") ?? idle
+            case "--workers": workerCounts = (arguments.next() ?? "").split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+            case "--moto-pid": motoPID = Int32(arguments.next() ?? "")
             default:
-                FileHandle.standardError.write(Data("usage: bench-gpu-gap [--tasks N] [--steps N] [--step-ms N] [--aws ENDPOINT]\n".utf8))
+                FileHandle.standardError.write(Data("usage: bench-gpu-gap [--tasks N] [--steps N] [--step-ms N] [--idle N] [--workers N,N,... [--moto-pid PID]] [--aws ENDPOINT]\n".utf8))
                 exit(2)
             }
         }
         var logger = Logger(label: "bench")
         logger.logLevel = .error
+        if !workerCounts.isEmpty {
+            try await Throughput.run(
+                workerCounts: workerCounts, tasks: tasks, steps: steps, stepMilliseconds: stepMilliseconds, awsEndpoint: awsEndpoint,
+                motoPID: motoPID, logger: logger)
+            return
+        }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sdq-gap-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         var configuration = SDQConfiguration()
