@@ -56,17 +56,7 @@ struct Main {
         }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sdq-gap-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        var configuration = SDQConfiguration()
-        configuration.dataDirectory = directory.path
-        var environment = ProcessInfo.processInfo.environment
-        if let awsEndpoint {
-            configuration.transport = .aws
-            configuration.stack = "gap\(UInt32.random(in: 0...UInt32.max))"
-            environment["AWS_ENDPOINT_URL"] = awsEndpoint
-            environment["AWS_REGION"] = environment["AWS_REGION"] ?? "us-east-1"
-            environment["AWS_ACCESS_KEY_ID"] = environment["AWS_ACCESS_KEY_ID"] ?? "bench"
-            environment["AWS_SECRET_ACCESS_KEY"] = environment["AWS_SECRET_ACCESS_KEY"] ?? "bench"
-        }
+        let (configuration, environment) = benchSetup(directory: directory, awsEndpoint: awsEndpoint, stackPrefix: "gap")
         let stack = try await InProcessStack.open(
             configuration: configuration, workersPerPool: 1, emulatorStepDelay: .milliseconds(stepMilliseconds),
             receiveWait: .seconds(1), logger: logger, environment: environment)
@@ -156,6 +146,23 @@ struct Main {
         print(String(format: "  overhead ratio (busy span / runtime time − 1): %.4f  (%.2f%%)", busySpan / max(1, runtimeTotal) - 1, (busySpan / max(1, runtimeTotal) - 1) * 100))
         print(String(format: "  wall time for all tasks: %.0f ms", wallMs))
     }
+}
+
+/// The configuration and environment of a benchmark stack in `directory`: the embedded transport,
+/// or with `awsEndpoint` a fresh stack (`<stackPrefix><random>`) on that AWS emulator.
+func benchSetup(directory: URL, awsEndpoint: String?, stackPrefix: String) -> (SDQConfiguration, [String: String]) {
+    var configuration = SDQConfiguration()
+    configuration.dataDirectory = directory.path
+    var environment = ProcessInfo.processInfo.environment
+    if let awsEndpoint {
+        configuration.transport = .aws
+        configuration.stack = "\(stackPrefix)\(UInt32.random(in: 0...UInt32.max))"
+        environment["AWS_ENDPOINT_URL"] = awsEndpoint
+        environment["AWS_REGION"] = environment["AWS_REGION"] ?? "us-east-1"
+        environment["AWS_ACCESS_KEY_ID"] = environment["AWS_ACCESS_KEY_ID"] ?? "bench"
+        environment["AWS_SECRET_ACCESS_KEY"] = environment["AWS_SECRET_ACCESS_KEY"] ?? "bench"
+    }
+    return (configuration, environment)
 }
 
 struct BenchmarkError: Error, CustomStringConvertible {

@@ -30,17 +30,7 @@ enum Throughput {
         for workers in workerCounts {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sdq-throughput-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: directory) }
-            var configuration = SDQConfiguration()
-            configuration.dataDirectory = directory.path
-            var environment = ProcessInfo.processInfo.environment
-            if let awsEndpoint {
-                configuration.transport = .aws
-                configuration.stack = "tp\(UInt32.random(in: 0...UInt32.max))"
-                environment["AWS_ENDPOINT_URL"] = awsEndpoint
-                environment["AWS_REGION"] = environment["AWS_REGION"] ?? "us-east-1"
-                environment["AWS_ACCESS_KEY_ID"] = environment["AWS_ACCESS_KEY_ID"] ?? "bench"
-                environment["AWS_SECRET_ACCESS_KEY"] = environment["AWS_SECRET_ACCESS_KEY"] ?? "bench"
-            }
+            let (configuration, environment) = benchSetup(directory: directory, awsEndpoint: awsEndpoint, stackPrefix: "tp")
             let stack = try await InProcessStack.open(
                 configuration: configuration, workersPerPool: workers, emulatorStepDelay: .milliseconds(stepMilliseconds),
                 receiveWait: .seconds(1), logger: logger, environment: environment)
