@@ -112,6 +112,19 @@ import Testing
         }
     }
 
+    /// `SDQ_RUNTIME_QUEUE_AHEAD=0`: one job at a time, though the runtime could queue more.
+    @Test func queueingAheadCanBeTurnedOff() async throws {
+        try await withEmulatorServer { base in
+            let selection = RuntimeSelection(runtime: "sdwebui", url: base)
+            let off = makeRuntimeBackend(for: selection, emulatorStepDelay: .zero, queueAhead: false)
+            let on = makeRuntimeBackend(for: selection, emulatorStepDelay: .zero)
+            await off.waitUntilReady()
+            await on.waitUntilReady()
+            #expect(off.queueAhead == 0)
+            #expect(on.queueAhead == 1)
+        }
+    }
+
     /// Runs `body` with an HTTP client of its own, shut down afterwards (the shared one keeps
     /// idle connections a server stopping gracefully would wait for).
     static func withClient(_ body: (HTTPClient) async throws -> Void) async throws {

@@ -41,6 +41,20 @@ import Testing
         }
     }
 
+    /// The next generation waits in the runtime's queue unless `SDQ_RUNTIME_QUEUE_AHEAD=0`; any
+    /// other value is refused, naming the variable.
+    @Test func runtimeQueueAheadIsOnUnlessTurnedOff() throws {
+        #expect(try SDQConfiguration.fromEnvironment([:]).runtimeQueueAhead)
+        #expect(try !SDQConfiguration.fromEnvironment(["SDQ_RUNTIME_QUEUE_AHEAD": "0"]).runtimeQueueAhead)
+        #expect(try SDQConfiguration.fromEnvironment(["SDQ_RUNTIME_QUEUE_AHEAD": "1"]).runtimeQueueAhead)
+        do {
+            _ = try SDQConfiguration.fromEnvironment(["SDQ_RUNTIME_QUEUE_AHEAD": "yes"])
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.field == "SDQ_RUNTIME_QUEUE_AHEAD")
+        }
+    }
+
     @Test func parsesPoolsYAML() throws {
         let config = try PoolConfiguration.parse(yaml: """
             pools:

@@ -16,7 +16,8 @@ struct Entry {
             }
             let selection = try RuntimeSelection.resolve(pool: pool, configuration: configuration, isTarget: true)
             let stepMilliseconds = configuration.emulatorStepMilliseconds
-            let runtime = makeRuntimeBackend(for: selection, emulatorStepDelay: .milliseconds(max(0, stepMilliseconds)))
+            let runtime = makeRuntimeBackend(
+                for: selection, emulatorStepDelay: .milliseconds(max(0, stepMilliseconds)), queueAhead: configuration.runtimeQueueAhead)
             logger.info("runtime selected", metadata: [
                 "pool": "\(pool.name)", "runtime": "\(selection.runtime)", "runtime_url": "\(selection.url ?? "")",
             ])

@@ -92,7 +92,7 @@ public struct InProcessStack: Sendable {
     /// to the default pool.
     private func runtime(for pool: PoolSpec, defaultPool: String) throws -> any RuntimeBackend {
         let selection = try RuntimeSelection.resolve(pool: pool, configuration: configuration, isTarget: pool.name == defaultPool)
-        return makeRuntimeBackend(for: selection, emulatorStepDelay: emulatorStepDelay)
+        return makeRuntimeBackend(for: selection, emulatorStepDelay: emulatorStepDelay, queueAhead: configuration.runtimeQueueAhead)
     }
 
     /// Runs the services while `body` runs, then shuts them down gracefully (workers hand

@@ -22,6 +22,10 @@ public struct SDQConfiguration: Sendable {
     public var runtime: String?
     /// `SDQ_RUNTIME_URL`: the runtime's base URL (sdwebui, comfyui).
     public var runtimeURL: String?
+    /// `SDQ_RUNTIME_QUEUE_AHEAD`: whether the worker sends the next generation while one runs, so
+    /// it waits in the runtime's own queue (1, the default) or only once the runtime is idle (0:
+    /// for a runtime fork that mishandles concurrent requests).
+    public var runtimeQueueAhead = true
     /// `SDQ_HTTP_PORT`.
     public var httpPort: Int = 8080
     /// `SDQ_API_KEYS`: accepted API keys (the first is the CLI's default key); empty means open
@@ -74,6 +78,12 @@ public struct SDQConfiguration: Sendable {
         config.poolsFile = value("SDQ_POOLS_FILE")
         if let raw = value("SDQ_RUNTIME") { config.runtime = raw.lowercased() }
         config.runtimeURL = value("SDQ_RUNTIME_URL")
+        if let raw = value("SDQ_RUNTIME_QUEUE_AHEAD") {
+            guard raw == "0" || raw == "1" else {
+                throw ConfigurationError(message: "must be 0 or 1, not \(raw)", field: "SDQ_RUNTIME_QUEUE_AHEAD")
+            }
+            config.runtimeQueueAhead = raw == "1"
+        }
         if let raw = value("SDQ_HTTP_PORT") {
             guard let port = Int(raw), (0...65535).contains(port) else {
                 throw ConfigurationError(message: "not a port number: \(raw)", field: "SDQ_HTTP_PORT")

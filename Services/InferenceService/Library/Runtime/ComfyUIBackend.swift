@@ -37,8 +37,10 @@ import Synchronization
 /// prompt's `execution_start` to its end message, as they arrive.
 public struct ComfyUIBackend: RuntimeBackend {
     public let name = "comfyui"
-    /// One prompt waits in ComfyUI's queue while another runs.
-    public var queueAhead: Int { 1 }
+    /// Whether the next prompt is queued in ComfyUI while one runs.
+    public var prequeue = true
+    /// One prompt waits in ComfyUI's queue while another runs (none without ``prequeue``).
+    public var queueAhead: Int { prequeue ? 1 : 0 }
     public let baseURL: String
     public let client: HTTPClient
     /// How often `/history` is polled while a prompt runs.

@@ -2,10 +2,16 @@ import SDQPlatform
 
 /// The backend that drives a ``RuntimeSelection``: the one place a runtime name becomes a client
 /// (`inference-service` and the in-process stack of `sdq up`/`generate` both use it).
-public func makeRuntimeBackend(for selection: RuntimeSelection, emulatorStepDelay: Duration) -> any RuntimeBackend {
+/// `queueAhead` false (`SDQ_RUNTIME_QUEUE_AHEAD=0`): the runtime gets one job at a time.
+public func makeRuntimeBackend(for selection: RuntimeSelection, emulatorStepDelay: Duration, queueAhead: Bool = true) -> any RuntimeBackend {
     switch (selection.runtime, selection.url) {
-    case ("sdwebui", let url?): SDWebUIBackend(baseURL: url)
-    case ("comfyui", let url?): ComfyUIBackend(baseURL: url)
+    case ("sdwebui", let url?): SDWebUIBackend(baseURL: url, prequeue: queueAhead)
+    case ("comfyui", let url?):
+        {
+            var backend = ComfyUIBackend(baseURL: url)
+            backend.prequeue = queueAhead
+            return backend
+        }()
     default: EmulatorRuntime(stepDelay: emulatorStepDelay)
     }
 }
