@@ -64,8 +64,9 @@ import Testing
                 #expect(stages == stages.sorted(), "stages in order: \(stages)")
                 let run = try #require(peer.first { $0.task.hasPrefix("sdq-\(result.id)-") }, "the runtime saw task \(result.id)")
                 let (start, end) = (Double(t.runtimeStartedAtMs), Double(t.runtimeFinishedAtMs))
-                // Whole milliseconds on sdq's side, fractions on the peer's: one of slack.
-                #expect(abs(run.start - start) < 50 && abs(run.end - end) < 50, "sdq \(start)…\(end), runtime \(run.start)…\(run.end)")
+                // Near each other even on a machine busy with the rest of the suite (the benchmark
+                // holds the close figures); whole milliseconds on sdq's side: one of slack below.
+                #expect(abs(run.start - start) < 250 && abs(run.end - end) < 250, "sdq \(start)…\(end), runtime \(run.start)…\(run.end)")
                 #expect(end + 1 >= run.end, "the answer came after the runtime ended")
                 if index == 0 { #expect(start <= run.start + 1, "the first request went out before the runtime began") }
                 if index > 0 {
@@ -73,6 +74,7 @@ import Testing
                     // than sdq could have asked.
                     let ahead = try #require(peer.first { $0.task.hasPrefix("sdq-\(ordered[index - 1].id)-") })
                     #expect(run.start >= ahead.end - 0.001)
+                    #expect(start + 1 >= ahead.end, "sdq's window leaves out the time spent waiting in the runtime's queue")
                     #expect(start >= Double(ordered[index - 1].timings.runtimeFinishedAtMs) - 1, "sdq's windows do not overlap")
                 }
             }

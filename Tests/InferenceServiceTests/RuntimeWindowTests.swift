@@ -1,0 +1,50 @@
+@testable import InferenceService
+import Testing
+
+/// The hand-over point between two jobs at the runtime, and the request order an SD WebUI
+/// backend keeps.
+@Suite struct RuntimeWindowTests {
+    @Test func untilSubmittedReturnsOnceTheRuntimeHasTheJob() async {
+        let window = RuntimeWindow()
+        let waiter = Task { await window.untilSubmitted() }
+        try? await Task.sleep(for: .milliseconds(20))
+        window.submitted(at: 100)
+        await waiter.value
+        await window.untilSubmitted()  // already submitted: at once
+        #expect(window.submittedAt == 100)
+    }
+
+    /// A run that ends before it reached the runtime (refused, failed early) still lets the next
+    /// job go.
+    @Test func closingWithoutSubmittingReleasesTheWaiter() async {
+        let window = RuntimeWindow()
+        let waiter = Task { await window.untilSubmitted() }
+        try? await Task.sleep(for: .milliseconds(20))
+        window.close()
+        await waiter.value
+        #expect(window.submittedAt == nil)
+    }
+
+    @Test func theFirstTimeGivenCounts() {
+        let window = RuntimeWindow()
+        window.started(at: 10)
+        window.started(at: 20)
+        window.finished(at: 30)
+        window.finished(at: 40)
+        #expect(window.startedAt == 10 && window.finishedAt == 30)
+    }
+
+    /// A request sent while another is at the runtime waits behind it: it is queued, waiting
+    /// until the one ahead is answered, and its start is that answer.
+    @Test func aRequestSentBehindAnotherWaitsForItsAnswer() {
+        let session = SDWebUISession()
+        let first = session.enter()
+        let second = session.enter()
+        #expect(!first.queued && second.queued)
+        #expect(!session.isWaiting(first) && session.isWaiting(second))
+        #expect(session.leave(first, at: 500) == 0)
+        #expect(!session.isWaiting(second))
+        #expect(session.leave(second, at: 700) == 500, "the answer ahead of it")
+        #expect(!session.enter().queued, "nothing at the runtime any more")
+    }
+}
