@@ -43,6 +43,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
+        // Tests only: a clock the tests advance, so heartbeat and visibility deadlines need no sleeps.
+        .package(url: "https://github.com/pointfreeco/swift-clocks.git", from: "1.1.1"),
     ],
     targets: [
         // MARK: Shared
@@ -356,6 +358,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Clocks", package: "swift-clocks"),
             ],
             path: "Tests/InferenceServiceTests", swiftSettings: swiftSettings
         ),

@@ -1,19 +1,141 @@
 import SDQPlatform
+import Synchronization
 
-/// The messages a worker holds (prefetched, running or uploading). One heartbeat loop keeps all of
-/// them invisible; on shutdown whatever is left is handed back at once.
-actor InFlightLedger {
-    private var receipts: [String: String] = [:]  // receipt handle -> task id (or message id)
+/// The leases a worker holds on its messages (prefetched, running or uploading), as a state
+/// machine: events in (``received(_:label:at:)``, ``settled(_:)``, ``tick(at:)``,
+/// ``extended(_:at:)``, ``drain()``), actions out (``Action``). It performs no I/O and reads no
+/// clock: times are offsets from the driver's start, so tests drive it with plain numbers.
+///
+/// Each lease is extended one `heartbeat` after its last extension (or its receipt) — not all of
+/// them on one timer, so a message received a moment ago costs no request. A lease whose
+/// visibility deadline passes without a successful extension is lost: SQS may already have given
+/// the message to another worker, so it is reported and no longer extended (the task's result is
+/// still sent; processing is idempotent).
+struct LeaseMachine: Sendable, Equatable {
+    struct Lease: Sendable, Equatable {
+        var label: String
+        /// When the last extension was asked for (or the message received).
+        var extendedAt: Duration
+        /// Until when the queue keeps the message hidden, as far as confirmed.
+        var hiddenUntil: Duration
+    }
 
-    func add(receipt: String, label: String) { receipts[receipt] = label }
-    func remove(receipt: String) { receipts.removeValue(forKey: receipt) }
-    var all: [String] { Array(receipts.keys) }
-    var count: Int { receipts.count }
-    func contains(_ receipt: String) -> Bool { receipts[receipt] != nil }
+    enum Action: Sendable, Equatable {
+        /// Extend these messages' visibility by the visibility timeout.
+        case extend([String])
+        /// These leases ran out before an extension succeeded: stop extending them.
+        case lost([(receipt: String, label: String)])
+
+        static func == (lhs: Action, rhs: Action) -> Bool {
+            switch (lhs, rhs) {
+            case (.extend(let a), .extend(let b)): a == b
+            case (.lost(let a), .lost(let b)): a.map(\.receipt) == b.map(\.receipt) && a.map(\.label) == b.map(\.label)
+            default: false
+            }
+        }
+    }
+
+    let visibility: Duration
+    let heartbeat: Duration
+    private(set) var leases: [String: Lease] = [:]
+
+    init(visibility: Duration, heartbeat: Duration) {
+        self.visibility = visibility
+        self.heartbeat = heartbeat
+    }
+
+    /// A message was received with `visibility` from `now`.
+    mutating func received(_ receipt: String, label: String, at now: Duration) {
+        leases[receipt] = Lease(label: label, extendedAt: now, hiddenUntil: now + visibility)
+    }
+
+    /// The worker deleted the message or gave it back: the lease ends.
+    mutating func settled(_ receipt: String) {
+        leases.removeValue(forKey: receipt)
+    }
+
+    /// An extension asked for at `requestedAt` succeeded.
+    mutating func extended(_ receipt: String, at requestedAt: Duration) {
+        guard var lease = leases[receipt] else { return }
+        lease.hiddenUntil = max(lease.hiddenUntil, requestedAt + visibility)
+        leases[receipt] = lease
+    }
+
+    /// The heartbeat at `now`: leases past their deadline are lost, those due are extended.
+    mutating func tick(at now: Duration) -> [Action] {
+        var actions: [Action] = []
+        let lost = leases.filter { $0.value.hiddenUntil <= now }.sorted { $0.key < $1.key }
+        if !lost.isEmpty {
+            for (receipt, _) in lost { leases.removeValue(forKey: receipt) }
+            actions.append(.lost(lost.map { ($0.key, $0.value.label) }))
+        }
+        let due = leases.filter { $0.value.extendedAt + heartbeat <= now }.map(\.key).sorted()
+        if !due.isEmpty {
+            for receipt in due { leases[receipt]?.extendedAt = now }
+            actions.append(.extend(due))
+        }
+        return actions
+    }
+
+    /// When the next tick has something to do; nil when no lease is held.
+    var nextDeadline: Duration? {
+        leases.values.map { min($0.extendedAt + heartbeat, $0.hiddenUntil) }.min()
+    }
+
+    /// Shutdown: every lease ends; the driver hands the messages back.
+    mutating func drain() -> [String] {
+        defer { leases.removeAll() }
+        return leases.keys.sorted()
+    }
+}
+
+/// The worker's ``LeaseMachine`` behind a lock, with the clock its times are taken from: the
+/// receiver, the GPU loop and the uploader report to it, and ``InferenceWorker``'s heartbeat
+/// performs its actions.
+final class InFlightLedger: Sendable {
+    private let machine: Mutex<LeaseMachine>
+    private let clock: WorkerClock
+    private var elapsed: @Sendable () -> Duration { clock.elapsed }
+
+    /// Times come from `clock`.
+    init(visibility: Duration, heartbeat: Duration, clock: WorkerClock) {
+        machine = Mutex(LeaseMachine(visibility: visibility, heartbeat: heartbeat))
+        self.clock = clock
+    }
+
+    /// The clock's time, as the machine counts it.
+    var now: Duration { elapsed() }
+
+    func add(receipt: String, label: String) {
+        let now = elapsed()
+        machine.withLock { $0.received(receipt, label: label, at: now) }
+    }
+    func remove(receipt: String) { machine.withLock { $0.settled(receipt) } }
+    var count: Int { machine.withLock { $0.leases.count } }
+    func contains(_ receipt: String) -> Bool { machine.withLock { $0.leases[receipt] != nil } }
+    func extended(_ receipt: String, at requestedAt: Duration) { machine.withLock { $0.extended(receipt, at: requestedAt) } }
+    func tick() -> (actions: [LeaseMachine.Action], at: Duration) {
+        let now = elapsed()
+        return (machine.withLock { $0.tick(at: now) }, now)
+    }
+    var nextDeadline: Duration? { machine.withLock { $0.nextDeadline } }
 
     /// Removes and returns every receipt.
-    func drain() -> [String] {
-        defer { receipts.removeAll() }
-        return Array(receipts.keys)
+    func drain() -> [String] { machine.withLock { $0.drain() } }
+}
+
+/// The clock a worker's deadlines run on, as offsets from when it was made: the continuous clock,
+/// or a test clock the tests advance.
+public struct WorkerClock: Sendable {
+    let elapsed: @Sendable () -> Duration
+    let sleepFor: @Sendable (Duration) async throws -> Void
+
+    public init<C: Clock<Duration>>(_ clock: C) {
+        let origin = clock.now
+        elapsed = { origin.duration(to: clock.now) }
+        sleepFor = { try await clock.sleep(for: $0) }
     }
+
+    /// The continuous clock.
+    public static var continuous: WorkerClock { WorkerClock(ContinuousClock()) }
 }

@@ -170,7 +170,7 @@ extension InferenceWorker {
             }
             await forwardCancel(owed, task: prepared.task, message: prepared.message, ledger: ledger)
         case .handBack(let prepared):
-            await ledger.remove(receipt: prepared.message.receiptHandle)
+            ledger.remove(receipt: prepared.message.receiptHandle)
             try? await queue.changeVisibility(receiptHandle: prepared.message.receiptHandle, timeout: .zero)
         case .failed(let prepared, let error, let timings):
             let maxReceives = context.pools.queues.maxReceiveCount
@@ -178,7 +178,7 @@ extension InferenceWorker {
                 let delay = Duration.seconds(min(60, 2 << min(prepared.message.receiveCount, 5)))
                 logger.warning("runtime failed; retrying later", metadata: ["task_id": "\(prepared.task.id)", "error": "\(error)"])
                 SDQMetrics.retry(pool: configuration.pool, reason: error.code)
-                await ledger.remove(receipt: prepared.message.receiptHandle)
+                ledger.remove(receipt: prepared.message.receiptHandle)
                 try? await queue.changeVisibility(receiptHandle: prepared.message.receiptHandle, timeout: delay)
                 return
             }
@@ -195,7 +195,7 @@ extension InferenceWorker {
                 await finish(prepared.message, ledger: ledger, result: result)
             } catch {
                 logger.warning("upload failed; the task will run again", metadata: ["task_id": "\(prepared.task.id)", "error": "\(error)"])
-                await ledger.remove(receipt: prepared.message.receiptHandle)
+                ledger.remove(receipt: prepared.message.receiptHandle)
                 try? await queue.changeVisibility(receiptHandle: prepared.message.receiptHandle, timeout: .seconds(2))
             }
         }
@@ -254,7 +254,7 @@ extension InferenceWorker {
             try await results.send(result)
         } catch {
             logger.error("cannot send the task result; the task will run again", metadata: ["task_id": "\(result.id)", "error": "\(error)"])
-            await ledger.remove(receipt: message.receiptHandle)
+            ledger.remove(receipt: message.receiptHandle)
             try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .seconds(2))
             return
         }
@@ -272,7 +272,7 @@ extension InferenceWorker {
 
     /// Deletes a settled message and stops extending it.
     func forget(_ message: QueueMessage, ledger: InFlightLedger) async {
-        await ledger.remove(receipt: message.receiptHandle)
+        ledger.remove(receipt: message.receiptHandle)
         do {
             try await queue.delete(receiptHandle: message.receiptHandle)
         } catch {

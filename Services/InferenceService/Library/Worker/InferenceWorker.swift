@@ -22,8 +22,14 @@ public struct InferenceWorker: Service {
     public let logger: Logger
     let loadedReports = LoadedModelReports()
     let gpuClock = GPUClock()
+    /// The clock of heartbeats and visibility deadlines (a test clock in tests).
+    let clock: WorkerClock
 
-    public init(context: StackContext, runtime: any RuntimeBackend, configuration: InferenceConfiguration, logger: Logger) {
+    public init(
+        context: StackContext, runtime: any RuntimeBackend, configuration: InferenceConfiguration, logger: Logger,
+        clock: WorkerClock = .continuous
+    ) {
+        self.clock = clock
         self.context = context
         self.runtime = runtime
         self.configuration = configuration
@@ -42,9 +48,9 @@ public struct InferenceWorker: Service {
         // Take no message before the runtime can run it (a WebUI loads its model for minutes).
         await cancelWhenGracefulShutdown { await runtime.waitUntilReady() }
         if Task.isShuttingDownGracefully || Task.isCancelled { return }
-        let ledger = InFlightLedger()
+        let ledger = InFlightLedger(visibility: configuration.visibilityTimeout, heartbeat: configuration.heartbeatInterval, clock: clock)
         await pipeline(ledger: ledger)
-        let unfinished = await ledger.drain()
+        let unfinished = ledger.drain()
         for receipt in unfinished {
             try? await queue.changeVisibility(receiptHandle: receipt, timeout: .zero)
         }
@@ -159,7 +165,7 @@ public struct InferenceWorker: Service {
                 backoff = min(backoff * 2, .seconds(10))
                 continue
             }
-            await ledger.add(receipt: message.receiptHandle, label: message.attributes[MessageAttribute.taskID] ?? message.messageID)
+            ledger.add(receipt: message.receiptHandle, label: message.attributes[MessageAttribute.taskID] ?? message.messageID)
             // Received while shutting down: leave it in the ledger, it is handed back.
             if Task.isShuttingDownGracefully { return }
             if let task = await prepare(message, receivedAt: receivedAt, ledger: ledger) {
@@ -177,7 +183,7 @@ public struct InferenceWorker: Service {
             task = try MessageCodec.decode(Sdq_V1_GenerationTask.self, body: message.body, attributes: message.attributes)
         } catch {
             logger.error("undecodable task message; rejecting it to the dead-letter queue", metadata: ["error": "\(error)"])
-            await ledger.remove(receipt: message.receiptHandle)
+            ledger.remove(receipt: message.receiptHandle)
             try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .zero)
             return nil
         }
@@ -214,7 +220,7 @@ public struct InferenceWorker: Service {
             return PreparedTask(message: message, task: task, inputs: inputs, receivedAt: receivedAt, inputsReadyAt: EpochClock.nowMillis())
         } catch {
             logger.warning("preparing a task failed; it will be retried", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
-            await ledger.remove(receipt: message.receiptHandle)
+            ledger.remove(receipt: message.receiptHandle)
             try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .seconds(2))
             return nil
         }
@@ -241,16 +247,46 @@ public struct InferenceWorker: Service {
 
     // MARK: Heartbeat
 
-    private func heartbeatLoop(ledger: InFlightLedger) async {
+    /// Extends the held messages' visibility as ``LeaseMachine`` says (see
+    /// ``heartbeat(ledger:clock:interval:extend:lost:)``).
+    func heartbeatLoop(ledger: InFlightLedger) async {
+        let queue = self.queue, visibility = configuration.visibilityTimeout, logger = self.logger
+        await Self.heartbeat(
+            ledger: ledger, clock: clock, interval: configuration.heartbeatInterval,
+            extend: { receipt in try await queue.changeVisibility(receiptHandle: receipt, timeout: visibility) },
+            failed: { error in logger.warning("extending visibility failed", metadata: ["error": "\(error)"]) },
+            lost: { label in
+                logger.error(
+                    "lost the lease on a message: its visibility ran out before an extension succeeded; another worker may run it too",
+                    metadata: ["task_id": "\(label)"])
+            })
+    }
+
+    /// Performs the leases' actions until cancelled: sleeps on `clock` until the next lease is due
+    /// (at most `interval`, so a lease added meanwhile is not missed), extends the due ones, and
+    /// reports the lost ones.
+    static func heartbeat(
+        ledger: InFlightLedger, clock: WorkerClock, interval: Duration, extend: @Sendable (String) async throws -> Void,
+        failed: @Sendable (any Error) -> Void = { _ in }, lost: @Sendable (String) -> Void = { _ in }
+    ) async {
         while !Task.isCancelled {
-            do { try await Task.sleep(for: configuration.heartbeatInterval) } catch { return }
-            for receipt in await ledger.all {
-                // Skip messages settled since the snapshot (handed back, retried, deleted).
-                guard await ledger.contains(receipt) else { continue }
-                do {
-                    try await queue.changeVisibility(receiptHandle: receipt, timeout: configuration.visibilityTimeout)
-                } catch {
-                    logger.warning("extending visibility failed", metadata: ["error": "\(error)"])
+            let now = ledger.now
+            let wake = min(ledger.nextDeadline ?? (now + interval), now + interval)
+            do { try await clock.sleepFor(max(.zero, wake - now)) } catch { return }
+            let (actions, at) = ledger.tick()
+            for action in actions {
+                switch action {
+                case .extend(let receipts):
+                    for receipt in receipts {
+                        do {
+                            try await extend(receipt)
+                            ledger.extended(receipt, at: at)
+                        } catch {
+                            failed(error)
+                        }
+                    }
+                case .lost(let leases):
+                    for lease in leases { lost(lease.label) }
                 }
             }
         }
