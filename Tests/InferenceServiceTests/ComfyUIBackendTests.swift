@@ -225,4 +225,25 @@ import Testing
         #expect(ComfyUIBackend.executionError(oom).code == "out_of_memory")
         #expect(ComfyUIBackend.executionError(oom).message.hasPrefix("node 3: "))
     }
+
+    /// Every file an output node lists is fetched, whatever the key: saved images, previews, a
+    /// video node's `gifs`, `audio`; not `input` files, not values that are no files.
+    @Test func outputsOfEveryKindAreFound() throws {
+        let history = try JSONValue.parse(Data(#"""
+            {"outputs": {
+              "9": {"images": [{"filename": "a_00001_.png", "subfolder": "", "type": "output"}]},
+              "12": {"images": [{"filename": "b_00001_.png", "subfolder": "", "type": "temp"}],
+                     "text": ["not a file"], "animated": [false]},
+              "20": {"gifs": [{"filename": "clip_00001.mp4", "subfolder": "video", "type": "output", "format": "video/h264-mp4"}]},
+              "30": {"audio": [{"filename": "sound_00001_.flac", "subfolder": "audio", "type": "output"}]},
+              "40": {"images": [{"filename": "upload.png", "subfolder": "", "type": "input"}]}
+            }}
+            """#.utf8))
+        let files = ComfyUIBackend.outputFiles(history)
+        #expect(files.map(\.filename) == ["b_00001_.png", "clip_00001.mp4", "sound_00001_.flac", "a_00001_.png"])
+        #expect(files.map(\.type) == ["temp", "output", "output", "output"])
+        #expect(files[1].subfolder == "video")
+        #expect(files.map { MediaTypes.of(fileName: $0.filename) } == ["image/png", "video/mp4", "audio/flac", "image/png"])
+        #expect(MediaTypes.fileExtension(of: "video/mp4") == "mp4" && MediaTypes.fileExtension(of: "image/jpeg") == "jpg")
+    }
 }

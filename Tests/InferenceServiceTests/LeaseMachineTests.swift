@@ -51,41 +51,73 @@ import Testing
     }
 
     /// The heartbeat on a test clock: it sleeps until the next lease is due and extends exactly
-    /// the due ones; a lease added while it sleeps is extended on time; a failing extension ends
-    /// in a lost lease at its deadline.
+    /// the due ones; a lease added while it sleeps is extended on time; a lease whose extensions
+    /// fail is lost at its deadline. Each step moves the test clock to the next deadline and waits
+    /// until the heartbeat is asleep again.
     @Test func theHeartbeatExtendsDueLeasesOnTheTestClock() async {
-        let clock = TestClock()
-        let ledger = InFlightLedger(visibility: .seconds(30), heartbeat: .seconds(10), clock: WorkerClock(clock))
-        let extended = Accumulator<String>()
+        let testClock = TestClock()
+        let base = WorkerClock(testClock)
+        let sleeps = SleepCounter()
+        let clock = WorkerClock(elapsed: base.elapsed) { duration in
+            await sleeps.increment()
+            try await base.sleepFor(duration)
+        }
+        let ledger = InFlightLedger(visibility: .seconds(30), heartbeat: .seconds(10), clock: clock)
+        let extended = Collected()
         let lost = Collected()
         ledger.add(receipt: "a", label: "task-a")
         let heartbeat = Task {
             await InferenceWorker.heartbeat(
-                ledger: ledger, clock: WorkerClock(clock), interval: .seconds(10),
+                ledger: ledger, clock: clock, interval: .seconds(10),
                 extend: { receipt in
-                    await extended.append([receipt])
+                    extended.append(receipt)
                     if receipt == "c" { throw CancellationError() }  // c's extensions fail
                 },
                 lost: { label in lost.append(label) })
         }
-        func settle(_ condition: () async -> Bool) async {
-            for _ in 0..<1000 where await !condition() { await Task.yield() }
+        await sleeps.wait(above: 0)
+        /// Advances the clock by `seconds`; when that wakes the heartbeat, waits for its next sleep.
+        func step(_ seconds: Int64, wakes: Bool = true) async {
+            let before = await sleeps.count
+            await testClock.advance(by: .seconds(seconds))
+            if wakes { await sleeps.wait(above: before) }
         }
-        await clock.advance(by: .seconds(4))
+        await step(4, wakes: false)  // t = 4
         ledger.add(receipt: "b", label: "task-b")
         ledger.add(receipt: "c", label: "task-c")
-        await clock.advance(by: .seconds(6))  // t = 10
-        await settle { await extended.items == ["a"] }
-        #expect(await extended.items == ["a"])
-        await clock.advance(by: .seconds(4))  // t = 14
-        await settle { await extended.count == 3 }
-        #expect(await extended.items == ["a", "b", "c"])
-        await clock.advance(by: .seconds(30))  // t = 44: c (last confirmed at 4 + 30) is lost
-        await settle { lost.items == ["task-c"] }
+        await step(6)  // t = 10
+        #expect(extended.items == ["a"], "b and c were received 6 s ago")
+        await step(4)  // t = 14
+        #expect(extended.items == ["a", "b", "c"])
+        await step(6)  // t = 20
+        await step(4)  // t = 24
+        await step(6)  // t = 30
+        #expect(lost.items.isEmpty)
+        await step(4)  // t = 34: c's visibility, confirmed last at its receipt (4 + 30), ran out
         #expect(lost.items == ["task-c"])
         #expect(!ledger.contains("c") && ledger.contains("a") && ledger.contains("b"))
+        #expect(extended.items.filter { $0 == "a" }.count == 3 && extended.items.filter { $0 == "c" }.count == 2)
         heartbeat.cancel()
         await heartbeat.value
+    }
+}
+
+/// How often the heartbeat went to sleep, and a wait for the next time.
+actor SleepCounter {
+    private(set) var count = 0
+    private var waiters: [(above: Int, continuation: CheckedContinuation<Void, Never>)] = []
+
+    func increment() {
+        count += 1
+        let ready = waiters.filter { $0.above < count }
+        waiters.removeAll { $0.above < count }
+        for waiter in ready { waiter.continuation.resume() }
+    }
+
+    /// Returns once the count is above `value`.
+    func wait(above value: Int) async {
+        if count > value { return }
+        await withCheckedContinuation { waiters.append((value, $0)) }
     }
 }
 

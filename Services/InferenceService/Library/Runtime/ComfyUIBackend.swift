@@ -239,25 +239,51 @@ public struct ComfyUIBackend: RuntimeBackend {
         }
     }
 
-    /// Downloads the output images a completed prompt lists.
+    /// One file an output node saved, as `/history` lists it.
+    struct OutputFile: Sendable, Equatable {
+        var filename: String
+        var subfolder: String
+        var type: String
+    }
+
+    /// Every file the prompt's output nodes list, in node order: saved (`output`) and preview
+    /// (`temp`) files under any key — `images` (also animated WebP), `gifs` (video nodes),
+    /// `audio`, … — so a workflow that saves video or audio is not a task without outputs.
+    static func outputFiles(_ entry: JSONValue) -> [OutputFile] {
+        guard case .object(let outputs)? = entry["outputs"] else { return [] }
+        var files: [OutputFile] = []
+        for (_, output) in outputs.sorted(by: { $0.key < $1.key }) {
+            guard case .object(let kinds) = output else { continue }
+            // `images` first, then the other kinds by name.
+            for (_, value) in kinds.sorted(by: { ($0.key == "images" ? 0 : 1, $0.key) < ($1.key == "images" ? 0 : 1, $1.key) }) {
+                guard case .array(let listed) = value else { continue }
+                for file in listed {
+                    guard let name = file["filename"]?.stringValue, !name.isEmpty else { continue }
+                    let type = file["type"]?.stringValue ?? "output"
+                    guard type == "output" || type == "temp" else { continue }
+                    files.append(OutputFile(filename: name, subfolder: file["subfolder"]?.stringValue ?? "", type: type))
+                }
+            }
+        }
+        return files
+    }
+
+    /// Downloads the files a completed prompt lists (``outputFiles(_:)``).
     private func fetchOutputs(_ entry: JSONValue, job: RuntimeJob) async throws(RuntimeError) -> [RuntimeImage] {
         var images: [RuntimeImage] = []
-        guard case .object(let outputs)? = entry["outputs"] else { return [] }
-        for (_, output) in outputs.sorted(by: { $0.key < $1.key }) {
-            guard case .array(let files)? = output["images"] else { continue }
-            // Saved images (`output`) and previews (`temp`, a PreviewImage node's), each from its folder.
-            for file in files {
-                let type = file["type"]?.stringValue ?? "output"
-                guard type == "output" || type == "temp" else { continue }
-                let name = file["filename"]?.stringValue ?? ""
-                let query = "filename=\(Self.encode(name))&subfolder=\(Self.encode(file["subfolder"]?.stringValue ?? ""))&type=\(type)"
-                let png = try await request(.GET, "/view?\(query)").get()
-                let size = PNGInfo.size(of: png)
-                images.append(RuntimeImage(png: png, width: size?.width ?? job.width, height: size?.height ?? job.height, seed: job.seed))
+        for file in Self.outputFiles(entry) {
+            let query = "filename=\(Self.encode(file.filename))&subfolder=\(Self.encode(file.subfolder))&type=\(file.type)"
+            let data = try await request(.GET, "/view?\(query)").get()
+            let contentType = MediaTypes.of(fileName: file.filename)
+            if contentType == "image/png" {
+                let size = PNGInfo.size(of: data)
+                images.append(RuntimeImage(png: data, width: size?.width ?? job.width, height: size?.height ?? job.height, seed: job.seed))
+            } else {
+                images.append(RuntimeImage(png: data, width: 0, height: 0, seed: job.seed, contentType: contentType))
             }
         }
         guard !images.isEmpty else {
-            throw RuntimeError(code: "workflow_invalid", message: "the workflow produced no output images (no SaveImage node?)", retryable: false)
+            throw RuntimeError(code: "workflow_invalid", message: "the workflow produced no output files (no SaveImage node?)", retryable: false)
         }
         return images
     }

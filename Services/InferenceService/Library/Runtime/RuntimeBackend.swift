@@ -47,22 +47,52 @@ public struct RuntimeJob: Sendable, Equatable {
     }
 }
 
-/// One image a runtime produced.
+/// One output a runtime produced: a PNG image, or another medium a ComfyUI workflow saved
+/// (animated WebP or GIF, video, audio), named by its ``contentType``.
 public struct RuntimeImage: Sendable, Equatable {
+    /// The file's bytes (PNG unless ``contentType`` says otherwise).
     public var png: Data
+    /// Pixel size; 0 for a medium without one sdq reads (video, audio).
     public var width: Int
     public var height: Int
     public var seed: Int64
     /// The checkpoint that made the image when the runtime says so (a ComfyUI workflow's
     /// `ckpt_name`); nil: the task's model.
     public var model: String?
+    /// The media type, `image/png` for images.
+    public var contentType: String = "image/png"
 
-    public init(png: Data, width: Int, height: Int, seed: Int64, model: String? = nil) {
+    public init(png: Data, width: Int, height: Int, seed: Int64, model: String? = nil, contentType: String = "image/png") {
         self.png = png
         self.width = width
         self.height = height
         self.seed = seed
         self.model = model
+        self.contentType = contentType
+    }
+
+    /// The file extension the object is stored under (`png`, `webp`, `mp4`, …).
+    public var fileExtension: String { MediaTypes.fileExtension(of: contentType) }
+}
+
+/// Media types of the files a runtime may save, by file extension.
+public enum MediaTypes {
+    static let byExtension: [String: String] = [
+        "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
+        "mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime", "mkv": "video/x-matroska",
+        "wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "ogg": "audio/ogg", "opus": "audio/opus",
+    ]
+
+    /// The media type of a file named `name`; `application/octet-stream` for an unknown extension.
+    public static func of(fileName name: String) -> String {
+        let ext = name.split(separator: ".").last.map { $0.lowercased() } ?? ""
+        return byExtension[ext] ?? "application/octet-stream"
+    }
+
+    /// The extension to store a file of `contentType` under (`bin` when unknown).
+    public static func fileExtension(of contentType: String) -> String {
+        if contentType == "image/jpeg" { return "jpg" }
+        return byExtension.first { $0.value == contentType }?.key ?? "bin"
     }
 }
 

@@ -136,6 +136,12 @@ public struct WorkerClock: Sendable {
         sleepFor = { try await clock.sleep(for: $0) }
     }
 
+    /// A clock from its two operations (tests wrap a test clock to see when the worker sleeps).
+    init(elapsed: @escaping @Sendable () -> Duration, sleepFor: @escaping @Sendable (Duration) async throws -> Void) {
+        self.elapsed = elapsed
+        self.sleepFor = sleepFor
+    }
+
     /// The continuous clock.
     public static var continuous: WorkerClock { WorkerClock(ContinuousClock()) }
 }

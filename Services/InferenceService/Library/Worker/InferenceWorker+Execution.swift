@@ -205,12 +205,13 @@ extension InferenceWorker {
         let prefix = task.output.prefix.isEmpty ? "outputs/\(task.id)/" : task.output.prefix
         var references: [Sdq_V1_ImageRef] = []
         for (index, image) in images.enumerated() {
-            let key = "\(prefix)image-\(index).png"
-            try await context.transport.objects.put(key: key, data: image.png, contentType: "image/png")
+            // PNG images keep their historical name; other media (a ComfyUI video) carry their type.
+            let key = image.contentType == "image/png" ? "\(prefix)image-\(index).png" : "\(prefix)output-\(index).\(image.fileExtension)"
+            try await context.transport.objects.put(key: key, data: image.png, contentType: image.contentType)
             var reference = Sdq_V1_ImageRef()
             reference.object.bucket = context.transport.objects.bucket
             reference.object.key = key
-            reference.object.contentType = "image/png"
+            reference.object.contentType = image.contentType
             reference.object.size = UInt64(image.png.count)
             reference.object.sha256 = SHA256.hash(data: image.png).map { String(format: "%02x", $0) }.joined()
             reference.width = UInt32(image.width)

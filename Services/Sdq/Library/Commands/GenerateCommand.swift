@@ -1,6 +1,7 @@
 import ApiLambda
 import ArgumentParser
 import Foundation
+import InferenceService
 import Logging
 import SDQPlatform
 
@@ -112,7 +113,9 @@ struct GenerateCommand: AsyncParsableCommand {
             let directory = URL(fileURLWithPath: output, isDirectory: true)
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             for (index, data) in images.enumerated() {
-                let file = directory.appendingPathComponent("\(document.id)-\(index).png")
+                // A workflow's video or audio keeps its own extension.
+                let type = index < document.images.count ? document.images[index].contentType : "image/png"
+                let file = directory.appendingPathComponent("\(document.id)-\(index).\(MediaTypes.fileExtension(of: type))")
                 try data.write(to: file)
                 paths.append(file.path)
             }
