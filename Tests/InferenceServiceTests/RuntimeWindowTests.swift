@@ -25,6 +25,20 @@ import Testing
         #expect(window.submittedAt == nil)
     }
 
+    /// The worker's runtime slot is returned exactly once, when the run ends — or at once for a
+    /// run that already has.
+    @Test func theCloseActionRunsOnce() {
+        let window = RuntimeWindow()
+        let runs = Collected()
+        window.whenClosed { runs.append("closed") }
+        #expect(runs.items.isEmpty)
+        window.close()
+        window.close()
+        #expect(runs.items == ["closed"])
+        window.whenClosed { runs.append("late") }
+        #expect(runs.items == ["closed", "late"])
+    }
+
     @Test func theFirstTimeGivenCounts() {
         let window = RuntimeWindow()
         window.started(at: 10)

@@ -155,6 +155,7 @@ public final class RuntimeWindow: Sendable {
         var finished: Int64?
         var closed = false
         var waiters: [CheckedContinuation<Void, Never>] = []
+        var onClose: (@Sendable () -> Void)?
     }
     private let state = Mutex(State())
 
@@ -184,14 +185,29 @@ public final class RuntimeWindow: Sendable {
         state.withLock { if $0.finished == nil { $0.finished = time } }
     }
 
-    /// The run ended, submitted or not: wakes ``untilSubmitted()``.
+    /// The run ended, submitted or not: wakes ``untilSubmitted()`` and, the first time, runs the
+    /// ``whenClosed(_:)`` action.
     public func close() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let (waiters, action) = state.withLock { state -> ([CheckedContinuation<Void, Never>], (@Sendable () -> Void)?) in
+            let action = state.closed ? nil : state.onClose
             state.closed = true
+            state.onClose = nil
             defer { state.waiters = [] }
-            return state.waiters
+            return (state.waiters, action)
         }
         for waiter in waiters { waiter.resume() }
+        action?()
+    }
+
+    /// Runs `action` once, when the run ends (at once if it has): the runtime is free of the job
+    /// then, even while the worker still records the task's outcome.
+    public func whenClosed(_ action: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            if state.closed { return true }
+            state.onClose = action
+            return false
+        }
+        if now { action() }
     }
 
     /// Returns once the job was submitted or its run ended.

@@ -114,10 +114,12 @@ public struct InferenceWorker: Service {
                 for _ in 0..<permits where admitted { admitted = await runtimeSlots.wait() }
                 guard admitted else { break }
                 let window = RuntimeWindow()
+                // The runtime's slot is free once the runtime is done with the job, not once the
+                // worker has recorded it (its `running` mark may still be on its way).
+                window.whenClosed { for _ in 0..<permits { runtimeSlots.signal() } }
                 group.addTask {
                     let outcome = await self.execute(task, window: window, awaitingClaim: exclusive)
                     window.close()
-                    for _ in 0..<permits { runtimeSlots.signal() }
                     // Interrupted by shutdown: leave the message in the ledger. It is handed back
                     // once the receiver has stopped, so the receiver cannot take it again.
                     if case .handBack = outcome, Task.isCancelled { return }
