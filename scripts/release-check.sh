@@ -74,13 +74,17 @@ bench bench-gpu-gap --tasks 20 --steps 20 --step-ms 10
 bench bench-gpu-gap --idle 5 --steps 4 --step-ms 10
 bench bench-dispatcher --tasks 300
 unset SDQ_DATA_DIR
-# The GPU gap as an independent SD WebUI peer logs it (scripts/sdwebui_peer.py), a short run.
-if scripts/bench-runtime-gap.sh "$bin/sdq" 20 10 >"$work/bench-runtime-gap.log" 2>&1; then
-  cat "$work/bench-runtime-gap.log"
-  grep -q "tasks: 20 succeeded of 20" "$work/bench-runtime-gap.log" || fail "bench-runtime-gap: not every task succeeded"
-else
-  fail "bench-runtime-gap exited $?"; tail -20 "$work/bench-runtime-gap.log"
-fi
+# The GPU gap as independent runtime peers log it (scripts/sdwebui_peer.py, scripts/comfyui_peer.py),
+# short runs: the release build drives both runtimes' real protocols end to end.
+for runtime in sdwebui comfyui; do
+  log="$work/bench-runtime-gap-$runtime.log"
+  if scripts/bench-runtime-gap.sh "$bin/sdq" 20 10 embedded "$runtime" >"$log" 2>&1; then
+    cat "$log"
+    grep -q "tasks: 20 succeeded of 20" "$log" || fail "bench-runtime-gap ($runtime): not every task succeeded"
+  else
+    fail "bench-runtime-gap ($runtime) exited $?"; tail -20 "$log"
+  fi
+done
 
 stamp "sdq up: start, use, SIGTERM"
 mkdir "$work/up"

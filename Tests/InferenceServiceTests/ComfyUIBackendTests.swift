@@ -124,6 +124,26 @@ import Testing
         }
     }
 
+    /// An interrupt sdq did not send (another client's `POST /interrupt` without a prompt id)
+    /// fails the attempt as `runtime_interrupted`, retryable: not a success with no images, not a
+    /// cancel.
+    @Test(.timeLimit(.minutes(1))) func anInterruptSdqDidNotSendFailsTheAttempt() async throws {
+        try await withEmulatorServer(stepDelay: .milliseconds(20), models: ["sd_xl_turbo_1.0.safetensors"]) { base in
+            let backend = ComfyUIBackend(baseURL: base, pollInterval: .milliseconds(20))
+            let job = Self.job(try Self.workflow(steps: 100))  // about 2 s
+            async let outcome = Self.failure { () async throws(RuntimeError) in try await backend.run(job) { _ in true } }
+            for _ in 0..<500 {
+                if try await Self.httpJSON(.GET, base + "/queue").1["queue_running"]?.arrayValue?.isEmpty == false { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let (status, _) = try await Self.httpJSON(.POST, base + "/interrupt", body: Data("{}".utf8))
+            #expect(status == 200)
+            let error = await outcome
+            #expect(error?.code == "runtime_interrupted")
+            #expect(error?.retryable == true)
+        }
+    }
+
     /// A prompt ComfyUI forgets (its queue cleared, or a restart) ends the run within the bound,
     /// retryable, instead of leaving the task running for ever.
     @Test(.timeLimit(.minutes(1))) func aPromptComfyUIForgetsEndsTheRunWithinTheBound() async throws {

@@ -318,7 +318,11 @@ public struct ComfyUIBackend: RuntimeBackend {
             for message in messages {
                 guard case .array(let pair) = message, pair.count == 2, let kind = pair[0].stringValue else { continue }
                 if kind == "execution_interrupted" {
-                    return RuntimeError(code: "runtime_error", message: "ComfyUI interrupted the prompt", retryable: true)
+                    // sdq's own cancel never gets here (it ends the run as `cancelled` first): someone
+                    // else interrupted ComfyUI. The attempt failed; the task is retried while its
+                    // receives last, like any runtime fault, and fails with this code after them.
+                    return RuntimeError(
+                        code: "runtime_interrupted", message: "ComfyUI interrupted the prompt, and sdq did not ask it to", retryable: true)
                 }
                 if kind == "execution_error" {
                     let text = pair[1]["exception_message"]?.stringValue ?? "execution failed"
