@@ -328,6 +328,7 @@ let package = Package(
             dependencies: [
                 "SDQPlatform", "SDQAWSTransport", "SDQStack", "SDQTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Yams", package: "Yams"),
+                .product(name: "Clocks", package: "swift-clocks"),
             ],
             path: "Tests/SDQPlatformTests", swiftSettings: swiftSettings
         ),

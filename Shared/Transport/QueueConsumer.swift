@@ -24,11 +24,14 @@ public struct QueueConsumer: Sendable {
     public var batchSize: Int
     public var wait: Duration
     public var visibilityTimeout: Duration?
+    /// The clock of the receive back-off (a test clock in tests).
+    public var clock: ServiceClock
 
     public init(
         queue: any MessageQueue, logger: Logger, batchSize: Int = 10, wait: Duration = .seconds(20),
-        visibilityTimeout: Duration? = nil
+        visibilityTimeout: Duration? = nil, clock: ServiceClock = .continuous
     ) {
+        self.clock = clock
         self.queue = queue
         self.logger = logger
         self.batchSize = batchSize
@@ -47,6 +50,7 @@ public struct QueueConsumer: Sendable {
     public func run(round handle: @escaping @Sendable (QueueMessage, SendRound, Int) async -> MessageDisposition) async {
         var backoff = Duration.milliseconds(100)
         let queue = self.queue, batchSize = self.batchSize, wait = self.wait, visibilityTimeout = self.visibilityTimeout
+        let clock = self.clock
         defer { logger.debug("consumer stopped", metadata: ["queue": "\(queue.name)"]) }
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             let messages: [QueueMessage]
@@ -56,7 +60,7 @@ public struct QueueConsumer: Sendable {
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { return }
                 logger.warning("receive failed", metadata: ["queue": "\(queue.name)", "error": "\(error)"])
-                try? await Task.sleep(for: backoff)
+                do { try await clock.sleepFor(backoff) } catch { return }
                 backoff = min(backoff * 2, .seconds(10))
                 continue
             }

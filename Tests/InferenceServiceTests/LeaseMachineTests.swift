@@ -1,5 +1,6 @@
 import Clocks
 @testable import InferenceService
+import SDQPlatform
 import SDQTestSupport
 import Synchronization
 import Testing
@@ -56,9 +57,9 @@ import Testing
     /// until the heartbeat is asleep again.
     @Test func theHeartbeatExtendsDueLeasesOnTheTestClock() async {
         let testClock = TestClock()
-        let base = WorkerClock(testClock)
+        let base = ServiceClock(testClock)
         let sleeps = SleepCounter()
-        let clock = WorkerClock(elapsed: base.elapsed) { duration in
+        let clock = ServiceClock(elapsed: base.elapsed) { duration in
             await sleeps.increment()
             try await base.sleepFor(duration)
         }
@@ -99,25 +100,6 @@ import Testing
         #expect(extended.items.filter { $0 == "a" }.count == 3 && extended.items.filter { $0 == "c" }.count == 2)
         heartbeat.cancel()
         await heartbeat.value
-    }
-}
-
-/// How often the heartbeat went to sleep, and a wait for the next time.
-actor SleepCounter {
-    private(set) var count = 0
-    private var waiters: [(above: Int, continuation: CheckedContinuation<Void, Never>)] = []
-
-    func increment() {
-        count += 1
-        let ready = waiters.filter { $0.above < count }
-        waiters.removeAll { $0.above < count }
-        for waiter in ready { waiter.continuation.resume() }
-    }
-
-    /// Returns once the count is above `value`.
-    func wait(above value: Int) async {
-        if count > value { return }
-        await withCheckedContinuation { waiters.append((value, $0)) }
     }
 }
 

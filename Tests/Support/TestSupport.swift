@@ -143,3 +143,25 @@ public func fixtureURL(_ relativePath: String) -> URL {
 public func referenceSample(_ name: String) throws -> Data {
     try Data(contentsOf: fixtureURL("anchor-v1alpha2/\(name)"))
 }
+
+/// How often a loop went to sleep on a wrapped test clock, and a wait for the next time: a test
+/// advances the clock, then waits until the loop has done its work and sleeps again.
+public actor SleepCounter {
+    public private(set) var count = 0
+    private var waiters: [(above: Int, continuation: CheckedContinuation<Void, Never>)] = []
+
+    public init() {}
+
+    public func increment() {
+        count += 1
+        let ready = waiters.filter { $0.above < count }
+        waiters.removeAll { $0.above < count }
+        for waiter in ready { waiter.continuation.resume() }
+    }
+
+    /// Returns once the count is above `value`.
+    public func wait(above value: Int) async {
+        if count > value { return }
+        await withCheckedContinuation { waiters.append((value, $0)) }
+    }
+}

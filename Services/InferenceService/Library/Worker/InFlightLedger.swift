@@ -94,11 +94,11 @@ struct LeaseMachine: Sendable, Equatable {
 /// performs its actions.
 final class InFlightLedger: Sendable {
     private let machine: Mutex<LeaseMachine>
-    private let clock: WorkerClock
+    private let clock: ServiceClock
     private var elapsed: @Sendable () -> Duration { clock.elapsed }
 
     /// Times come from `clock`.
-    init(visibility: Duration, heartbeat: Duration, clock: WorkerClock) {
+    init(visibility: Duration, heartbeat: Duration, clock: ServiceClock) {
         machine = Mutex(LeaseMachine(visibility: visibility, heartbeat: heartbeat))
         self.clock = clock
     }
@@ -122,26 +122,4 @@ final class InFlightLedger: Sendable {
 
     /// Removes and returns every receipt.
     func drain() -> [String] { machine.withLock { $0.drain() } }
-}
-
-/// The clock a worker's deadlines run on, as offsets from when it was made: the continuous clock,
-/// or a test clock the tests advance.
-public struct WorkerClock: Sendable {
-    let elapsed: @Sendable () -> Duration
-    let sleepFor: @Sendable (Duration) async throws -> Void
-
-    public init<C: Clock<Duration>>(_ clock: C) {
-        let origin = clock.now
-        elapsed = { origin.duration(to: clock.now) }
-        sleepFor = { try await clock.sleep(for: $0) }
-    }
-
-    /// A clock from its two operations (tests wrap a test clock to see when the worker sleeps).
-    init(elapsed: @escaping @Sendable () -> Duration, sleepFor: @escaping @Sendable (Duration) async throws -> Void) {
-        self.elapsed = elapsed
-        self.sleepFor = sleepFor
-    }
-
-    /// The continuous clock.
-    public static var continuous: WorkerClock { WorkerClock(ContinuousClock()) }
 }

@@ -23,11 +23,11 @@ public struct InferenceWorker: Service {
     let loadedReports = LoadedModelReports()
     let gpuClock = GPUClock()
     /// The clock of heartbeats and visibility deadlines (a test clock in tests).
-    let clock: WorkerClock
+    let clock: ServiceClock
 
     public init(
         context: StackContext, runtime: any RuntimeBackend, configuration: InferenceConfiguration, logger: Logger,
-        clock: WorkerClock = .continuous
+        clock: ServiceClock = .continuous
     ) {
         self.clock = clock
         self.context = context
@@ -163,7 +163,7 @@ public struct InferenceWorker: Service {
                 slots.signal()
                 if Task.isCancelled { return }
                 logger.warning("receive failed", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: backoff)
+                do { try await clock.sleepFor(backoff) } catch { return }
                 backoff = min(backoff * 2, .seconds(10))
                 continue
             }
@@ -268,7 +268,7 @@ public struct InferenceWorker: Service {
     /// (at most `interval`, so a lease added meanwhile is not missed), extends the due ones, and
     /// reports the lost ones.
     static func heartbeat(
-        ledger: InFlightLedger, clock: WorkerClock, interval: Duration, extend: @Sendable (String) async throws -> Void,
+        ledger: InFlightLedger, clock: ServiceClock, interval: Duration, extend: @Sendable (String) async throws -> Void,
         failed: @Sendable (any Error) -> Void = { _ in }, lost: @Sendable (String) -> Void = { _ in }
     ) async {
         while !Task.isCancelled {
