@@ -62,7 +62,7 @@ lambda_env=(env SDQ_TRANSPORT=aws SDQ_STACK="rc$RANDOM$RANDOM" AWS_ENDPOINT_URL=
   AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true)
 "${lambda_env[@]}" "$bin/sdq" aws init >"$work/aws-init.log" 2>&1 || { fail "sdq aws init on moto"; tail -5 "$work/aws-init.log"; }
 bench_lambda() {
-  if "${lambda_env[@]}" "$bin/bench-api-lambda" "$@" >"$work/bench-api-lambda.log" 2>"$work/bench-api-lambda.err"; then
+  if timeout 600 "${lambda_env[@]}" "$bin/bench-api-lambda" "$@" >"$work/bench-api-lambda.log" 2>"$work/bench-api-lambda.err"; then
     grep -v '^\s*$' "$work/bench-api-lambda.log" | head -40
   else
     fail "bench-api-lambda exited $?"; tail -20 "$work/bench-api-lambda.err"

@@ -44,9 +44,16 @@ struct Main {
             var coldStarts: [Duration] = []
             for index in 0..<starts {
                 // Each launch is a fresh execution environment with an empty /tmp, as on Lambda.
-                let process = try launch(binary, endpoint: endpoint, data: root.appendingPathComponent("\(index)"))
+                // A function that dies ends the run with its exit status instead of a hang.
+                let generation = await peer.launching()
+                let process = try launch(binary, endpoint: endpoint, data: root.appendingPathComponent("\(index)")) { status in
+                    Task { await peer.exited(generation: generation, status: status) }
+                }
                 let launched = ContinuousClock.now
-                let first = await peer.waitForNext()
+                guard let first = await peer.waitForNext() else {
+                    FileHandle.standardError.write(Data("benchmark failed: \(await peer.exitDescription) before asking for its first event\n".utf8))
+                    exit(1)
+                }
                 coldStarts.append(launched.duration(to: first))
                 if index < starts - 1 {
                     await stop(process)
@@ -82,8 +89,11 @@ struct Main {
         while process.isRunning { try? await Task.sleep(for: .milliseconds(5)) }
     }
 
-    static func launch(_ binary: String, endpoint: String, data: URL) throws -> Process {
+    static func launch(
+        _ binary: String, endpoint: String, data: URL, onExit: @escaping @Sendable (Int32) -> Void
+    ) throws -> Process {
         let process = Process()
+        process.terminationHandler = { onExit($0.terminationStatus) }
         process.executableURL = URL(fileURLWithPath: binary)
         var environment = ProcessInfo.processInfo.environment
         environment["AWS_LAMBDA_RUNTIME_API"] = endpoint
@@ -108,7 +118,9 @@ struct Main {
                     "headers": ["content-type": "application/json", "host": "bench.local"],
                     "requestContext": ["http": ["method": "POST", "path": "/v1/tasks"]], "body": body, "isBase64Encoded": false,
                 ]
-                let (elapsed, answer) = await peer.invoke(try JSONSerialization.data(withJSONObject: event))
+                guard let (elapsed, answer) = await peer.invoke(try JSONSerialization.data(withJSONObject: event)) else {
+                    throw BenchmarkError("\(await peer.exitDescription) during invocation \(index)")
+                }
                 submits.append(elapsed)
                 let outer = try JSONSerialization.jsonObject(with: answer) as? [String: Any]
                 guard outer?["statusCode"] as? Int == 202, let text = outer?["body"] as? String,
@@ -121,7 +133,9 @@ struct Main {
                     "version": "2.0", "rawPath": "/v1/tasks/\(lastID)", "rawQueryString": "", "headers": ["host": "bench.local"],
                     "requestContext": ["http": ["method": "GET", "path": "/v1/tasks/\(lastID)"]], "isBase64Encoded": false,
                 ]
-                let (elapsed, answer) = await peer.invoke(try JSONSerialization.data(withJSONObject: event))
+                guard let (elapsed, answer) = await peer.invoke(try JSONSerialization.data(withJSONObject: event)) else {
+                    throw BenchmarkError("\(await peer.exitDescription) during invocation \(index)")
+                }
                 statuses.append(elapsed)
                 let outer = try JSONSerialization.jsonObject(with: answer) as? [String: Any]
                 guard outer?["statusCode"] as? Int == 200 else {
@@ -171,10 +185,31 @@ actor RuntimeAPIPeer {
     private var waitingNext: CheckedContinuation<(String, Data), Never>?
     private var pending: [(String, Data)] = []
     private var nextArrivals: [ContinuousClock.Instant] = []
-    private var arrivalWaiter: CheckedContinuation<ContinuousClock.Instant, Never>?
+    private var arrivalWaiter: CheckedContinuation<ContinuousClock.Instant?, Never>?
     private var handedOut: [String: ContinuousClock.Instant] = [:]
-    private var responseWaiters: [String: CheckedContinuation<(Duration, Data), Never>] = [:]
+    private var responseWaiters: [String: CheckedContinuation<(Duration, Data)?, Never>] = [:]
     private var counter = 0
+    private var generation = 0
+    private var exitStatus: Int32?
+
+    /// A new function process is about to start; its exit counts from now (a stopped one's not).
+    func launching() -> Int {
+        generation += 1
+        exitStatus = nil
+        return generation
+    }
+
+    /// The function process of `generation` ended: whatever waits on it gets nil.
+    func exited(generation: Int, status: Int32) {
+        guard generation == self.generation else { return }
+        exitStatus = status
+        arrivalWaiter?.resume(returning: nil)
+        arrivalWaiter = nil
+        for waiter in responseWaiters.values { waiter.resume(returning: nil) }
+        responseWaiters.removeAll()
+    }
+
+    var exitDescription: String { "api-lambda exited with status \(exitStatus.map(String.init) ?? "?")" }
 
     /// Serves on a free loopback port while `body` runs with the `host:port` endpoint.
     nonisolated func serve(_ body: @escaping @Sendable (String) async throws -> Void) async throws {
@@ -228,9 +263,10 @@ actor RuntimeAPIPeer {
         return await withCheckedContinuation { waitingNext = $0 }
     }
 
-    /// The time of the first `next` since the last reset.
-    func waitForNext() async -> ContinuousClock.Instant {
+    /// The time of the first `next` since the last reset; nil when the process exited first.
+    func waitForNext() async -> ContinuousClock.Instant? {
         if !nextArrivals.isEmpty { return nextArrivals.removeFirst() }
+        if exitStatus != nil { return nil }
         return await withCheckedContinuation { arrivalWaiter = $0 }
     }
 
@@ -241,8 +277,9 @@ actor RuntimeAPIPeer {
         nextArrivals.removeAll()
     }
 
-    /// Hands `payload` to the function and waits for its response.
-    func invoke(_ payload: Data) async -> (Duration, Data) {
+    /// Hands `payload` to the function and waits for its response; nil when the process exited.
+    func invoke(_ payload: Data) async -> (Duration, Data)? {
+        if exitStatus != nil { return nil }
         counter += 1
         let id = "bench-\(counter)"
         return await withCheckedContinuation { continuation in

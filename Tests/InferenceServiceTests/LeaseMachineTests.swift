@@ -57,12 +57,8 @@ import Testing
     /// until the heartbeat is asleep again.
     @Test func theHeartbeatExtendsDueLeasesOnTheTestClock() async {
         let testClock = TestClock()
-        let base = ServiceClock(testClock)
         let sleeps = SleepCounter()
-        let clock = ServiceClock(elapsed: base.elapsed) { duration in
-            await sleeps.increment()
-            try await base.sleepFor(duration)
-        }
+        let clock = ServiceClock.counting(testClock, sleeps: sleeps)
         let ledger = InFlightLedger(visibility: .seconds(30), heartbeat: .seconds(10), clock: clock)
         let extended = Collected()
         let lost = Collected()

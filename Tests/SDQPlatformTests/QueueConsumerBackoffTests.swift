@@ -43,13 +43,9 @@ import Testing
 
     @Test func failedReceivesBackOffDoublingOnTheTestClock() async {
         let testClock = TestClock()
-        let base = ServiceClock(testClock)
         let sleeps = SleepCounter()
-        let clock = ServiceClock(elapsed: base.elapsed) { duration in
-            await sleeps.increment()
-            try await base.sleepFor(duration)
-        }
-        let queue = FlakyQueue(failures: 3, elapsed: base.elapsed)
+        let clock = ServiceClock.counting(testClock, sleeps: sleeps)
+        let queue = FlakyQueue(failures: 3, elapsed: clock.elapsed)
         let consumer = QueueConsumer(queue: queue, logger: Logger(label: "test"), clock: clock)
         let loop = Task { await consumer.run { _ in .delete } }
         await sleeps.wait(above: 0)  // failed once, backing off

@@ -165,3 +165,15 @@ public actor SleepCounter {
         await withCheckedContinuation { waiters.append((value, $0)) }
     }
 }
+
+extension ServiceClock {
+    /// `clock` (a test clock) seen through `sleeps`: every sleep a loop starts on it is counted
+    /// first, so a test can wait until the loop is asleep again after advancing the clock.
+    public static func counting<C: Clock<Duration>>(_ clock: C, sleeps: SleepCounter) -> ServiceClock {
+        let base = ServiceClock(clock)
+        return ServiceClock(elapsed: base.elapsed) { duration in
+            await sleeps.increment()
+            try await base.sleepFor(duration)
+        }
+    }
+}
