@@ -78,17 +78,7 @@ struct Main {
             ids.append(id)
         }
         let started = ContinuousClock.now
-        let records = try await stack.whileRunning { [ids] in
-            while true {
-                var done: [TaskRecord] = []
-                for id in ids {
-                    guard let record = try await stack.context.transport.tasks.get(id: id), record.status.isTerminal else { break }
-                    done.append(record)
-                }
-                if done.count == ids.count { return done }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
+        let records = try await stack.whileRunning { [ids] in try await terminalRecords(ids, in: stack, every: .milliseconds(100)) }
         let wall = ContinuousClock.now - started
         await stack.close()
         report(records, wall: wall, steps: steps, stepMilliseconds: stepMilliseconds, transport: awsEndpoint == nil ? "embedded" : "aws (\(awsEndpoint!))")
@@ -163,6 +153,19 @@ func benchSetup(directory: URL, awsEndpoint: String?, stackPrefix: String) -> (S
         environment["AWS_SECRET_ACCESS_KEY"] = environment["AWS_SECRET_ACCESS_KEY"] ?? "bench"
     }
     return (configuration, environment)
+}
+
+/// The records of `ids` once every one has ended, looked at every `interval`.
+func terminalRecords(_ ids: [String], in stack: InProcessStack, every interval: Duration) async throws -> [TaskRecord] {
+    while true {
+        var done: [TaskRecord] = []
+        for id in ids {
+            guard let record = try await stack.context.transport.tasks.get(id: id), record.status.isTerminal else { break }
+            done.append(record)
+        }
+        if done.count == ids.count { return done }
+        try await Task.sleep(for: interval)
+    }
 }
 
 struct BenchmarkError: Error, CustomStringConvertible {

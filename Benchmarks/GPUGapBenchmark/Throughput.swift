@@ -56,15 +56,7 @@ enum Throughput {
                     }
                     return try await group.reduce(into: []) { $0 += $1 }
                 }
-                while true {
-                    var done: [TaskRecord] = []
-                    for id in ids {
-                        guard let record = try await stack.context.transport.tasks.get(id: id), record.status.isTerminal else { break }
-                        done.append(record)
-                    }
-                    if done.count == ids.count { return done }
-                    try await Task.sleep(for: .milliseconds(200))
-                }
+                return try await terminalRecords(ids, in: stack, every: .milliseconds(200))
             }
             // From the first submission to the last task's end, as the task records say (not
             // this loop's polling).
