@@ -360,6 +360,7 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Clocks", package: "swift-clocks"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
             path: "Tests/InferenceServiceTests", swiftSettings: swiftSettings
         ),

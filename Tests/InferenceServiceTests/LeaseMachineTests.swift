@@ -1,13 +1,10 @@
-import Clocks
 @testable import InferenceService
 import SDQPlatform
-import SDQTestSupport
-import Synchronization
 import Testing
 
 /// The worker's leases on its messages: which to extend when, which are lost, and that shutdown
-/// hands every one back — as a state machine driven with plain times, and its heartbeat driven by
-/// a test clock (no sleeps).
+/// hands every one back — as a state machine driven with plain times (the heartbeat that drives
+/// it on a test clock is in ``WorkerDriverTests``).
 @Suite struct LeaseMachineTests {
     @Test func eachLeaseIsExtendedOneHeartbeatAfterItsLastExtension() {
         var machine = LeaseMachine(visibility: .seconds(30), heartbeat: .seconds(10))
@@ -50,58 +47,4 @@ import Testing
         #expect(machine.drain() == ["a", "b"])
         #expect(machine.leases.isEmpty)
     }
-
-    /// The heartbeat on a test clock: it sleeps until the next lease is due and extends exactly
-    /// the due ones; a lease added while it sleeps is extended on time; a lease whose extensions
-    /// fail is lost at its deadline. Each step moves the test clock to the next deadline and waits
-    /// until the heartbeat is asleep again.
-    @Test func theHeartbeatExtendsDueLeasesOnTheTestClock() async {
-        let testClock = TestClock()
-        let sleeps = SleepCounter()
-        let clock = ServiceClock.counting(testClock, sleeps: sleeps)
-        let ledger = InFlightLedger(visibility: .seconds(30), heartbeat: .seconds(10), clock: clock)
-        let extended = Collected()
-        let lost = Collected()
-        ledger.add(receipt: "a", label: "task-a")
-        let heartbeat = Task {
-            await InferenceWorker.heartbeat(
-                ledger: ledger, clock: clock, interval: .seconds(10),
-                extend: { receipt in
-                    extended.append(receipt)
-                    if receipt == "c" { throw CancellationError() }  // c's extensions fail
-                },
-                lost: { label in lost.append(label) })
-        }
-        await sleeps.wait(above: 0)
-        /// Advances the clock by `seconds`; when that wakes the heartbeat, waits for its next sleep.
-        func step(_ seconds: Int64, wakes: Bool = true) async {
-            let before = await sleeps.count
-            await testClock.advance(by: .seconds(seconds))
-            if wakes { await sleeps.wait(above: before) }
-        }
-        await step(4, wakes: false)  // t = 4
-        ledger.add(receipt: "b", label: "task-b")
-        ledger.add(receipt: "c", label: "task-c")
-        await step(6)  // t = 10
-        #expect(extended.items == ["a"], "b and c were received 6 s ago")
-        await step(4)  // t = 14
-        #expect(extended.items == ["a", "b", "c"])
-        await step(6)  // t = 20
-        await step(4)  // t = 24
-        await step(6)  // t = 30
-        #expect(lost.items.isEmpty)
-        await step(4)  // t = 34: c's visibility, confirmed last at its receipt (4 + 30), ran out
-        #expect(lost.items == ["task-c"])
-        #expect(!ledger.contains("c") && ledger.contains("a") && ledger.contains("b"))
-        #expect(extended.items.filter { $0 == "a" }.count == 3 && extended.items.filter { $0 == "c" }.count == 2)
-        heartbeat.cancel()
-        await heartbeat.value
-    }
-}
-
-/// Strings collected from synchronous callbacks.
-final class Collected: Sendable {
-    private let state = Mutex<[String]>([])
-    func append(_ value: String) { state.withLock { $0.append(value) } }
-    var items: [String] { state.withLock { $0 } }
 }

@@ -1,9 +1,30 @@
 @testable import InferenceService
+import Synchronization
 import Testing
 
 /// The hand-over point between two jobs at the runtime, and the request order an SD WebUI
 /// backend keeps.
 @Suite struct RuntimeWindowTests {
+    /// The worker hands the runtime its next job from this callback: once per job, when it was
+    /// submitted or, never submitted, when its run ended.
+    @Test func whenSubmittedRunsOnceOnSubmitOrOnClose() {
+        let runs = Collected()
+        let submitted = RuntimeWindow()
+        submitted.whenSubmitted { runs.append("submitted") }
+        #expect(runs.items.isEmpty)
+        submitted.submitted(at: 1)
+        submitted.submitted(at: 2)
+        submitted.close()
+        #expect(runs.items == ["submitted"])
+        submitted.whenSubmitted { runs.append("late") }
+        #expect(runs.items == ["submitted", "late"], "already submitted: at once")
+        let failed = RuntimeWindow()
+        failed.whenSubmitted { runs.append("closed unsubmitted") }
+        failed.close()
+        failed.close()
+        #expect(runs.items.last == "closed unsubmitted" && runs.items.count == 3)
+    }
+
     @Test func untilSubmittedReturnsOnceTheRuntimeHasTheJob() async {
         let window = RuntimeWindow()
         let waiter = Task { await window.untilSubmitted() }
@@ -61,4 +82,11 @@ import Testing
         #expect(session.leave(second, at: 700) == 500, "the answer ahead of it")
         #expect(!session.enter().queued, "nothing at the runtime any more")
     }
+}
+
+/// Strings collected from synchronous callbacks.
+final class Collected: Sendable {
+    private let state = Mutex<[String]>([])
+    func append(_ value: String) { state.withLock { $0.append(value) } }
+    var items: [String] { state.withLock { $0 } }
 }

@@ -156,6 +156,7 @@ public final class RuntimeWindow: Sendable {
         var closed = false
         var waiters: [CheckedContinuation<Void, Never>] = []
         var onClose: (@Sendable () -> Void)?
+        var onSubmit: (@Sendable () -> Void)?
     }
     private let state = Mutex(State())
 
@@ -167,12 +168,16 @@ public final class RuntimeWindow: Sendable {
 
     /// The runtime has the job (its request is on the way or queued there).
     public func submitted(at time: Int64 = EpochClock.nowMillis()) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let (waiters, action) = state.withLock { state -> ([CheckedContinuation<Void, Never>], (@Sendable () -> Void)?) in
             if state.submitted == nil { state.submitted = time }
-            defer { state.waiters = [] }
-            return state.waiters
+            defer {
+                state.waiters = []
+                state.onSubmit = nil
+            }
+            return (state.waiters, state.onSubmit)
         }
         for waiter in waiters { waiter.resume() }
+        action?()
     }
 
     /// The runtime began the job (the first time given counts).
@@ -188,15 +193,27 @@ public final class RuntimeWindow: Sendable {
     /// The run ended, submitted or not: wakes ``untilSubmitted()`` and, the first time, runs the
     /// ``whenClosed(_:)`` action.
     public func close() {
-        let (waiters, action) = state.withLock { state -> ([CheckedContinuation<Void, Never>], (@Sendable () -> Void)?) in
-            let action = state.closed ? nil : state.onClose
+        let (waiters, actions) = state.withLock { state -> ([CheckedContinuation<Void, Never>], [@Sendable () -> Void]) in
+            let actions = state.closed ? [] : [state.onSubmit, state.onClose].compactMap { $0 }
             state.closed = true
             state.onClose = nil
+            state.onSubmit = nil
             defer { state.waiters = [] }
-            return (state.waiters, action)
+            return (state.waiters, actions)
         }
         for waiter in waiters { waiter.resume() }
-        action?()
+        for action in actions { action() }
+    }
+
+    /// Runs `action` once, when the job is submitted or its run ends, whichever comes first (at
+    /// once if one has): the runtime may be handed the next job.
+    public func whenSubmitted(_ action: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            if state.submitted != nil || state.closed { return true }
+            state.onSubmit = action
+            return false
+        }
+        if now { action() }
     }
 
     /// Runs `action` once, when the run ends (at once if it has): the runtime is free of the job

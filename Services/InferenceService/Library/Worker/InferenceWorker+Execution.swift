@@ -159,30 +159,25 @@ extension InferenceWorker {
 
     // MARK: Uploader
 
-    /// Stores what the GPU produced and settles the message (off the GPU's critical path).
-    func settleUntraced(_ finished: FinishedTask, ledger: InFlightLedger) async {
+    /// Stores what the GPU produced and reports it (off the GPU's critical path); says what
+    /// becomes of the message.
+    func settleUntraced(_ finished: FinishedTask) async -> MessageDisposition {
         if case .completed(let prepared, _, _) = finished { await reportLoaded(model: prepared.task.model) }
         switch finished {
         case .dropped(let prepared, let owed):
-            guard let owed else {
-                await forget(prepared.message, ledger: ledger)
-                return
-            }
-            await forwardCancel(owed, task: prepared.task, message: prepared.message, ledger: ledger)
-        case .handBack(let prepared):
-            ledger.remove(receipt: prepared.message.receiptHandle)
-            try? await queue.changeVisibility(receiptHandle: prepared.message.receiptHandle, timeout: .zero)
+            guard let owed else { return .delete }
+            return await forwardCancel(owed, task: prepared.task)
+        case .handBack:
+            return .retry(after: .zero)
         case .failed(let prepared, let error, let timings):
             let maxReceives = context.pools.queues.maxReceiveCount
             if error.retryable, prepared.message.receiveCount < maxReceives {
                 let delay = Duration.seconds(min(60, 2 << min(prepared.message.receiveCount, 5)))
                 logger.warning("runtime failed; retrying later", metadata: ["task_id": "\(prepared.task.id)", "error": "\(error)"])
                 SDQMetrics.retry(pool: configuration.pool, reason: error.code)
-                ledger.remove(receipt: prepared.message.receiptHandle)
-                try? await queue.changeVisibility(receiptHandle: prepared.message.receiptHandle, timeout: delay)
-                return
+                return .retry(after: delay)
             }
-            await finish(prepared.message, ledger: ledger, result: failure(prepared.task, code: error.code, message: error.message, timings: timings))
+            return await finish(result: failure(prepared.task, code: error.code, message: error.message, timings: timings))
         case .completed(let prepared, let images, var timings):
             do {
                 let references = try await upload(images, for: prepared.task)
@@ -192,11 +187,10 @@ extension InferenceWorker {
                 result.images = references
                 // The model that made the images when the runtime said which (a ComfyUI workflow's own).
                 if let model = images.first?.model, !model.isEmpty { result.model = model }
-                await finish(prepared.message, ledger: ledger, result: result)
+                return await finish(result: result)
             } catch {
                 logger.warning("upload failed; the task will run again", metadata: ["task_id": "\(prepared.task.id)", "error": "\(error)"])
-                ledger.remove(receipt: prepared.message.receiptHandle)
-                try? await queue.changeVisibility(receiptHandle: prepared.message.receiptHandle, timeout: .seconds(2))
+                return .retry(after: .seconds(2))
             }
         }
     }
@@ -249,36 +243,24 @@ extension InferenceWorker {
         return result
     }
 
-    /// Sends the result, then deletes the message; if sending fails the message comes back later.
-    func finish(_ message: QueueMessage, ledger: InFlightLedger, result: Sdq_V1_TaskResult) async {
+    /// Sends the result: the message is then deleted; if sending fails it comes back later.
+    func finish(result: Sdq_V1_TaskResult) async -> MessageDisposition {
         do {
             try await results.send(result)
+            return .delete
         } catch {
             logger.error("cannot send the task result; the task will run again", metadata: ["task_id": "\(result.id)", "error": "\(error)"])
-            ledger.remove(receipt: message.receiptHandle)
-            try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .seconds(2))
-            return
+            return .retry(after: .seconds(2))
         }
-        await forget(message, ledger: ledger)
     }
 
     /// Ends a cancelled task nobody announced yet through the result-writer, like any result
-    /// (``TaskLifecycle/onSkipped(_:)``), and settles its message.
-    func forwardCancel(_ record: TaskRecord, task: Sdq_V1_GenerationTask, message: QueueMessage, ledger: InFlightLedger) async {
+    /// (``TaskLifecycle/onSkipped(_:)``).
+    func forwardCancel(_ record: TaskRecord, task: Sdq_V1_GenerationTask) async -> MessageDisposition {
         var result = Sdq_V1_TaskResult.cancelled(taskID: task.id, message: record.error?.message ?? "cancelled by the client")
         result.pool = task.pool
         result.trace = task.trace
-        await finish(message, ledger: ledger, result: result)
-    }
-
-    /// Deletes a settled message and stops extending it.
-    func forget(_ message: QueueMessage, ledger: InFlightLedger) async {
-        ledger.remove(receipt: message.receiptHandle)
-        do {
-            try await queue.delete(receiptHandle: message.receiptHandle)
-        } catch {
-            logger.warning("deleting a message failed; it may be delivered again", metadata: ["error": "\(error)"])
-        }
+        return await finish(result: result)
     }
 }
 

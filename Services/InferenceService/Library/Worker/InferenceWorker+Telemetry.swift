@@ -48,13 +48,13 @@ extension InferenceWorker {
 
     /// Settles a finished task (stores its images, sends its result) in an `upload` span under the
     /// task's `inference` span, so the result-writer's span continues the chain.
-    func settle(_ finished: FinishedTask, ledger: InFlightLedger) async {
+    func settleTraced(_ finished: FinishedTask) async -> MessageDisposition {
         let prepared = finished.prepared
         let parent = prepared.trace ?? prepared.task.trace
-        await withSpan("upload", context: TraceCarrier.context(parent), ofKind: .producer) { span in
+        return await withSpan("upload", context: TraceCarrier.context(parent), ofKind: .producer) { span in
             span.attributes["sdq.service"] = "inference-service"
             span.attributes["sdq.task_id"] = prepared.task.id
-            await settleUntraced(finished, ledger: ledger)
+            return await settleUntraced(finished)
         }
     }
 }

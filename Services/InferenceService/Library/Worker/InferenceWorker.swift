@@ -6,15 +6,15 @@ import ServiceLifecycle
 
 /// The GPU worker: consumes its pool's queue and keeps the runtime busy.
 ///
-/// Three loops run side by side, so the GPU never waits on the network:
-/// - the **receiver** long-polls the next task and fetches its inputs while the current one runs
-///   (`prefetch` tasks ahead);
-/// - the **GPU loop** runs one task at a time on the runtime;
-/// - the **uploader** stores images, sends the `TaskResult` and deletes the message behind it.
-///
-/// One heartbeat loop extends the visibility of every held message. On graceful shutdown
-/// (SIGTERM: Spot interruption, scale-in) the worker stops taking work and hands every message it
-/// still holds back to the queue at once (visibility 0), so another worker picks it up.
+/// The pipeline is one state machine (``WorkerMachine``) run by a ``WorkerDriver``; this type
+/// performs its actions (``WorkerEffects``). Work overlaps so the GPU never waits on the network:
+/// the next message is received and its inputs fetched while the current task runs (`prefetch`
+/// ahead), the next job waits in the runtime's own queue (`queueAhead`), and images are stored,
+/// the `TaskResult` sent and the message deleted behind it (`maxUploadsInFlight` at once). Every
+/// held message's visibility is extended on its own heartbeat. On graceful shutdown (SIGTERM:
+/// Spot interruption, scale-in) the worker stops taking work, stops the runtime, stores what was
+/// finished and hands every message it still holds back to the queue at once (visibility 0), so
+/// another worker picks it up.
 public struct InferenceWorker: Service {
     public let context: StackContext
     public let runtime: any RuntimeBackend
@@ -22,7 +22,7 @@ public struct InferenceWorker: Service {
     public let logger: Logger
     let loadedReports = LoadedModelReports()
     let gpuClock = GPUClock()
-    /// The clock of heartbeats and visibility deadlines (a test clock in tests).
+    /// The clock of heartbeats, back-offs and visibility deadlines (a test clock in tests).
     let clock: ServiceClock
 
     public init(
@@ -48,9 +48,12 @@ public struct InferenceWorker: Service {
         // Take no message before the runtime can run it (a WebUI loads its model for minutes).
         await cancelWhenGracefulShutdown { await runtime.waitUntilReady() }
         if Task.isShuttingDownGracefully || Task.isCancelled { return }
-        let ledger = InFlightLedger(visibility: configuration.visibilityTimeout, heartbeat: configuration.heartbeatInterval, clock: clock)
-        await pipeline(ledger: ledger)
-        let unfinished = ledger.drain()
+        let driver = WorkerDriver(
+            effects: self,
+            limits: .init(prefetch: configuration.prefetch, queueAhead: runtime.queueAhead, uploads: configuration.maxUploadsInFlight),
+            visibility: configuration.visibilityTimeout, heartbeat: configuration.heartbeatInterval, clock: clock)
+        // After a graceful shutdown the driver has handed back what it held; when cancelled, this does.
+        let unfinished = await driver.run()
         for receipt in unfinished {
             try? await queue.changeVisibility(receiptHandle: receipt, timeout: .zero)
         }
@@ -58,140 +61,92 @@ public struct InferenceWorker: Service {
             logger.info("handed unfinished tasks back", metadata: ["count": "\(unfinished.count)"])
         }
     }
+}
 
-    private func pipeline(ledger: InFlightLedger) async {
-        let (prepared, preparedInput) = AsyncStream.makeStream(of: PreparedTask.self)
-        let (finished, finishedInput) = AsyncStream.makeStream(of: FinishedTask.self)
-        // One task runs, `queueAhead` wait in the runtime's own queue, `prefetch` more are fetched.
-        let slots = AsyncSemaphore(value: configuration.prefetch + 1 + runtime.queueAhead)
-        let runtimeSlots = AsyncSemaphore(value: 1 + runtime.queueAhead)
-        let uploadSlots = AsyncSemaphore(value: configuration.maxUploadsInFlight)
-        await withTaskGroup(of: Void.self) { outer in
-            outer.addTask { await self.heartbeatLoop(ledger: ledger) }
-            // Uploads drain on graceful shutdown: work the GPU finished is stored and reported.
-            await withTaskGroup(of: Void.self) { drain in
-                // The receiver is not cancelled on shutdown: it lets its pending long poll finish
-                // (SQS would hand the message over anyway) and leaves what it got in the ledger.
-                drain.addTask { await self.receiveLoop(ledger: ledger, slots: slots, output: preparedInput) }
-                drain.addTask {
-                    // Discarding: a completed upload is released at once (a plain task group keeps every
-                    // finished child until it is awaited, which grew the worker by each task's images).
-                    await withDiscardingTaskGroup { uploads in
-                        for await item in finished {
-                            uploads.addTask {
-                                await self.settle(item, ledger: ledger)
-                                uploadSlots.signal()
-                            }
-                        }
-                    }
-                }
-                // The GPU stops at once on graceful shutdown; what it held is handed back.
-                await cancelWhenGracefulShutdown {
-                    await self.feedRuntime(
-                        prepared, runtimeSlots: runtimeSlots, uploadSlots: uploadSlots, output: finishedInput, slots: slots)
-                }
-                finishedInput.finish()
-            }
-            outer.cancelAll()
+/// A message as the worker received it.
+struct ReceivedMessage: Sendable {
+    var message: QueueMessage
+    /// When it arrived, epoch milliseconds.
+    var receivedAt: Int64
+}
+
+extension InferenceWorker: WorkerEffects {
+    func receive() async throws -> [WorkerMachine<ReceivedMessage, PreparedTask, FinishedTask>.Incoming] {
+        let messages = try await queue.receive(
+            maxMessages: 1, wait: configuration.receiveWait, visibilityTimeout: configuration.visibilityTimeout)
+        let now = EpochClock.nowMillis()
+        return messages.map {
+            .init(
+                receipt: $0.receiptHandle, label: $0.attributes[MessageAttribute.taskID] ?? $0.messageID,
+                message: ReceivedMessage(message: $0, receivedAt: now))
         }
     }
 
-    /// Hands the runtime its tasks in order: the next one as soon as the one before it has been
-    /// submitted (``RuntimeWindow/untilSubmitted()``), while at most `1 + queueAhead` are at the
-    /// runtime, so it waits in the runtime's own queue and starts the moment the current one ends.
-    /// A task that may make the runtime load another model (the worker's first, or a model change)
-    /// waits until the runtime is idle instead: a model switch never lands under a running job.
-    private func feedRuntime(
-        _ prepared: AsyncStream<PreparedTask>, runtimeSlots: AsyncSemaphore, uploadSlots: AsyncSemaphore,
-        output: AsyncStream<FinishedTask>.Continuation, slots: AsyncSemaphore
-    ) async {
-        await withDiscardingTaskGroup { group in
-            for await task in prepared {
-                let (switched, first) = gpuClock.admit(model: task.task.model)
-                let exclusive = switched || first
-                let permits = exclusive ? 1 + runtime.queueAhead : 1
-                var admitted = true
-                for _ in 0..<permits where admitted { admitted = await runtimeSlots.wait() }
-                guard admitted else { break }
-                let window = RuntimeWindow()
-                // The runtime's slot is free once the runtime is done with the job, not once the
-                // worker has recorded it (its `running` mark may still be on its way).
-                window.whenClosed { for _ in 0..<permits { runtimeSlots.signal() } }
-                group.addTask {
-                    let outcome = await self.execute(task, window: window, awaitingClaim: exclusive)
-                    window.close()
-                    // Interrupted by shutdown: leave the message in the ledger. It is handed back
-                    // once the receiver has stopped, so the receiver cannot take it again.
-                    if case .handBack = outcome, Task.isCancelled { return }
-                    guard await uploadSlots.wait() else { return }
-                    output.yield(outcome)
-                    slots.signal()
-                }
-                await window.untilSubmitted()
-            }
-        }
+    func prepare(_ received: ReceivedMessage) async -> Result<(job: PreparedTask, model: String), Settled> {
+        await prepare(received.message, receivedAt: received.receivedAt).map { ($0, $0.task.model) }
     }
 
-    // MARK: Receiver
+    func run(_ job: PreparedTask, window: RuntimeWindow, exclusive: Bool) async -> FinishedTask? {
+        let outcome = await execute(job, window: window, awaitingClaim: exclusive)
+        // Stopped by shutdown: the message stays leased and is handed back at the end.
+        if case .handBack = outcome, Task.isCancelled { return nil }
+        return outcome
+    }
 
-    private func receiveLoop(
-        ledger: InFlightLedger, slots: AsyncSemaphore, output: AsyncStream<PreparedTask>.Continuation
-    ) async {
-        defer { output.finish() }
-        var backoff = Duration.milliseconds(200)
-        while !Task.isCancelled, !Task.isShuttingDownGracefully {
-            guard await cancelWhenGracefulShutdown({ await slots.wait() }) else { return }
-            if Task.isShuttingDownGracefully {
-                slots.signal()
-                return
-            }
-            let message: QueueMessage
-            let receivedAt: Int64
+    func settle(_ outcome: FinishedTask) async -> MessageDisposition {
+        await settleTraced(outcome)
+    }
+
+    func release(_ receipt: String, _ disposition: MessageDisposition) async {
+        switch disposition {
+        case .delete:
             do {
-                guard
-                    let first = try await queue.receive(
-                        maxMessages: 1, wait: configuration.receiveWait, visibilityTimeout: configuration.visibilityTimeout
-                    ).first
-                else {
-                    slots.signal()
-                    continue
-                }
-                message = first
-                receivedAt = EpochClock.nowMillis()
-                backoff = .milliseconds(200)
+                try await queue.delete(receiptHandle: receipt)
             } catch {
-                slots.signal()
-                if Task.isCancelled { return }
-                logger.warning("receive failed", metadata: ["error": "\(error)"])
-                do { try await clock.sleepFor(backoff) } catch { return }
-                backoff = min(backoff * 2, .seconds(10))
-                continue
+                logger.warning("deleting a message failed; it may be delivered again", metadata: ["error": "\(error)"])
             }
-            ledger.add(receipt: message.receiptHandle, label: message.attributes[MessageAttribute.taskID] ?? message.messageID)
-            // Received while shutting down: leave it in the ledger, it is handed back.
-            if Task.isShuttingDownGracefully { return }
-            if let task = await prepare(message, receivedAt: receivedAt, ledger: ledger) {
-                output.yield(task)
-            } else {
-                slots.signal()
+        case .retry(let after):
+            try? await queue.changeVisibility(receiptHandle: receipt, timeout: after)
+        case .reject:
+            try? await queue.changeVisibility(receiptHandle: receipt, timeout: .zero)
+        }
+    }
+
+    func extend(_ receipt: String) async throws {
+        try await queue.changeVisibility(receiptHandle: receipt, timeout: configuration.visibilityTimeout)
+    }
+
+    func report(_ trouble: WorkerTrouble) {
+        switch trouble {
+        case .receiveFailed(let error):
+            logger.warning("receive failed", metadata: ["error": "\(error)"])
+        case .extendFailed(let error):
+            logger.warning("extending visibility failed", metadata: ["error": "\(error)"])
+        case .leaseLost(let labels):
+            for label in labels {
+                logger.error(
+                    "lost the lease on a message: its visibility ran out before an extension succeeded; another worker may run it too",
+                    metadata: ["task_id": "\(label)"])
             }
         }
     }
 
-    /// Decodes a message and fetches its inputs; nil when it was settled here.
-    private func prepare(_ message: QueueMessage, receivedAt: Int64, ledger: InFlightLedger) async -> PreparedTask? {
+    /// Decodes a message and fetches its inputs; fails with what to do with a message settled here.
+    private func prepare(_ message: QueueMessage, receivedAt: Int64) async -> Result<PreparedTask, Settled> {
         let task: Sdq_V1_GenerationTask
         do {
             task = try MessageCodec.decode(Sdq_V1_GenerationTask.self, body: message.body, attributes: message.attributes)
         } catch {
             logger.error("undecodable task message; rejecting it to the dead-letter queue", metadata: ["error": "\(error)"])
-            ledger.remove(receipt: message.receiptHandle)
-            try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .zero)
-            return nil
+            return .failure(Settled(disposition: .reject))
+        }
+        /// Reports a final failure before the runtime.
+        func fail(_ code: String, _ text: String) async -> Result<PreparedTask, Settled> {
+            .failure(Settled(disposition: await finish(result: failure(task, code: code, message: text, timings: .received(receivedAt)))))
         }
         do {
             // No store read here: the conditional `running` mark at the start is the check that
-            // the task is still wanted (see ``executeOnRuntime(_:awaitingClaim:)``).
+            // the task is still wanted (see ``executeOnRuntime(_:window:awaitingClaim:)``).
             var inputs: [Data] = []
             for reference in task.inputs {
                 if !reference.url.isEmpty {
@@ -202,29 +157,21 @@ public struct InferenceWorker: Service {
                     case .failure(let error) where error.retryable && message.receiveCount < maxAttempts:
                         throw error
                     case .failure(let error):
-                        await finish(message, ledger: ledger, result: failure(
-                            task, code: "input_fetch_failed", message: "init image \(reference.url): \(error.message)",
-                            timings: .received(receivedAt)))
-                        return nil
+                        return await fail("input_fetch_failed", "init image \(reference.url): \(error.message)")
                     }
                 }
                 guard let object = try await context.transport.objects.get(key: reference.key) else {
-                    await finish(message, ledger: ledger, result: failure(
-                        task, code: "input_missing", message: "input object \(reference.key) does not exist", timings: .received(receivedAt)))
-                    return nil
+                    return await fail("input_missing", "input object \(reference.key) does not exist")
                 }
                 inputs.append(object.data)
             }
             if let refusal = Self.extrasRefusal(task, inputs: inputs, limits: context.pools.limits) {
-                await finish(message, ledger: ledger, result: failure(task, code: "limit_exceeded", message: refusal, timings: .received(receivedAt)))
-                return nil
+                return await fail("limit_exceeded", refusal)
             }
-            return PreparedTask(message: message, task: task, inputs: inputs, receivedAt: receivedAt, inputsReadyAt: EpochClock.nowMillis())
+            return .success(PreparedTask(message: message, task: task, inputs: inputs, receivedAt: receivedAt, inputsReadyAt: EpochClock.nowMillis()))
         } catch {
             logger.warning("preparing a task failed; it will be retried", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
-            ledger.remove(receipt: message.receiptHandle)
-            try? await queue.changeVisibility(receiptHandle: message.receiptHandle, timeout: .seconds(2))
-            return nil
+            return .failure(Settled(disposition: .retry(after: .seconds(2))))
         }
     }
 
@@ -245,53 +192,6 @@ public struct InferenceWorker: Service {
     /// Downloads an input named by URL (reference-format init images) under the fetch policy.
     private func fetchInput(_ url: String) async -> Result<Data, FetchError> {
         do { return .success(try await fetcher.fetch(url).data) } catch { return .failure(error) }
-    }
-
-    // MARK: Heartbeat
-
-    /// Extends the held messages' visibility as ``LeaseMachine`` says (see
-    /// ``heartbeat(ledger:clock:interval:extend:lost:)``).
-    func heartbeatLoop(ledger: InFlightLedger) async {
-        let queue = self.queue, visibility = configuration.visibilityTimeout, logger = self.logger
-        await Self.heartbeat(
-            ledger: ledger, clock: clock, interval: configuration.heartbeatInterval,
-            extend: { receipt in try await queue.changeVisibility(receiptHandle: receipt, timeout: visibility) },
-            failed: { error in logger.warning("extending visibility failed", metadata: ["error": "\(error)"]) },
-            lost: { label in
-                logger.error(
-                    "lost the lease on a message: its visibility ran out before an extension succeeded; another worker may run it too",
-                    metadata: ["task_id": "\(label)"])
-            })
-    }
-
-    /// Performs the leases' actions until cancelled: sleeps on `clock` until the next lease is due
-    /// (at most `interval`, so a lease added meanwhile is not missed), extends the due ones, and
-    /// reports the lost ones.
-    static func heartbeat(
-        ledger: InFlightLedger, clock: ServiceClock, interval: Duration, extend: @Sendable (String) async throws -> Void,
-        failed: @Sendable (any Error) -> Void = { _ in }, lost: @Sendable (String) -> Void = { _ in }
-    ) async {
-        while !Task.isCancelled {
-            let now = ledger.now
-            let wake = min(ledger.nextDeadline ?? (now + interval), now + interval)
-            do { try await clock.sleepFor(max(.zero, wake - now)) } catch { return }
-            let (actions, at) = ledger.tick()
-            for action in actions {
-                switch action {
-                case .extend(let receipts):
-                    for receipt in receipts {
-                        do {
-                            try await extend(receipt)
-                            ledger.extended(receipt, at: at)
-                        } catch {
-                            failed(error)
-                        }
-                    }
-                case .lost(let leases):
-                    for lease in leases { lost(lease.label) }
-                }
-            }
-        }
     }
 }
 

@@ -1,6 +1,3 @@
-import SDQPlatform
-import Synchronization
-
 /// The leases a worker holds on its messages (prefetched, running or uploading), as a state
 /// machine: events in (``received(_:label:at:)``, ``settled(_:)``, ``tick(at:)``,
 /// ``extended(_:at:)``, ``drain()``), actions out (``Action``). It performs no I/O and reads no
@@ -87,39 +84,4 @@ struct LeaseMachine: Sendable, Equatable {
         defer { leases.removeAll() }
         return leases.keys.sorted()
     }
-}
-
-/// The worker's ``LeaseMachine`` behind a lock, with the clock its times are taken from: the
-/// receiver, the GPU loop and the uploader report to it, and ``InferenceWorker``'s heartbeat
-/// performs its actions.
-final class InFlightLedger: Sendable {
-    private let machine: Mutex<LeaseMachine>
-    private let clock: ServiceClock
-    private var elapsed: @Sendable () -> Duration { clock.elapsed }
-
-    /// Times come from `clock`.
-    init(visibility: Duration, heartbeat: Duration, clock: ServiceClock) {
-        machine = Mutex(LeaseMachine(visibility: visibility, heartbeat: heartbeat))
-        self.clock = clock
-    }
-
-    /// The clock's time, as the machine counts it.
-    var now: Duration { elapsed() }
-
-    func add(receipt: String, label: String) {
-        let now = elapsed()
-        machine.withLock { $0.received(receipt, label: label, at: now) }
-    }
-    func remove(receipt: String) { machine.withLock { $0.settled(receipt) } }
-    var count: Int { machine.withLock { $0.leases.count } }
-    func contains(_ receipt: String) -> Bool { machine.withLock { $0.leases[receipt] != nil } }
-    func extended(_ receipt: String, at requestedAt: Duration) { machine.withLock { $0.extended(receipt, at: requestedAt) } }
-    func tick() -> (actions: [LeaseMachine.Action], at: Duration) {
-        let now = elapsed()
-        return (machine.withLock { $0.tick(at: now) }, now)
-    }
-    var nextDeadline: Duration? { machine.withLock { $0.nextDeadline } }
-
-    /// Removes and returns every receipt.
-    func drain() -> [String] { machine.withLock { $0.drain() } }
 }
