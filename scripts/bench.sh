@@ -22,6 +22,7 @@ out=$(mktemp)
 run() { echo "\$ $*" | tee -a "$out"; "$@" 2>/dev/null | grep -v '^\s*$' | tee -a "$out"; echo | tee -a "$out"; }
 
 run "$bin/bench-gpu-gap" --tasks $tasks --steps 20 --step-ms 10
+run "$bin/bench-gpu-gap" --tasks $tasks --steps 20 --step-ms 10 --runtime comfyui
 run "$bin/bench-gpu-gap" --idle $idle --steps 4 --step-ms 10
 run one_core "$bin/bench-dispatcher" --tasks $dispatch
 

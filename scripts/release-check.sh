@@ -70,7 +70,8 @@ bench_lambda() {
 }
 bench_lambda --invocations 200 --starts 3 --binary "$bin/api-lambda"
 export SDQ_DATA_DIR="$work/bench-data"
-bench bench-gpu-gap --tasks 20 --steps 20 --step-ms 10
+bench bench-gpu-gap --tasks 20 --steps 20 --step-ms 10 --scripts "$root/scripts"
+bench bench-gpu-gap --tasks 20 --steps 20 --step-ms 10 --scripts "$root/scripts" --runtime comfyui
 bench bench-gpu-gap --idle 5 --steps 4 --step-ms 10
 bench bench-dispatcher --tasks 300
 unset SDQ_DATA_DIR

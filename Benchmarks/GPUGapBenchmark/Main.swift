@@ -6,12 +6,15 @@ import Sdq
 
 /// `bench-gpu-gap`: how long the GPU waits between tasks on one worker.
 ///
-/// Runs the whole pipeline in-process (the services `sdq up` runs) with one worker on the
-/// emulator at a fixed step time, submits `--tasks` tasks at once, waits for all, and prints from
-/// the task records: the GPU idle gap between one task's `runtime_finished_at` and the next task's
-/// `runtime_started_at` (median, p99, max) and the overhead ratio (wall time per task over runtime
-/// time per task, minus 1). The transport is the embedded one; `--aws ENDPOINT` runs it on an AWS
-/// emulator (moto) instead.
+/// Runs the whole pipeline in-process (the services `sdq up` runs) with one worker at a fixed step
+/// time, submits `--tasks` tasks at once and waits for all. The runtime is a peer that is not
+/// sdq's code (`--runtime sdwebui`, the default, runs `scripts/sdwebui_peer.py`; `comfyui` runs
+/// `scripts/comfyui_peer.py`), and the figures are the peer's own: the gap between one
+/// generation's end and the next one's start as it logged them (median, p99, max), the overhead
+/// (busy span over generating time, minus 1), and how closely sdq's runtime windows agree with
+/// the peer's. sdq's own figures from the task records follow, labelled. `--runtime emulator`
+/// runs the in-process emulator instead (sdq's own figures only). The transport is the embedded
+/// one; `--aws ENDPOINT` runs it on an AWS emulator (moto) instead.
 ///
 /// `--idle N` measures instead the latency sdq adds at idle: N tasks one after the other on the
 /// idle stack, each from submission to the runtime's start (`runtime_started_at − submitted_at`).
@@ -19,10 +22,10 @@ import Sdq
 /// `--workers 1,2,4,8` measures instead throughput as workers are added (``Throughput``);
 /// `--moto-pid PID` adds the AWS emulator's CPU seconds per task.
 ///
-/// These are sdq's own timestamps, taken at the runtime boundary (``RuntimeWindow``); the gap as
-/// an independent runtime peer logs it is `scripts/bench-runtime-gap.sh`.
+/// `scripts/bench-runtime-gap.sh` measures the same through `sdq up` over HTTP.
 ///
-/// Usage: `swift build -c release --product bench-gpu-gap && .build/release/bench-gpu-gap [--tasks 200] [--steps 20] [--step-ms 10] [--idle N] [--workers 1,2,4,8 [--moto-pid PID]] [--aws http://127.0.0.1:5000]`
+/// Usage: `swift build -c release --product bench-gpu-gap && .build/release/bench-gpu-gap [--tasks 200] [--steps 20] [--step-ms 10] [--runtime sdwebui|comfyui|emulator] [--scripts DIR] [--idle N] [--workers 1,2,4,8 [--moto-pid PID]] [--aws http://127.0.0.1:5000]`
+/// (from the repository root, where `scripts/` holds the peers)
 @main
 struct Main {
     static func main() async throws {
@@ -31,6 +34,8 @@ struct Main {
         var idle = 0
         var workerCounts: [Int] = []
         var motoPID: Int32?
+        var runtime = "sdwebui"
+        var scripts = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("scripts")
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let argument = arguments.next() {
             switch argument {
@@ -41,8 +46,10 @@ struct Main {
             case "--idle": idle = Int(arguments.next() ?? "") ?? idle
             case "--workers": workerCounts = (arguments.next() ?? "").split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
             case "--moto-pid": motoPID = Int32(arguments.next() ?? "")
+            case "--runtime": runtime = arguments.next() ?? runtime
+            case "--scripts": scripts = URL(fileURLWithPath: arguments.next() ?? scripts.path)
             default:
-                FileHandle.standardError.write(Data("usage: bench-gpu-gap [--tasks N] [--steps N] [--step-ms N] [--idle N] [--workers N,N,... [--moto-pid PID]] [--aws ENDPOINT]\n".utf8))
+                FileHandle.standardError.write(Data("usage: bench-gpu-gap [--tasks N] [--steps N] [--step-ms N] [--runtime sdwebui|comfyui|emulator] [--scripts DIR] [--idle N] [--workers N,N,... [--moto-pid PID]] [--aws ENDPOINT]\n".utf8))
                 exit(2)
             }
         }
@@ -54,9 +61,19 @@ struct Main {
                 motoPID: motoPID, logger: logger)
             return
         }
+        guard ["sdwebui", "comfyui", "emulator"].contains(runtime) else { throw BenchmarkError("--runtime is sdwebui, comfyui or emulator") }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sdq-gap-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let (configuration, environment) = benchSetup(directory: directory, awsEndpoint: awsEndpoint, stackPrefix: "gap")
+        var (configuration, environment) = benchSetup(directory: directory, awsEndpoint: awsEndpoint, stackPrefix: "gap")
+        // Idle latency and throughput stay on the in-process emulator; the gap runs on a peer.
+        let peer = runtime == "emulator" || idle > 0
+            ? nil : try await RuntimePeer.start(kind: runtime, stepMilliseconds: stepMilliseconds, scriptsDirectory: scripts, workDirectory: directory)
+        defer { peer?.stop() }
+        if let peer {
+            configuration.runtime = peer.kind
+            configuration.runtimeURL = peer.url
+        }
         let stack = try await InProcessStack.open(
             configuration: configuration, workersPerPool: 1, emulatorStepDelay: .milliseconds(stepMilliseconds),
             receiveWait: .seconds(1), logger: logger, environment: environment)
@@ -70,7 +87,10 @@ struct Main {
 
         var ids: [String] = []
         for index in 0..<tasks {
-            let body = #"{"prompt": "gap \#(index)", "seed": \#(index), "width": 64, "height": 64, "steps": \#(steps)}"#
+            var body = #"{"prompt": "gap \#(index)", "seed": \#(index), "width": 64, "height": 64, "steps": \#(steps)}"#
+            if runtime == "comfyui" {
+                body = #"{"kind": "comfyui_workflow", "prompt": "", "workflow": \#(RuntimePeer.comfyWorkflow(seed: index, steps: steps))}"#
+            }
             let response = await stack.handler.handle(APIRequest(method: "POST", path: "/v1/tasks", body: Data(body.utf8)))
             guard response.status == 202, let id = (try? JSONValue.parse(response.body))?["id"]?.stringValue else {
                 throw BenchmarkError("submit answered \(response.status)")
@@ -81,7 +101,10 @@ struct Main {
         let records = try await stack.whileRunning { [ids] in try await terminalRecords(ids, in: stack, every: .milliseconds(100)) }
         let wall = ContinuousClock.now - started
         await stack.close()
-        report(records, wall: wall, steps: steps, stepMilliseconds: stepMilliseconds, transport: awsEndpoint == nil ? "embedded" : "aws (\(awsEndpoint!))")
+        let runtimeName = peer.map { "the \($0.kind) peer" } ?? "the in-process emulator"
+        print("GPU gap benchmark: \(records.count) tasks, one worker, \(runtimeName) at \(steps) steps × \(stepMilliseconds) ms, \(transport)")
+        if let peer { reportPeer(try peer.generations(), records: records, peer: peer) }
+        report(records, wall: wall, own: peer != nil)
     }
 
     /// Submits `tasks` tasks one at a time on the idle stack; prints submission → runtime start.
@@ -117,7 +140,8 @@ struct Main {
         sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * q).rounded()))]
     }
 
-    static func report(_ records: [TaskRecord], wall: Duration, steps: Int, stepMilliseconds: Int, transport: String) {
+    /// sdq's own figures, from the task records' runtime windows.
+    static func report(_ records: [TaskRecord], wall: Duration, own: Bool) {
         let succeeded = records.filter { $0.status == .succeeded }
         let runs = succeeded.compactMap { record -> (start: Int64, end: Int64)? in
             guard let start = record.timings.runtimeStartedAt, let end = record.timings.runtimeFinishedAt else { return nil }
@@ -129,12 +153,12 @@ struct Main {
         let firstStart = runs.first?.start ?? 0, lastEnd = runs.last?.end ?? 0
         let busySpan = Double(lastEnd - firstStart)
         let wallMs = Double(wall.components.seconds) * 1000 + Double(wall.components.attoseconds) / 1e15
-        print("GPU gap benchmark: \(records.count) tasks, one worker, emulator \(steps) steps × \(stepMilliseconds) ms, \(transport)")
-        print("  succeeded: \(succeeded.count) of \(records.count)")
-        print(String(format: "  idle gap between tasks (ms): median %.1f  p99 %.1f  max %.1f  (goal: median < 5 on embedded)", quantile(0.5), quantile(0.99), gaps.last ?? 0))
-        print(String(format: "  runtime time per task: %.1f ms; first start → last finish per task: %.1f ms", runtimeTotal / Double(max(1, runs.count)), busySpan / Double(max(1, runs.count))))
-        print(String(format: "  overhead ratio (busy span / runtime time − 1): %.4f  (%.2f%%)", busySpan / max(1, runtimeTotal) - 1, (busySpan / max(1, runtimeTotal) - 1) * 100))
-        print(String(format: "  wall time for all tasks: %.0f ms", wallMs))
+        print(own ? "  in sdq's own figures (its status documents' runtime windows):" : "  sdq's own figures (the in-process emulator keeps no log of its own):")
+        print("    succeeded: \(succeeded.count) of \(records.count)")
+        print(String(format: "    idle gap between tasks (ms): median %.1f  p99 %.1f  max %.1f", quantile(0.5), quantile(0.99), gaps.last ?? 0))
+        print(String(format: "    runtime time per task: %.1f ms; first start → last finish per task: %.1f ms", runtimeTotal / Double(max(1, runs.count)), busySpan / Double(max(1, runs.count))))
+        print(String(format: "    overhead ratio (busy span / runtime time − 1): %.4f  (%.2f%%)", busySpan / max(1, runtimeTotal) - 1, (busySpan / max(1, runtimeTotal) - 1) * 100))
+        print(String(format: "    wall time for all tasks: %.0f ms", wallMs))
     }
 }
 

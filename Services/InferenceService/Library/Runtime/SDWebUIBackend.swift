@@ -188,9 +188,19 @@ public struct SDWebUIBackend: RuntimeBackend {
         let stopped = StopFlag()
         let ticket = session.enter()
         let sentAt = EpochClock.nowMillis()
-        window.submitted(at: sentAt)
+        // The next job may be sent once the runtime has this one in its queue: a request only
+        // handed to the HTTP client could be overtaken by the next on another connection.
+        let confirm = tracked && queueAhead > 0
+        if !confirm { window.submitted(at: sentAt) }
         let result: Result<Data, RuntimeError> = await withTaskGroup(of: Result<Data, RuntimeError>?.self) { group in
             group.addTask { await self.post(path: path, body: encoded) }
+            if confirm {
+                group.addTask {
+                    await self.untilRegistered(runtimeTask)
+                    window.submitted(at: sentAt)
+                    return nil
+                }
+            }
             group.addTask {
                 await self.watch(tracked ? runtimeTask : nil, ticket: ticket, progress: progress, stopped: stopped)
             }
@@ -241,6 +251,15 @@ public struct SDWebUIBackend: RuntimeBackend {
             return .failure(RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false))
         }
         return nil
+    }
+
+    /// Returns once the runtime has registered `runtimeTask` (queued, running or done), looking
+    /// every 2 ms, or when the caller is cancelled (the generation answered).
+    private func untilRegistered(_ runtimeTask: String) async {
+        while !Task.isCancelled {
+            if let state = await taskProgress(runtimeTask), state.queued || state.active || state.completed { return }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
     }
 
     /// Returns once the job is the runtime's current one, looking every 5 ms: every request sent
