@@ -8,7 +8,7 @@ import Synchronization
 public final class QueueDepthCache: Sendable {
     private struct Entry {
         var depth: QueueDepth
-        var at: ContinuousClock.Instant
+        var at: Duration
     }
     private struct State {
         var entries: [String: Entry] = [:]
@@ -23,14 +23,19 @@ public final class QueueDepthCache: Sendable {
     private let state = Mutex(State())
     /// How long a reading serves.
     public let maxAge: Duration
+    /// The clock readings age on (a test clock in tests).
+    let clock: ServiceClock
 
-    public init(maxAge: Duration = .seconds(1)) { self.maxAge = maxAge }
+    public init(maxAge: Duration = .seconds(1), clock: ServiceClock = .continuous) {
+        self.maxAge = maxAge
+        self.clock = clock
+    }
 
     /// The queue's depth, read now if the last reading is older than ``maxAge`` and nobody is
     /// reading it already; nil when it cannot be read.
     public func depth(of queue: any MessageQueue) async -> QueueDepth? {
         let name = queue.name
-        let now = ContinuousClock.now
+        let now = clock.elapsed()
         let maxAge = self.maxAge
         let step: Step = state.withLock { state in
             if let entry = state.entries[name], now - entry.at <= maxAge { return .cached(entry.depth) }
@@ -53,7 +58,7 @@ public final class QueueDepthCache: Sendable {
         case .read:
             let depth = try? await queue.depth()
             let waiters = state.withLock { state in
-                if let depth { state.entries[name] = Entry(depth: depth, at: .now) }
+                if let depth { state.entries[name] = Entry(depth: depth, at: now) }
                 return state.waiting.removeValue(forKey: name) ?? []
             }
             for waiter in waiters { waiter.resume(returning: depth) }

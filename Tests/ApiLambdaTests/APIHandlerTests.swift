@@ -9,7 +9,7 @@ import Testing
 @Suite struct APIHandlerTests {
     struct Harness {
         let fixture: EmbeddedFixture
-        let handler: APIHandler
+        var handler: APIHandler
 
         static func make(apiKeys: [String] = [], limits: RequestLimits = RequestLimits()) async throws -> Harness {
             let pools = try PoolConfiguration(

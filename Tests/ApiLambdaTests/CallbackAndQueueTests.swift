@@ -78,7 +78,9 @@ import Testing
     /// Queued tasks report their place on the dispatch queue; dispatched ones the place the
     /// dispatcher recorded, capped by what is still visible on the pool's lanes.
     @Test func waitingTasksReportTheirQueuePosition() async throws {
-        let harness = try await Harness.make()
+        var harness = try await Harness.make()
+        let clock = ManualClock()
+        harness.handler.depths = QueueDepthCache(clock: clock.service)
         let context = harness.fixture.context
         var ids: [String] = []
         for _ in 0..<3 {
@@ -90,7 +92,7 @@ import Testing
                 if case .number(let n) = $0 { return Int(n) } else { return nil }
             }
         }
-        try await Task.sleep(for: .milliseconds(1100))  // past the submissions' cached reading
+        clock.advance(by: .milliseconds(1001))  // past the submissions' cached reading
         #expect(try await position(ids[0]) == 3)  // three on the dispatch queue
         // What the dispatcher does: each joins the normal lane, noting its place in line.
         let dispatch = context.transport.queue(named: context.names.dispatchQueue)
@@ -105,7 +107,7 @@ import Testing
                 $0.queuePositionAtDispatch = index + 1
             }
         }
-        try await Task.sleep(for: .milliseconds(1100))
+        clock.advance(by: .milliseconds(1001))
         var positions: [Int?] = []
         for id in ids { positions.append(try await position(id)) }
         #expect(positions == [1, 2, 3])
@@ -113,7 +115,8 @@ import Testing
         _ = try await lane.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(30))
         _ = try await context.transport.tasks.update(id: ids[0], ifStatusIn: [.dispatched]) { $0.status = .running }
         // Depths are read at most once a second per queue (QueueDepthCache): the next reading shows it.
-        try await Task.sleep(for: .milliseconds(1100))
+        #expect(try await position(ids[2]) == 3, "the reading of a moment ago still serves")
+        clock.advance(by: .milliseconds(1001))
         #expect(try await position(ids[0]) == nil)
         #expect(try await position(ids[2]) == 2)
         #expect(try await position(ids[1]) == 2)

@@ -5,10 +5,13 @@ import Testing
 import SDQStack
 
 @Suite struct EmbeddedQueueTests {
+    /// The clock of the queues' visibility: the tests move it instead of sleeping.
+    let epoch = ManualClock()
+
     private func queueFixture(visibility: Duration = .seconds(30), maxReceives: Int = 3) async throws
         -> (EmbeddedFixture, any MessageQueue, any MessageQueue)
     {
-        let fixture = try await EmbeddedFixture.make()
+        let fixture = try await EmbeddedFixture.make(time: epoch.time)
         try await fixture.transport.provision(
             Topology(
                 queues: [
@@ -33,12 +36,12 @@ import SDQStack
     @Test func receivedMessagesStayInvisibleUntilTheTimeoutThenReturn() async throws {
         let (_, queue, _) = try await queueFixture()
         try await queue.send(body: "m", attributes: [:])
-        // Long enough that a busy machine still checks the depth inside the window.
         let first = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(2))
         #expect(first.count == 1)
+        epoch.advance(by: .milliseconds(1999))
         #expect(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil).isEmpty)
         #expect(try await queue.depth() == QueueDepth(visible: 0, inFlight: 1))
-        try await Task.sleep(for: .milliseconds(2100))
+        epoch.advance(by: .milliseconds(1))
         let again = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil)
         try #require(again.count == 1)
         #expect(again[0].receiveCount == 2)
@@ -50,7 +53,7 @@ import SDQStack
         let (_, queue, _) = try await queueFixture()
         try await queue.send(body: "m", attributes: [:])
         let first = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(100))
-        try await Task.sleep(for: .milliseconds(150))
+        epoch.advance(by: .milliseconds(100))
         let second = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil)
         #expect(second.count == 1)
         try await queue.delete(receiptHandle: first[0].receiptHandle)
@@ -66,7 +69,7 @@ import SDQStack
         let (_, queue, _) = try await queueFixture()
         try await queue.send(body: "m", attributes: [:])
         let first = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(100))
-        try await Task.sleep(for: .milliseconds(200))
+        epoch.advance(by: .milliseconds(100))
         await #expect(throws: TransportError.receiptExpired()) {
             try await queue.changeVisibility(receiptHandle: first[0].receiptHandle, timeout: .seconds(30))
         }
@@ -76,10 +79,10 @@ import SDQStack
     @Test func changeVisibilityExtendsAndZeroReleasesAtOnce() async throws {
         let (_, queue, _) = try await queueFixture()
         try await queue.send(body: "m", attributes: [:])
-        // Long enough that a busy machine still extends it in time, short enough to lapse below.
         let first = try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: .seconds(2))
+        epoch.advance(by: .milliseconds(1999))
         try await queue.changeVisibility(receiptHandle: first[0].receiptHandle, timeout: .seconds(30))
-        try await Task.sleep(for: .milliseconds(2_300))
+        epoch.advance(by: .seconds(29))
         #expect(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil).isEmpty)
         try await queue.changeVisibility(receiptHandle: first[0].receiptHandle, timeout: .zero)
         #expect(try await queue.receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil).count == 1)
@@ -104,16 +107,18 @@ import SDQStack
     @Test func messagesSurviveARestart() async throws {
         let directory = TemporaryDirectory()
         let names = ResourceNames(stack: "test")
-        let first = try await EmbeddedFixture.make(directory: directory)
+        let epoch = ManualClock()
+        let first = try await EmbeddedFixture.make(directory: directory, time: epoch.time)
         try await first.queue(names.dispatchQueue).send(body: "durable", attributes: ["a": "b"])
         let inFlight = try await first.queue(names.dispatchQueue).receive(maxMessages: 1, wait: .zero, visibilityTimeout: .milliseconds(300))
         #expect(inFlight.count == 1)
         _ = try await first.transport.tasks.create(makeRecord(id: "durable-task"))
         await first.transport.close()
 
-        let reopened = try await EmbeddedFixture.make(directory: directory)
+        let reopened = try await EmbeddedFixture.make(directory: directory, time: epoch.time)
         #expect(try await reopened.transport.tasks.get(id: "durable-task")?.status == .queued)
-        try await Task.sleep(for: .milliseconds(350))
+        #expect(try await reopened.queue(names.dispatchQueue).receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil).isEmpty)
+        epoch.advance(by: .milliseconds(300))
         let again = try await reopened.queue(names.dispatchQueue).receive(maxMessages: 1, wait: .zero, visibilityTimeout: nil)
         #expect(again.map(\.body) == ["durable"])
         #expect(again.first?.receiveCount == 2)

@@ -218,7 +218,8 @@ import Testing
 
     @Test func concurrentReadersShareOneReadAndAReadingServesItsAge() async throws {
         let queue = CountingQueue()
-        let cache = QueueDepthCache(maxAge: .milliseconds(300))
+        let clock = ManualClock()
+        let cache = QueueDepthCache(maxAge: .milliseconds(300), clock: clock.service)
         let depths = await withTaskGroup(of: QueueDepth?.self) { group in
             for _ in 0..<20 { group.addTask { await cache.depth(of: queue) } }
             var all: [QueueDepth?] = []
@@ -227,8 +228,9 @@ import Testing
         }
         #expect(depths.count == 20 && depths.allSatisfy { $0 == QueueDepth(visible: 1, inFlight: 0) })
         #expect(queue.reads.withLock { $0 } == 1)
-        #expect(await cache.depth(of: queue) == QueueDepth(visible: 1, inFlight: 0))
-        try await Task.sleep(for: .milliseconds(400))
+        clock.advance(by: .milliseconds(300))
+        #expect(await cache.depth(of: queue) == QueueDepth(visible: 1, inFlight: 0), "a reading serves for its whole age")
+        clock.advance(by: .milliseconds(1))
         #expect(await cache.depth(of: queue) == QueueDepth(visible: 2, inFlight: 0))
     }
 }

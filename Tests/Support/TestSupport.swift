@@ -3,6 +3,7 @@ import Logging
 import SDQPlatform
 import ServiceLifecycle
 import SDQStack
+import Synchronization
 
 /// A fresh directory under the system temporary directory, removed when released.
 public final class TemporaryDirectory: Sendable {
@@ -32,11 +33,11 @@ public struct EmbeddedFixture: Sendable {
 
     public static func make(
         pools: PoolConfiguration = .builtIn, directory: TemporaryDirectory = TemporaryDirectory(),
-        pollInterval: Duration = .milliseconds(50)
+        pollInterval: Duration = .milliseconds(50), time: EpochTime = .system
     ) async throws -> EmbeddedFixture {
         let names = ResourceNames(stack: "test")
         let transport = try await EmbeddedTransport.open(
-            directory: directory.path, names: names, logger: testLogger(), crossProcessPollInterval: pollInterval)
+            directory: directory.path, names: names, logger: testLogger(), crossProcessPollInterval: pollInterval, time: time)
         let context = StackContext(transport: transport, names: names, pools: pools)
         try await transport.provision(context.topology)
         return EmbeddedFixture(directory: directory, transport: transport, context: context)
@@ -176,4 +177,24 @@ extension ServiceClock {
             try await base.sleepFor(duration)
         }
     }
+}
+
+/// A clock a test moves by hand, as a wall clock (``EpochTime``: visibility timeouts lapse when
+/// the test says) and as a service clock (cache ages; its sleeps return at once).
+public final class ManualClock: Sendable {
+    private let millis: Mutex<Int64>
+    private let start: Int64
+
+    public init(start: Int64 = EpochClock.nowMillis()) {
+        millis = Mutex(start)
+        self.start = start
+    }
+
+    public var time: EpochTime { EpochTime { self.millis.withLock { $0 } } }
+
+    public var service: ServiceClock {
+        ServiceClock(elapsed: { .milliseconds(self.millis.withLock { $0 } - self.start) }, sleepFor: { _ in })
+    }
+
+    public func advance(by duration: Duration) { millis.withLock { $0 += duration.milliseconds } }
 }

@@ -15,19 +15,21 @@ struct EmbeddedQueue: MessageQueue {
     let signal: ArrivalSignal
     /// How often a long poll re-checks for messages sent by other processes.
     let crossProcessPollInterval: Duration
+    /// The clock of visibility and delays.
+    var time = EpochTime.system
 
     func send(body: String, attributes: [String: String], delay: Duration) async throws(TransportError) {
         try await Self.insert(
-            into: name, body: body, attributes: attributes, database: database, signal: signal, delay: delay)
+            into: name, body: body, attributes: attributes, database: database, signal: signal, delay: delay, time: time)
     }
 
     static func insert(
         into queue: String, body: String, attributes: [String: String], database: EmbeddedDatabase,
-        signal: ArrivalSignal, delay: Duration = .zero
+        signal: ArrivalSignal, delay: Duration = .zero, time: EpochTime = .system
     ) async throws(TransportError) {
         let exists = try await database.query("SELECT 1 FROM queues WHERE name = ?", [.text(queue)])
         guard !exists.isEmpty else { throw .notFound("queue \(queue)") }
-        let now = EpochClock.nowMillis()
+        let now = time.now()
         let encoded = (try? JSONEncoder().encode(attributes)).flatMap { String(data: $0, encoding: .utf8) } ?? "{}"
         try await database.query(
             "INSERT INTO messages (id, queue, body, attributes, sent_at, visible_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -57,7 +59,7 @@ struct EmbeddedQueue: MessageQueue {
     private func receiveOnce(maxMessages: Int, visibilityMillis: Int64, settings: Settings)
         async throws(TransportError) -> [QueueMessage]
     {
-        let now = EpochClock.nowMillis()
+        let now = time.now()
         if let dlq = settings.deadLetterQueue, settings.maxReceiveCount > 0 {
             let moved = try await database.query(
                 """
@@ -96,7 +98,7 @@ struct EmbeddedQueue: MessageQueue {
 
     func changeVisibility(receiptHandle: String, timeout: Duration) async throws(TransportError) {
         // As SQS: only an in-flight message (still invisible) can change visibility.
-        let now = EpochClock.nowMillis()
+        let now = time.now()
         let rows = try await database.query(
             "UPDATE messages SET visible_at = ? WHERE receipt = ? AND queue = ? AND visible_at > ? RETURNING seq",
             [.int(now + timeout.milliseconds), .text(receiptHandle), .text(name), .int(now)]
@@ -106,7 +108,7 @@ struct EmbeddedQueue: MessageQueue {
     }
 
     func depth() async throws(TransportError) -> QueueDepth {
-        let now = EpochClock.nowMillis()
+        let now = time.now()
         let rows = try await database.query(
             """
             SELECT COALESCE(SUM(visible_at <= ?), 0) AS visible, COALESCE(SUM(visible_at > ?), 0) AS in_flight

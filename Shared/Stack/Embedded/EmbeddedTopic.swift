@@ -7,6 +7,7 @@ struct EmbeddedTopic: Topic {
     let name: String
     let database: EmbeddedDatabase
     let signal: ArrivalSignal
+    var time = EpochTime.system
 
     func publish(body: String, attributes: [String: String]) async throws(TransportError) {
         let topics = try await database.query("SELECT 1 FROM topics WHERE name = ?", [.text(name)])
@@ -20,7 +21,7 @@ struct EmbeddedTopic: Topic {
                 guard policy.matches(attributes) else { continue }
             }
             try await EmbeddedQueue.insert(
-                into: queue, body: body, attributes: attributes, database: database, signal: signal)
+                into: queue, body: body, attributes: attributes, database: database, signal: signal, time: time)
         }
     }
 }

@@ -14,8 +14,11 @@ public final class EmbeddedTransport: Transport {
     public let tasks: any TaskStore
     /// How often a long poll looks for messages sent by another process.
     public let crossProcessPollInterval: Duration
+    /// The clock of the queues' visibility timeouts and delays (the system's but in tests).
+    public let time: EpochTime
 
-    private init(database: EmbeddedDatabase, directory: URL, bucket: String, pollInterval: Duration) {
+    private init(database: EmbeddedDatabase, directory: URL, bucket: String, pollInterval: Duration, time: EpochTime) {
+        self.time = time
         self.database = database
         self.directory = directory
         self.objects = EmbeddedObjectStore(
@@ -27,7 +30,7 @@ public final class EmbeddedTransport: Transport {
     /// Opens (creating if needed) the embedded store in `directory` for the stack's bucket.
     public static func open(
         directory: String, names: ResourceNames, logger: Logger = Logger(label: "sdq.embedded"),
-        crossProcessPollInterval: Duration = .milliseconds(200)
+        crossProcessPollInterval: Duration = .milliseconds(200), time: EpochTime = .system
     ) async throws(TransportError) -> EmbeddedTransport {
         let url = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
         // The database holds the object-URL signing key and webhook secrets: a folder sdq creates,
@@ -66,7 +69,7 @@ public final class EmbeddedTransport: Transport {
         if leftovers > 0 { logger.notice("removed unfinished object writes", metadata: ["files": "\(leftovers)"]) }
         let database = try await EmbeddedDatabase.open(path: databasePath, logger: logger)
         let transport = EmbeddedTransport(
-            database: database, directory: url, bucket: names.bucket, pollInterval: crossProcessPollInterval)
+            database: database, directory: url, bucket: names.bucket, pollInterval: crossProcessPollInterval, time: time)
         try await transport.purgeExpired()
         return transport
     }
@@ -85,11 +88,11 @@ public final class EmbeddedTransport: Transport {
     }
 
     public func queue(named name: String) -> any MessageQueue {
-        EmbeddedQueue(name: name, database: database, signal: signal, crossProcessPollInterval: crossProcessPollInterval)
+        EmbeddedQueue(name: name, database: database, signal: signal, crossProcessPollInterval: crossProcessPollInterval, time: time)
     }
 
     public func topic(named name: String) -> any Topic {
-        EmbeddedTopic(name: name, database: database, signal: signal)
+        EmbeddedTopic(name: name, database: database, signal: signal, time: time)
     }
 
     public func provision(_ topology: Topology) async throws(TransportError) {

@@ -33,7 +33,8 @@ public struct APIHandler: Sendable {
     /// Which webhook destinations are accepted (`SDQ_WEBHOOK_ALLOW_PRIVATE`).
     public var webhookPolicy: OutboundURLPolicy
     /// Queue depths for positions and backlogs, read at most once a second per queue.
-    let depths = QueueDepthCache()
+    /// Queue depths for queue positions and backlogs, read at most once a second per queue.
+    var depths = QueueDepthCache()
 
     public init(
         context: StackContext, logger: Logger, apiKeys: [String] = [], keyring: APIKeyring? = nil, signer: ObjectURLSigner? = nil,
