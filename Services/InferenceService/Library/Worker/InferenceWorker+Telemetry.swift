@@ -79,27 +79,15 @@ extension FinishedTask {
     }
 }
 
-/// When the worker's runtime last finished a job and which model the worker last handed it, for
-/// the idle-gap and model-switch metrics and to keep a model switch off a busy runtime.
+/// When the worker's runtime last finished a job, for the idle-gap and model-switch metrics (the
+/// model order is ``WorkerMachine``'s).
 final class GPUClock: Sendable {
     private struct State {
         var lastFinish: Int64?
-        var lastModel: String?
     }
     private let state = Mutex(State())
 
-    /// Admits a task to the runtime, in order: whether its model differs from the previous
-    /// task's, and whether it is the worker's first (the runtime's model is not known).
-    func admit(model: String) -> (switched: Bool, first: Bool) {
-        state.withLock { state in
-            let switched = state.lastModel.map { $0 != model && !model.isEmpty } ?? false
-            let first = state.lastModel == nil
-            if !model.isEmpty { state.lastModel = model }
-            return (switched, first)
-        }
-    }
-
-    /// Whether a task was admitted before.
+    /// Whether a job ran before.
     var hasRun: Bool { state.withLock { $0.lastFinish != nil } }
 
     /// Records a finished job's window; returns the runtime's idle time before it began (nil for

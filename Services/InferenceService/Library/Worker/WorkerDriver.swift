@@ -66,9 +66,6 @@ final class WorkerDriver<Effects: WorkerEffects>: Sendable {
         (actions, output) = AsyncStream.makeStream(of: Machine.Action.self)
     }
 
-    /// The machine as it stands (for tests and inspection).
-    var state: Machine { machine.withLock { $0 } }
-
     /// Feeds one event; its actions are queued for ``run()`` in order.
     func send(_ event: Machine.Event) {
         let now = clock.elapsed()
