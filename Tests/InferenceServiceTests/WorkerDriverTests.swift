@@ -34,7 +34,7 @@ import Testing
             await effects.log.wait(for: "release c delete")
             trigger.triggerGracefulShutdown()
             await effects.mailbox.close()  // the long poll in flight answers empty
-            #expect(await running.value == [])
+            #expect(await running.value.isEmpty)
         }
         let log = await effects.log.entries
         #expect(log.filter { $0.hasPrefix("run") } == ["run a", "run b", "run c"])
@@ -58,7 +58,7 @@ import Testing
             trigger.triggerGracefulShutdown()
             await effects.log.wait(for: "stopped a")
             await effects.mailbox.close()
-            #expect(await running.value == [])
+            #expect(await running.value.isEmpty)
         }
         let log = await effects.log.entries
         #expect(!log.contains("run b"))
@@ -107,7 +107,11 @@ import Testing
         #expect(extends.filter { $0 == "extend a" }.count == 3 && extends.filter { $0 == "extend c" }.count == 2)
         #expect(extends.count == 8, "a at 10, 20, 30; b at 14, 24, 34; c at 14, 24")
         running.cancel()
-        #expect(await running.value == ["a", "b"], "cancelled: the held leases are returned for handing back, the lost one not")
+        // Cancelling also cancels a's and b's preparing, which may report in (and ask for their
+        // release) before the driver stops: either way both come back to be handed back.
+        let unfinished = await running.value
+        #expect(unfinished.map(\.receipt) == ["a", "b"], "cancelled: the held leases are returned, the lost one not")
+        #expect(unfinished.allSatisfy { $0.disposition == .retry(after: .zero) })
     }
 }
 

@@ -154,6 +154,22 @@ import Testing
         #expect(m.send(.received([])) == ["finish "])
     }
 
+    /// Cancelled: whatever is still leased goes back, and a release asked for but not confirmed
+    /// is returned with its own disposition (its action may never have been performed); a release
+    /// confirmed is not; nothing changes afterwards.
+    @Test func stoppingReturnsTheLeasedAndTheUnconfirmedReleases() {
+        var m = Self.machine(prefetch: 3)
+        _ = m.send(.start)
+        for receipt in ["a", "b", "c", "d"] { _ = m.send(Self.incoming(receipt)) }
+        _ = m.send(.settledEarly(receipt: "b", .reject))
+        _ = m.send(.settledEarly(receipt: "c", .delete))
+        _ = m.send(.released(receipt: "c"))
+        let unfinished = m.stop().map { "\($0.receipt) \($0.disposition)" }
+        #expect(unfinished == ["a \(MessageDisposition.retry(after: .zero))", "b reject", "d \(MessageDisposition.retry(after: .zero))"])
+        #expect(m.send(Self.incoming("e")).isEmpty)
+        #expect(m.stop().isEmpty)
+    }
+
     // MARK: Helpers
 
     static func describe(_ action: Machine.Action) -> String {

@@ -54,8 +54,8 @@ public struct InferenceWorker: Service {
             visibility: configuration.visibilityTimeout, heartbeat: configuration.heartbeatInterval, clock: clock)
         // After a graceful shutdown the driver has handed back what it held; when cancelled, this does.
         let unfinished = await driver.run()
-        for receipt in unfinished {
-            try? await queue.changeVisibility(receiptHandle: receipt, timeout: .zero)
+        for (receipt, disposition) in unfinished {
+            await release(receipt, disposition)
         }
         if !unfinished.isEmpty {
             logger.info("handed unfinished tasks back", metadata: ["count": "\(unfinished.count)"])

@@ -75,10 +75,10 @@ final class WorkerDriver<Effects: WorkerEffects>: Sendable {
     }
 
     /// Runs the pipeline until graceful shutdown has drained it (every message still held handed
-    /// back) or the calling task is cancelled. Returns the receipts still leased when cancelled
-    /// (empty after a graceful shutdown), for the caller to hand back.
-    func run() async -> [String] {
-        let unfinished = await withDiscardingTaskGroup { group -> [String] in
+    /// back) or the calling task is cancelled. Returns, when cancelled, what is still to be done
+    /// with each receipt it held (see `WorkerMachine.stop()`); empty after a graceful shutdown.
+    func run() async -> [(receipt: String, disposition: MessageDisposition)] {
+        let unfinished = await withDiscardingTaskGroup { group -> [(receipt: String, disposition: MessageDisposition)] in
             group.addTask { await self.heartbeatLoop() }
             group.addTask {
                 do { try await gracefulShutdown() } catch { return }

@@ -110,7 +110,8 @@ struct WorkerMachine<Message: Sendable, Job: Sendable, Outcome: Sendable>: Senda
     private(set) var running: Set<String> = []
     private(set) var awaitingUpload: [(receipt: String, outcome: Outcome)] = []
     private(set) var uploading: Set<String> = []
-    private(set) var releasing: Set<String> = []
+    /// Releases asked for and not yet confirmed, with what each was to do.
+    private(set) var releasing: [String: MessageDisposition] = [:]
     /// The model of the last job handed to the runtime (nil before the first).
     private(set) var lastModel: String?
 
@@ -168,7 +169,7 @@ struct WorkerMachine<Message: Sendable, Job: Sendable, Outcome: Sendable>: Senda
             guard uploading.remove(receipt) != nil else { break }
             actions.append(release(receipt, disposition))
         case .released(let receipt):
-            releasing.remove(receipt)
+            releasing.removeValue(forKey: receipt)
         case .tick:
             for action in leases.tick(at: now) {
                 switch action {
@@ -191,16 +192,24 @@ struct WorkerMachine<Message: Sendable, Job: Sendable, Outcome: Sendable>: Senda
     }
 
     /// The driver stops without a graceful shutdown (it was cancelled): nothing changes any
-    /// more; returns the messages still leased, for the caller to hand back.
-    mutating func stop() -> [String] {
+    /// more. Returns what the caller must still do, by receipt: the messages still leased go back
+    /// (`retry(after: .zero)`), and a release asked for but not confirmed is done again with its
+    /// own disposition — cancelled work reports in concurrently, and a release it asked for may
+    /// never have been performed. Doing one twice is harmless (a second delete or hand-back of
+    /// the same receipt changes nothing); not doing it would leave the message hidden until its
+    /// visibility ran out.
+    mutating func stop() -> [(receipt: String, disposition: MessageDisposition)] {
         phase = .finished
-        return leases.drain()
+        var unfinished = releasing
+        releasing.removeAll()
+        for receipt in leases.drain() { unfinished[receipt] = .retry(after: .zero) }
+        return unfinished.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 
     /// Ends a message's lease and releases it.
     private mutating func release(_ receipt: String, _ disposition: MessageDisposition) -> Action {
         leases.settled(receipt)
-        releasing.insert(receipt)
+        releasing[receipt] = disposition
         return .release(receipt: receipt, disposition)
     }
 
