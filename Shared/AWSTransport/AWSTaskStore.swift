@@ -99,6 +99,62 @@ public struct AWSTaskStore: TaskStore {
         try await readModifyWrite(id: id, permits: { allowed.contains($0.status) }, mutate)
     }
 
+    /// The task-list index: tenant, then submitted time (epoch milliseconds). Items written
+    /// before it existed carry neither attribute and are not listed.
+    public static let listIndex = DynamoDBClient.SecondaryIndex(name: "tenant-submitted", hashKey: "tenant", rangeKey: "submitted_at")
+
+    /// A page of a tenant's tasks: `Query` calls on ``listIndex`` (newest first), never a scan.
+    /// The status and pool filters are applied by DynamoDB; when they leave a page short, the
+    /// query reads on (at most eight calls per page, then the page ends early with a cursor).
+    public func list(_ query: TaskListQuery) async throws(TransportError) -> TaskPage {
+        var names = ["#t": "tenant", "#s": "submitted_at"]
+        var values: DynamoItem = [
+            ":t": .string(query.tenant), ":lo": .int(query.since ?? 0), ":hi": .int((query.until ?? Int64.max / 2) - 1),
+        ]
+        var filters: [String] = []
+        if let status = query.status {
+            names["#status"] = "status"
+            values[":status"] = .string(status.rawValue)
+            filters.append("#status = :status")
+        }
+        if let pool = query.pool {
+            names["#pool"] = "pool"
+            values[":pool"] = .string(pool)
+            filters.append("#pool = :pool")
+        }
+        var startKey = query.after.map { position -> DynamoItem in
+            ["id": .string(position.id), "tenant": .string(query.tenant), "submitted_at": .int(position.submittedAt)]
+        }
+        var records: [TaskRecord] = []
+        let now = EpochClock.nowMillis()
+        for _ in 0..<8 {
+            let page: DynamoDBClient.QueryPage
+            do {
+                page = try await dynamo.query(
+                    table: table, index: Self.listIndex.name, keyCondition: "#t = :t AND #s BETWEEN :lo AND :hi",
+                    filter: filters.isEmpty ? nil : filters.joined(separator: " AND "), names: names, values: values, forward: false,
+                    limit: query.limit + 1 - records.count, startKey: startKey)
+            } catch {
+                throw TransportError(aws: error)
+            }
+            for item in page.items {
+                let record = try decode(item).0
+                if record.expiresAt > now, query.admits(record) { records.append(record) }
+            }
+            startKey = page.lastEvaluatedKey
+            if records.count > query.limit || startKey == nil { break }
+        }
+        if records.count > query.limit {
+            records.removeLast(records.count - query.limit)
+            return TaskPage(records: records, next: records.last.map(TaskListPosition.init))
+        }
+        // Read on no further this time: continue after the last item the index gave.
+        guard let startKey, let id = startKey["id"]?.stringValue, let submitted = startKey["submitted_at"]?.intValue else {
+            return TaskPage(records: records, next: nil)
+        }
+        return TaskPage(records: records, next: TaskListPosition(submittedAt: submitted, id: id))
+    }
+
     /// Reads the item, applies `mutate` if `permits` allows, and puts the whole item back in
     /// layout 2 on condition that nobody wrote it meanwhile (`version`).
     private func readModifyWrite(

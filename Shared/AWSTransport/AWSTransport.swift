@@ -81,6 +81,7 @@ public final class AWSTransport: Transport {
                     try? await Task.sleep(for: .milliseconds(500))
                 }
                 try await dynamo.enableTimeToLive(table: storage.table, attribute: AWSTaskStore.ttlAttribute)
+                try await dynamo.ensureIndex(table: storage.table, AWSTaskStore.listIndex)
             }
         } catch {
             throw TransportError(aws: error)

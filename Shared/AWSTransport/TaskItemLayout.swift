@@ -45,6 +45,8 @@ enum TaskItemLayout {
         var base = record
         base.status = .queued
         base.progress = 0
+        base.previewKey = nil
+        base.previewAt = nil
         base.images = []
         base.error = nil
         base.worker = nil
@@ -61,6 +63,8 @@ enum TaskItemLayout {
         var item: DynamoItem = [
             "id": .string(record.id), "version": .int(version), "record": .string(try json(base)),
             ttlAttribute: .int(record.expiresAt / 1000), layoutAttribute: .int(current),
+            // The keys of the task-list index (AWSTaskStore.listIndex).
+            "tenant": .string(record.tenant ?? "anonymous"), "submitted_at": .int(record.timings.submittedAt ?? 0),
         ]
         var fields: [TaskField] = [
             .status(record.status), .progress(record.progress), .pool(record.pool), .model(record.model),
@@ -69,6 +73,7 @@ enum TaskItemLayout {
         ]
         if !record.images.isEmpty { fields.append(.images(record.images)) }
         if let worker = record.worker { fields.append(.worker(worker)) }
+        if let key = record.previewKey, let at = record.previewAt { fields.append(.preview(key: key, at: at)) }
         if let attempts = record.attempts { fields.append(.attempts(attempts)) }
         if let position = record.queuePositionAtDispatch { fields.append(.queuePositionIfAbsent(position)) }
         let t = record.timings
@@ -95,6 +100,7 @@ enum TaskItemLayout {
         switch field {
         case .status(let value): [("status", .string(value.rawValue))]
         case .progress(let value): [("progress", .number(String(value)))]
+        case .preview(let key, let at): [("preview_key", .string(key)), ("preview_at", .int(at))]
         case .worker(let value): [("worker", .string(value))]
         case .pool(let value): [("pool", .string(value))]
         case .model(let value): [("model", .string(value))]
@@ -134,6 +140,8 @@ enum TaskItemLayout {
         if let status = item["status"]?.stringValue.flatMap(TaskStatus.init(rawValue:)) { record.status = status }
         if let text = item["progress"], case .number(let value) = text { record.progress = Double(value) ?? 0 }
         if let value = item["worker"]?.stringValue { record.worker = value }
+        record.previewKey = item["preview_key"]?.stringValue
+        record.previewAt = item["preview_at"]?.intValue
         if let value = item["pool"]?.stringValue { record.pool = value }
         if let value = item["model"]?.stringValue { record.model = value }
         record.images = parse([ImageRecord].self, item["images"]) ?? []

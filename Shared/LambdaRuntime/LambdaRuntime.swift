@@ -36,12 +36,16 @@ public struct LambdaRuntime<Client: LambdaRuntimeClient, Handler: LambdaHandler>
     /// Whether `_X_AMZN_TRACE_ID` is exported per invocation (as Lambda requires). Tests that share
     /// the process environment with parallel tests turn it off: `setenv` is not thread-safe.
     public let exportsTraceID: Bool
+    /// Whether responses are streamed (the function's URL or REST route streams): then a
+    /// ``StreamingLambdaHandler`` writes its body as it goes.
+    public let responseMode: LambdaResponseMode
 
-    public init(client: Client, handler: Handler, logger: Logger, exportsTraceID: Bool = true) {
+    public init(client: Client, handler: Handler, logger: Logger, exportsTraceID: Bool = true, responseMode: LambdaResponseMode = .buffered) {
         self.client = client
         self.handler = handler
         self.logger = logger
         self.exportsTraceID = exportsTraceID
+        self.responseMode = responseMode
     }
 
     /// Serves invocations until cancelled or until `limit` invocations (tests, benchmarks).
@@ -75,8 +79,15 @@ public struct LambdaRuntime<Client: LambdaRuntimeClient, Handler: LambdaHandler>
             requestID: invocation.requestID, deadlineMillis: invocation.deadlineMillis,
             invokedFunctionARN: invocation.invokedFunctionARN, traceID: invocation.traceID, logger: logger)
         do {
-            let response = try await handler.handle(invocation.payload, context: context)
-            try await client.respond(requestID: invocation.requestID, body: response)
+            if responseMode == .streaming, let streaming = handler as? any StreamingLambdaHandler {
+                // The response is posted from inside the handler, once it knows its head.
+                try await streaming.stream(invocation.payload, context: context) { contentType, body in
+                    try await client.respondStreaming(requestID: invocation.requestID, contentType: contentType, body: body)
+                }
+            } else {
+                let response = try await handler.handle(invocation.payload, context: context)
+                try await client.respond(requestID: invocation.requestID, body: response)
+            }
         } catch let error as LambdaRuntimeError {
             throw error
         } catch {

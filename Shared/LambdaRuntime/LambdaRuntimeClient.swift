@@ -65,6 +65,8 @@ public protocol LambdaRuntimeClient: Sendable {
     func next() async throws(LambdaRuntimeError) -> LambdaInvocation
     /// Posts the response of `requestID`.
     func respond(requestID: String, body: Data) async throws(LambdaRuntimeError)
+    /// Posts the response of `requestID` in streaming mode (``LambdaResponseMode/streaming``).
+    func respondStreaming(requestID: String, contentType: String, body: StreamedBody) async throws(LambdaRuntimeError)
     /// Posts an invocation error of `requestID`.
     func fail(requestID: String, error: LambdaErrorReport) async throws(LambdaRuntimeError)
     /// Posts an initialisation error (the process exits afterwards).
@@ -96,6 +98,11 @@ public struct HTTPLambdaRuntimeClient: LambdaRuntimeClient {
             invokedFunctionARN: headers["lambda-runtime-invoked-function-arn"] ?? "",
             traceID: headers["lambda-runtime-trace-id"], clientContext: headers["lambda-runtime-client-context"],
             cognitoIdentity: headers["lambda-runtime-cognito-identity"], payload: body)
+    }
+
+    /// Streams the response over a connection of its own (``StreamingResponsePoster``).
+    public func respondStreaming(requestID: String, contentType: String, body: StreamedBody) async throws(LambdaRuntimeError) {
+        try await StreamingResponsePoster(endpoint: endpoint).post(requestID: requestID, contentType: contentType, body: body)
     }
 
     public func respond(requestID: String, body: Data) async throws(LambdaRuntimeError) {

@@ -176,6 +176,23 @@ public protocol TaskStore: Sendable {
         id: String, ifStatusIn allowed: Set<TaskStatus>,
         _ mutate: @Sendable (inout TaskRecord) -> Void
     ) async throws(TransportError) -> UpdateOutcome
+    /// One page of a tenant's tasks, newest first: a query on an index of (tenant, submitted
+    /// time), never a scan, so its cost does not grow with the table.
+    func list(_ query: TaskListQuery) async throws(TransportError) -> TaskPage
+    /// A counter that every change of task `id` made through this store object advances (in this
+    /// process); 0 where the store cannot tell (AWS).
+    func changeGeneration(of id: String) async -> UInt64
+    /// Waits until task `id` changes after `generation` (as this process sees it) or `timeout`
+    /// passes, whichever is first. Callers read the record again either way: a store that cannot
+    /// see changes (AWS, or a change made by another process) just waits out the timeout.
+    func waitForChange(of id: String, since generation: UInt64, timeout: Duration) async
+}
+
+extension TaskStore {
+    public func changeGeneration(of id: String) async -> UInt64 { 0 }
+    public func waitForChange(of id: String, since generation: UInt64, timeout: Duration) async {
+        try? await Task.sleep(for: timeout)
+    }
 }
 
 /// One transport: where the services find their queues, topics, objects and task records.

@@ -54,7 +54,12 @@ struct Entry {
         // OTLP export beside the invocation loop (to the collector extension/sidecar); spans leave
         // on the batch schedule, so a frozen environment sends them on a later invocation.
         let export = Telemetry.start(services: ["api"], metricsService: "api-lambda", logger: logger)
-        let loop = LambdaRuntimeService(runtime: LambdaRuntime(client: client, handler: APILambdaHandler(api: handler), logger: logger))
+        // SDQ_LAMBDA_RESPONSE_STREAMING=true: the function sits behind a streaming front door (its URL
+        // in RESPONSE_STREAM mode, a REST route in STREAM mode) and posts its answers as they go.
+        let streaming = ["1", "true", "yes"].contains((environment["SDQ_LAMBDA_RESPONSE_STREAMING"] ?? "").lowercased())
+        let loop = LambdaRuntimeService(
+            runtime: LambdaRuntime(
+                client: client, handler: APILambdaHandler(api: handler), logger: logger, responseMode: streaming ? .streaming : .buffered))
         let group = ServiceGroup(
             configuration: .init(
                 services: ((export?.services ?? []) + [loop]).map { .init(service: $0) },

@@ -14,11 +14,14 @@ public struct PeerRequestContext: RequestContext {
     public let peer: SocketAddress?
     /// This server's end: the address the client reached.
     public let local: SocketAddress?
+    /// Completes when the connection closes (a streamed response then stops at once).
+    public let closed: EventLoopFuture<Void>
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         peer = source.channel.remoteAddress
         local = source.channel.localAddress
+        closed = source.channel.closeFuture
     }
 }
 
@@ -70,7 +73,7 @@ public struct APIHTTPServer: Service {
                 head.bodyTooLarge = true
             }
             head.body = body
-            return Self.response(await handler.handle(head))
+            return Self.response(await handler.handle(head), closed: context.closed)
         }
         let onListening = self.onListening
         // A connection idle for a minute is closed (a client that opens connections and sends
@@ -83,13 +86,36 @@ public struct APIHTTPServer: Service {
         try await app.runService()
     }
 
-    private static func response(_ response: APIResponse) -> Response {
+    private static func response(_ response: APIResponse, closed: EventLoopFuture<Void>? = nil) -> Response {
         var fields = HTTPFields()
         for (name, value) in response.headers {
             if let fieldName = HTTPField.Name(name) { fields[fieldName] = value }
         }
-        return Response(
-            status: HTTPResponse.Status(code: response.status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(data: response.body)))
+        let body = response.stream.map { Self.streamed($0, closed: closed) } ?? ResponseBody(byteBuffer: ByteBuffer(data: response.body))
+        return Response(status: HTTPResponse.Status(code: response.status), headers: fields, body: body)
+    }
+
+    /// A streamed body: the stream runs in a child task and hands each piece over; the pieces are
+    /// written (and flushed) as they come. When the connection closes, the stream is cancelled at
+    /// once, so a client that goes away holds nothing.
+    private static func streamed(_ stream: ResponseStream, closed: EventLoopFuture<Void>?) -> ResponseBody {
+        ResponseBody { writer in
+            let (pieces, continuation) = AsyncThrowingStream<Data, any Error>.makeStream()
+            closed?.whenComplete { _ in continuation.finish(throwing: CancellationError()) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    do {
+                        try await stream.produce { continuation.yield($0) }
+                        continuation.finish()
+                    } catch {
+                        continuation.finish(throwing: error)
+                    }
+                }
+                defer { group.cancelAll() }
+                for try await piece in pieces { try await writer.write(ByteBuffer(data: piece)) }
+            }
+            try await writer.finish(nil)
+        }
     }
 
     /// `http://address:port` of a local socket address (IPv6 in brackets).

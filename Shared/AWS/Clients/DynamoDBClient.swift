@@ -97,6 +97,74 @@ public struct DynamoDBClient: Sendable {
         }
     }
 
+    /// A global secondary index: a string hash key and a number range key, every attribute
+    /// projected.
+    public struct SecondaryIndex: Sendable, Equatable {
+        public var name: String
+        public var hashKey: String
+        public var rangeKey: String
+        public init(name: String, hashKey: String, rangeKey: String) {
+            self.name = name
+            self.hashKey = hashKey
+            self.rangeKey = rangeKey
+        }
+    }
+
+    /// Adds `index` to an existing on-demand table unless it has it already (tables made before
+    /// the index existed get it on the next `sdq aws init`).
+    public func ensureIndex(table: String, _ index: SecondaryIndex) async throws(AWSError) {
+        let described = try await call("DescribeTable", ["TableName": .string(table)])
+        let existing = described["Table"]?["GlobalSecondaryIndexes"]?.arrayValue ?? []
+        if existing.contains(where: { $0["IndexName"]?.stringValue == index.name }) { return }
+        do {
+            _ = try await call("UpdateTable", [
+                "TableName": .string(table),
+                "AttributeDefinitions": [
+                    ["AttributeName": .string(index.hashKey), "AttributeType": "S"],
+                    ["AttributeName": .string(index.rangeKey), "AttributeType": "N"],
+                ],
+                "GlobalSecondaryIndexUpdates": [[
+                    "Create": [
+                        "IndexName": .string(index.name),
+                        "KeySchema": [
+                            ["AttributeName": .string(index.hashKey), "KeyType": "HASH"],
+                            ["AttributeName": .string(index.rangeKey), "KeyType": "RANGE"],
+                        ],
+                        "Projection": ["ProjectionType": "ALL"],
+                    ]
+                ]],
+            ])
+        } catch where error.code == "ResourceInUseException" || error.message.lowercased().contains("already exists") {
+            return
+        }
+    }
+
+    /// One page of a `Query`.
+    public struct QueryPage: Sendable {
+        public var items: [DynamoItem]
+        /// Where the next page starts; nil when the query is done.
+        public var lastEvaluatedKey: DynamoItem?
+    }
+
+    /// One `Query` call: items whose key matches `keyCondition`, optionally filtered, in range-key
+    /// order (`forward` false: descending), reading at most `limit` items before filtering.
+    public func query(
+        table: String, index: String? = nil, keyCondition: String, filter: String? = nil, names: [String: String] = [:],
+        values: DynamoItem, forward: Bool = true, limit: Int, startKey: DynamoItem? = nil
+    ) async throws(AWSError) -> QueryPage {
+        var payload: [String: JSONValue] = [
+            "TableName": .string(table), "KeyConditionExpression": .string(keyCondition),
+            "ExpressionAttributeValues": Self.encode(values), "ScanIndexForward": .bool(forward), "Limit": .number(Double(limit)),
+        ]
+        if let index { payload["IndexName"] = .string(index) }
+        if let filter { payload["FilterExpression"] = .string(filter) }
+        if !names.isEmpty { payload["ExpressionAttributeNames"] = .strings(names) }
+        if let startKey { payload["ExclusiveStartKey"] = Self.encode(startKey) }
+        let response = try await call("Query", .object(payload))
+        let items = (response["Items"]?.arrayValue ?? []).compactMap { Self.decode($0) }
+        return QueryPage(items: items, lastEvaluatedKey: Self.decode(response["LastEvaluatedKey"]))
+    }
+
     /// The table's status (`CREATING`, `ACTIVE`…), nil when it does not exist.
     public func tableStatus(name: String) async throws(AWSError) -> String? {
         do {

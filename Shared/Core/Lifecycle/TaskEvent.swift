@@ -14,6 +14,8 @@ public enum TaskEvent: Sendable, Equatable {
     case started(worker: String, at: Int64)
     /// The worker's latest progress, 0…1.
     case progressed(Double)
+    /// The worker stored a newer preview of the running task (object `key`, at epoch ms `at`).
+    case previewed(key: String, at: Int64)
     /// A result arrived: the task ends (`succeeded | failed | cancelled`), and the writer that
     /// applies it claims the announcement in the same write.
     case finished(TaskConclusion, claim: AnnouncementClaim)

@@ -6,6 +6,7 @@
 public enum TaskField: Sendable, Equatable {
     case status(TaskStatus)
     case progress(Double)
+    case preview(key: String, at: Int64)
     case worker(String)
     case pool(String)
     case model(String)
@@ -32,6 +33,9 @@ public enum TaskField: Sendable, Equatable {
         switch self {
         case .status(let value): record.status = value
         case .progress(let value): record.progress = value
+        case .preview(let key, let at):
+            record.previewKey = key
+            record.previewAt = at
         case .worker(let value): record.worker = value
         case .pool(let value): record.pool = value
         case .model(let value): record.model = value

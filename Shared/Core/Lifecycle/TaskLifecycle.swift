@@ -64,6 +64,8 @@ public enum TaskLifecycle {
                 fields: [.status(.running), .worker(worker), .progress(0), .startedAt(at)])
         case .progressed(let value):
             return TaskTransition(allowedFrom: TaskStatus.nonTerminal, guards: [], fields: [.progress(min(1, max(0, value)))])
+        case .previewed(let key, let at):
+            return TaskTransition(allowedFrom: TaskStatus.nonTerminal, guards: [], fields: [.preview(key: key, at: at)])
         case .finished(let conclusion, let claim):
             return TaskTransition(allowedFrom: TaskStatus.nonTerminal, guards: [], fields: finishFields(conclusion, claim: claim))
         case .cancelled(let at, let message):

@@ -84,6 +84,23 @@ public struct TaskDocument: Sendable, Codable, Equatable {
     public var parameters: JSONValue?
     /// The seed of each image (manifest only).
     public var seeds: [Int64]?
+    /// The newest live preview while the task runs (set by the API, which makes the URL).
+    public var preview: Preview?
+    /// The task's event stream (`GET /v1/tasks/{id}/events`), with a short-lived token in the URL
+    /// when the API needs a key, for clients that cannot send headers (`EventSource`). Set by the
+    /// API while the task is not over.
+    public var eventsURL: String?
+
+    /// A live preview: an image of the task's current step.
+    public struct Preview: Sendable, Codable, Equatable {
+        public var url: String
+        /// When it was stored, epoch milliseconds.
+        public var at: Int64
+        public init(url: String, at: Int64) {
+            self.url = url
+            self.at = at
+        }
+    }
 
     /// Builds the document; `url` turns an image's object key into the URL a client receives.
     /// `manifest` adds the request parameters and seeds (the result manifest in the object store).
@@ -139,11 +156,13 @@ public struct TaskDocument: Sendable, Codable, Equatable {
         try c.encodeIfPresent(attempts, forKey: .attempts)
         try c.encodeIfPresent(parameters, forKey: .parameters)
         try c.encodeIfPresent(seeds, forKey: .seeds)
+        try c.encodeIfPresent(preview, forKey: .preview)
+        try c.encodeIfPresent(eventsURL, forKey: .eventsURL)
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, status, pool, model, progress, images, error, worker, timings, context, webhook, attempts, parameters, seeds
-        case queuePosition = "queue_position"
+        case id, status, pool, model, progress, images, error, worker, timings, context, webhook, attempts, parameters, seeds, preview
+        case queuePosition = "queue_position", eventsURL = "events_url"
     }
 
     /// JSON with sorted keys. Throws rather than answer an empty or partial document.

@@ -170,6 +170,10 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     public var batchSize: Int
     /// Progress 0…1 as last reported by the worker.
     public var progress: Double
+    /// The object key of the newest live preview (one object per task, overwritten) and when it
+    /// was stored, epoch milliseconds.
+    public var previewKey: String?
+    public var previewAt: Int64?
     public var images: [ImageRecord]
     public var error: TaskFailure?
     public var worker: String?

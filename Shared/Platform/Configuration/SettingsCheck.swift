@@ -8,8 +8,8 @@ public enum SettingsCheck {
     /// the same change that reads it (`SettingsCheckTests` holds the sources to this list).
     public static let knownVariables: Set<String> = [
         "SDQ_API_KEYS", "SDQ_API_KEYS_FILE", "SDQ_DATA_DIR", "SDQ_EMULATOR_STEP_MS", "SDQ_FETCH_ALLOW_PRIVATE", "SDQ_HEALTH_FILE",
-        "SDQ_HTTP_HOST", "SDQ_HTTP_PORT", "SDQ_LOG_FORMAT", "SDQ_POOL", "SDQ_POOLS_FILE", "SDQ_PUBLIC_URL",
-        "SDQ_RUNTIME", "SDQ_RUNTIME_QUEUE_AHEAD", "SDQ_RUNTIME_URL", "SDQ_SERVER", "SDQ_STACK", "SDQ_TRANSPORT", "SDQ_TRUSTED_PROXIES", "SDQ_WEBHOOK_ALLOW_PRIVATE",
+        "SDQ_HTTP_HOST", "SDQ_HTTP_PORT", "SDQ_LAMBDA_RESPONSE_STREAMING", "SDQ_LOG_FORMAT", "SDQ_POOL", "SDQ_POOLS_FILE", "SDQ_PUBLIC_URL",
+        "SDQ_RUNTIME", "SDQ_RUNTIME_QUEUE_AHEAD", "SDQ_RUNTIME_URL", "SDQ_SERVER", "SDQ_STACK", "SDQ_STREAM_TOKEN_SECRET", "SDQ_TRANSPORT", "SDQ_TRUSTED_PROXIES", "SDQ_WEBHOOK_ALLOW_PRIVATE",
     ]
 
     /// Variables of sdq's own tests, benchmarks and scripts (never read by a service): not reported.

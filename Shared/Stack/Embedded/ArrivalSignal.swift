@@ -40,6 +40,12 @@ actor ArrivalSignal {
         }
     }
 
+    /// Drops the counter of `queue` (a key that will not be signalled again, such as a task that
+    /// ended), so keys do not accumulate. A waiter that read the counter before sees it changed.
+    func forget(queue: String) {
+        generations.removeValue(forKey: queue)
+    }
+
     private func abandon(queue: String, token: UUID) {
         if let continuation = waiters[queue]?.removeValue(forKey: token) {
             continuation.resume()

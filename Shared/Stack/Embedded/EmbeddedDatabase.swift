@@ -126,6 +126,13 @@ final class EmbeddedDatabase: Sendable {
         )
         """,
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        // The task list: one tenant's tasks newest first (EmbeddedTaskStore.list), also for
+        // tables made before it existed.
+        """
+        CREATE INDEX IF NOT EXISTS tasks_by_tenant ON tasks(
+          coalesce(json_extract(record, '$.tenant'), 'anonymous'),
+          coalesce(json_extract(record, '$.timings.submittedAt'), 0), id)
+        """,
     ]
 }
 

@@ -5,8 +5,13 @@ import SQLiteNIO
 /// Task records in the embedded database. A record is JSON with its status and a version beside
 /// it; updates are optimistic (`UPDATE … WHERE version = ?`), retried on a lost race, and applied
 /// only while the status is one the caller allows.
+///
+/// Every change made through this store wakes the event streams of the task in this process at
+/// once (`changes`, keyed by task id); changes by other processes are seen on the streams' next
+/// read.
 struct EmbeddedTaskStore: TaskStore {
     let database: EmbeddedDatabase
+    let changes: ArrivalSignal
 
     private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
@@ -40,7 +45,10 @@ struct EmbeddedTaskStore: TaskStore {
             """,
             [.text(record.id), .optionalText(record.idempotencyKey), .text(record.status.rawValue),
              .text(try encode(record)), .int(record.expiresAt)])
-        if !rows.isEmpty { return .created(record) }
+        if !rows.isEmpty {
+            await changes.signal(queue: record.id)
+            return .created(record)
+        }
         // Lost to an existing row: the same id or the same idempotency key.
         let existing = try await database.query(
             "SELECT record FROM tasks WHERE id = ? OR (idempotency_key IS NOT NULL AND idempotency_key = ?)",
@@ -67,6 +75,52 @@ struct EmbeddedTaskStore: TaskStore {
         return try await readModifyWrite(id: id, permits: transition.permits) { TaskLifecycle.apply(event, to: &$0) }
     }
 
+    func changeGeneration(of id: String) async -> UInt64 {
+        await changes.generation(of: id)
+    }
+
+    func waitForChange(of id: String, since generation: UInt64, timeout: Duration) async {
+        await changes.waitForArrival(queue: id, since: generation, timeout: timeout)
+    }
+
+    /// A page of a tenant's tasks from the `tasks_by_tenant` index (tenant, submitted time, id);
+    /// the status and pool filters read on along the index until the page is full.
+    func list(_ query: TaskListQuery) async throws(TransportError) -> TaskPage {
+        var sql = "SELECT record FROM tasks WHERE \(Self.tenantColumn) = ? AND expires_at > ?"
+        var binds: [SQLiteData] = [.text(query.tenant), .int(EpochClock.nowMillis())]
+        if let since = query.since {
+            sql += " AND \(Self.submittedColumn) >= ?"
+            binds.append(.int(since))
+        }
+        if let until = query.until {
+            sql += " AND \(Self.submittedColumn) < ?"
+            binds.append(.int(until))
+        }
+        if let after = query.after {
+            sql += " AND (\(Self.submittedColumn) < ? OR (\(Self.submittedColumn) = ? AND id < ?))"
+            binds += [.int(after.submittedAt), .int(after.submittedAt), .text(after.id)]
+        }
+        if let status = query.status {
+            sql += " AND status = ?"
+            binds.append(.text(status.rawValue))
+        }
+        if let pool = query.pool {
+            sql += " AND json_extract(record, '$.pool') = ?"
+            binds.append(.text(pool))
+        }
+        sql += " ORDER BY \(Self.submittedColumn) DESC, id DESC LIMIT ?"
+        binds.append(.int(query.limit + 1))
+        let rows = try await database.query(sql, binds)
+        var records: [TaskRecord] = []
+        for row in rows.prefix(query.limit) { records.append(try decode(row)) }
+        let next = rows.count > query.limit ? records.last.map(TaskListPosition.init) : nil
+        return TaskPage(records: records, next: next)
+    }
+
+    /// The indexed expressions of the task list (`tasks_by_tenant` in the schema).
+    static let tenantColumn = "coalesce(json_extract(record, '$.tenant'), 'anonymous')"
+    static let submittedColumn = "coalesce(json_extract(record, '$.timings.submittedAt'), 0)"
+
     /// Reads the row, applies `mutate` if `permits` allows, and writes it back on condition that
     /// nobody wrote it meanwhile (`version`), retrying a lost race; a change that changes nothing
     /// writes nothing.
@@ -86,7 +140,11 @@ struct EmbeddedTaskStore: TaskStore {
                 "UPDATE tasks SET record = ?, status = ?, version = version + 1, expires_at = ? WHERE id = ? AND version = ? RETURNING id",
                 [.text(try encode(updated)), .text(updated.status.rawValue), .int(updated.expiresAt), .text(id),
                  .int(row.int("version"))])
-            if !applied.isEmpty { return .applied(updated) }
+            if !applied.isEmpty {
+                await changes.signal(queue: id)
+                if updated.status.isTerminal { await changes.forget(queue: id) }
+                return .applied(updated)
+            }
         }
         throw .storage("task \(id) is updated too often to apply a change")
     }

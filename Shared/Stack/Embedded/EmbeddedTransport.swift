@@ -23,7 +23,7 @@ public final class EmbeddedTransport: Transport {
         self.directory = directory
         self.objects = EmbeddedObjectStore(
             bucket: bucket, root: directory.appendingPathComponent("objects", isDirectory: true), database: database)
-        self.tasks = EmbeddedTaskStore(database: database)
+        self.tasks = EmbeddedTaskStore(database: database, changes: ArrivalSignal())
         self.crossProcessPollInterval = pollInterval
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import SDQPlatform
+import Synchronization
 
 /// A transport-neutral HTTP request: what the local HTTP server and (later) Lambda events hand
 /// to ``APIHandler``.
@@ -20,6 +21,14 @@ public struct APIRequest: Sendable, Equatable {
     /// This server as the connection reached it (`http://address:port`), the base of links when
     /// no public URL is configured and no trusted proxy says otherwise.
     public var localBaseURL: String?
+    /// How long the front door lets an answer take, when it cuts answers off (a buffered API
+    /// Gateway route's 29 s, the Lambda deadline); nil: no limit but the API's own
+    /// (``APIHandler/maxWait``). Caps `Prefer: wait` and ends event streams in time.
+    public var answerWithin: Duration?
+    /// Whether the front door passes a response on as it is written (the HTTP server, a Lambda in
+    /// response-streaming mode); when false, an event stream ends at its first news so that the
+    /// buffered answer reaches the client.
+    public var streamsResponses = true
 
     public init(
         method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:], body: Data = Data(),
@@ -42,16 +51,54 @@ public struct APIRequest: Sendable, Equatable {
     }
 }
 
+/// A response body written piece by piece (server-sent events): `produce` is called once with a
+/// function that sends a piece to the client, and returns when the body is complete. A send that
+/// throws means the client has gone; `produce` then returns (or throws) and holds nothing more.
+public struct ResponseStream: Sendable {
+    public let produce: @Sendable (_ send: (Data) async throws -> Void) async throws -> Void
+
+    public init(_ produce: @escaping @Sendable (_ send: (Data) async throws -> Void) async throws -> Void) {
+        self.produce = produce
+    }
+
+    /// The whole body, for front doors that cannot stream (it must end on its own).
+    public func collected() async -> Data {
+        let buffer = DataBuffer()
+        try? await produce { buffer.append($0) }
+        return buffer.data
+    }
+}
+
+/// Bytes appended from concurrent code.
+final class DataBuffer: Sendable {
+    private let storage = Mutex(Data())
+    func append(_ data: Data) { storage.withLock { $0.append(data) } }
+    var data: Data { storage.withLock { $0 } }
+}
+
 /// A transport-neutral HTTP response.
 public struct APIResponse: Sendable, Equatable {
     public var status: Int
     public var headers: [String: String]
     public var body: Data
+    /// A body written as it happens, instead of `body` (event streams).
+    public var stream: ResponseStream?
 
-    public init(status: Int, headers: [String: String] = [:], body: Data = Data()) {
+    public init(status: Int, headers: [String: String] = [:], body: Data = Data(), stream: ResponseStream? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
+        self.stream = stream
+    }
+
+    public static func == (a: APIResponse, b: APIResponse) -> Bool {
+        a.status == b.status && a.headers == b.headers && a.body == b.body && (a.stream == nil) == (b.stream == nil)
+    }
+
+    /// The response with a streamed body run to its end (for front doors that buffer).
+    public func collected() async -> APIResponse {
+        guard let stream else { return self }
+        return APIResponse(status: status, headers: headers, body: await stream.collected())
     }
 
     /// A JSON response.

@@ -137,10 +137,18 @@ extension APIHandler {
     /// How long a task may sit `queued` before a replayed submission publishes it again.
     static let republishAfterMillis: Int64 = 30_000
 
+    /// 202 with the task's document; with `Prefer: wait=N`, 200 with the final document when the
+    /// task ends within N seconds (`Location` either way).
     private func accepted(_ record: TaskRecord, request: APIRequest, replayed: Bool) async throws(APIError) -> APIResponse {
         var headers = ["location": "/v1/tasks/\(record.id)"]
         if replayed { headers["idempotent-replayed"] = "true" }
-        return try await documentResponse(202, record, request: request, headers: headers)
+        var record = record
+        if let (budget, seconds) = waitBudget(request) {
+            record = await awaitEnd(of: record, within: budget)
+            headers["preference-applied"] = "wait=\(seconds)"
+            headers["vary"] = "Prefer"
+        }
+        return try await documentResponse(record.status.isTerminal ? 200 : 202, record, request: request, headers: headers)
     }
 
     private func storeInputs(_ submission: TaskSubmission, taskID: String, tenant: Tenant) async throws(APIError) -> [Sdq_V1_ObjectRef] {

@@ -32,9 +32,16 @@ public struct APIHandler: Sendable {
     public var trustedProxies: [AddressRange] = []
     /// Which webhook destinations are accepted (`SDQ_WEBHOOK_ALLOW_PRIVATE`).
     public var webhookPolicy: OutboundURLPolicy
-    /// Queue depths for positions and backlogs, read at most once a second per queue.
     /// Queue depths for queue positions and backlogs, read at most once a second per queue.
     var depths = QueueDepthCache()
+    /// Signs and checks the tokens of event-stream URLs; nil: streams need a key.
+    public var streamTokens: StreamTokens?
+    /// Heartbeats, read rate and limits of event streams and `Prefer: wait`.
+    public var eventTiming = EventStreamTiming()
+    /// The event streams open now.
+    public let openStreams = OpenStreams()
+    /// Recent task durations per pool (ETAs before a task starts).
+    let poolDurations = PoolDurations()
 
     public init(
         context: StackContext, logger: Logger, apiKeys: [String] = [], keyring: APIKeyring? = nil, signer: ObjectURLSigner? = nil,
@@ -82,6 +89,7 @@ public struct APIHandler: Sendable {
         let route: String
         switch (segments.first, segments.count) {
         case ("v1", 3) where segments[1] == "tasks": route = "/v1/tasks/{id}"
+        case ("v1", 4) where segments[1] == "tasks" && segments[3] == "events": route = "/v1/tasks/{id}/events"
         case ("v1", _) where segments.count > 2 && segments[1] == "objects": route = "/v1/objects/{key}"
         default: route = "/" + segments.prefix(2).joined(separator: "/")
         }
@@ -115,13 +123,16 @@ public struct APIHandler: Sendable {
     private func routeV1(_ request: APIRequest, _ segments: [String], tenant: Tenant) async throws(APIError) -> APIResponse {
         switch (segments.first, segments.count) {
         case ("tasks", 1):
-            try allow(request, ["POST"])
-            return try await submit(request, tenant: tenant)
+            try allow(request, ["GET", "POST"])
+            return request.method == "GET" ? try await listTasks(request, tenant: tenant) : try await submit(request, tenant: tenant)
         case ("tasks", 2):
             try allow(request, ["GET", "DELETE"])
             let id = segments[1]
             return request.method == "GET"
                 ? try await status(id, request: request, tenant: tenant) : try await cancel(id, request: request, tenant: tenant)
+        case ("tasks", 3) where segments[2] == "events":
+            try allow(request, ["GET"])
+            return try await events(segments[1], request: request, tenant: tenant)
         case ("pools", 1):
             try allow(request, ["GET"])
             return try await listPools()
@@ -143,6 +154,7 @@ public struct APIHandler: Sendable {
 
     /// The tenant a request acts for (``APIKeyring``); 401 when a key is required and missing or unknown.
     func authenticate(_ request: APIRequest) throws(APIError) -> Tenant {
+        if Self.presentedKey(request) == nil, let tenant = streamTenant(request) { return tenant }
         guard let tenant = keyring.tenant(presenting: Self.presentedKey(request)) else {
             throw APIError(status: 401, code: "unauthorized", message: "a valid API key is required (Authorization: Bearer KEY)")
         }
@@ -164,10 +176,18 @@ public struct APIHandler: Sendable {
 
     // MARK: Reads
 
-    /// `GET /v1/tasks/{id}`. Another tenant's task answers 404, exactly as a missing one.
+    /// `GET /v1/tasks/{id}`. Another tenant's task answers 404, exactly as a missing one. With
+    /// `Prefer: wait=N` it answers when the task ends or after N seconds, whichever is first.
     func status(_ id: String, request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
-        let record = try await visibleTask(id, tenant: tenant)
-        return try await documentResponse(200, record, request: request)
+        var record = try await visibleTask(id, tenant: tenant)
+        var headers: [String: String] = [:]
+        if let (budget, seconds) = waitBudget(request) {
+            record = await awaitEnd(of: record, within: budget)
+            headers["preference-applied"] = "wait=\(seconds)"
+            headers["vary"] = "Prefer"
+        }
+        poolDurations.record(record)
+        return try await documentResponse(200, record, request: request, headers: headers)
     }
 
     /// The task `id` when `tenant` may see it; 404 otherwise (missing and foreign look the same).
@@ -191,11 +211,17 @@ public struct APIHandler: Sendable {
         }
     }
 
-    func document(_ record: TaskRecord, request: APIRequest) async -> TaskDocument {
+    func document(_ record: TaskRecord, request: APIRequest, withEventsURL: Bool = true) async -> TaskDocument {
         var urls: [String: String] = [:]
         for image in record.images { urls[image.key] = await url(forKey: image.key, request: request) }
         var document = TaskDocument(record: record) { urls[$0.key] ?? "" }
         document.queuePosition = await queuePosition(of: record)
+        if !record.status.isTerminal {
+            if let key = record.previewKey, let at = record.previewAt {
+                document.preview = .init(url: await url(forKey: key, request: request), at: at)
+            }
+            if withEventsURL { document.eventsURL = eventsURL(of: record, request: request) }
+        }
         return document
     }
 
@@ -228,7 +254,7 @@ public struct APIHandler: Sendable {
     }
 
     /// Embedded: a URL of this API with an expiring HMAC signature. AWS: an S3 presigned GET URL.
-    private func url(forKey key: String, request: APIRequest) async -> String {
+    func url(forKey key: String, request: APIRequest) async -> String {
         if let signer { return baseURL(request) + signer.signedPath(for: key) }
         if let presigned = try? await context.transport.objects.presignedGetURL(key: key, expiresIn: .seconds(3600)) {
             return presigned
@@ -322,6 +348,17 @@ extension APIHandler {
             context: context, logger: logger, keyring: keyring, signer: signer,
             publicBaseURL: configuration.publicURL,
             webhookPolicy: OutboundURLPolicy(allowPrivate: configuration.webhookAllowPrivate))
+        // Stream tokens: SDQ_STREAM_TOKEN_SECRET where set (every instance must share it); else a
+        // key kept by the embedded store; else one derived from the API keyring.
+        let streamSecret: Data
+        if let text = environment["SDQ_STREAM_TOKEN_SECRET"], !text.isEmpty {
+            streamSecret = Data(text.utf8)
+        } else if let secret = try await context.transport.localSecret(named: "stream-token-key") {
+            streamSecret = secret
+        } else {
+            streamSecret = StreamTokens.derivedSecret(from: keyring)
+        }
+        handler.streamTokens = StreamTokens(secret: streamSecret)
         handler.trustedProxies = try AddressRange.parseList(configuration.trustedProxies, field: "SDQ_TRUSTED_PROXIES")
         return handler
     }

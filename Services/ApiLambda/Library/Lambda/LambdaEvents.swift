@@ -119,6 +119,21 @@ public enum LambdaEvent: Sendable, Equatable {
         }
     }
 
+    /// Whether the event came through API Gateway (whose buffered integrations give up after
+    /// 29 s), not a Function URL (`….lambda-url.….on.aws`) or a direct invocation.
+    public var isAPIGateway: Bool {
+        switch self {
+        case .apiGatewayV1: true
+        case .apiGatewayV2(let request, _): !(request.localBaseURL ?? "").contains(".lambda-url.")
+        case .direct: false
+        }
+    }
+
+    public var isDirect: Bool {
+        if case .direct = self { return true }
+        return false
+    }
+
     /// The request inside the event.
     public var request: APIRequest {
         switch self {
