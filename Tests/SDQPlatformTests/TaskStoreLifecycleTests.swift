@@ -53,7 +53,10 @@ import Testing
             .started(worker: "w1", at: 20),
             .dispatchRecorded(pool: "default", model: "m", at: 13, queuePosition: 1),  // the first dispatch time stands
             .progressed(0.55),
+            .previewed(key: "previews/t/preview.jpg", at: 21),
+            .previewed(key: "previews/t/preview.jpg", at: 22),
             .finished(done, claim: Self.claim),
+            .previewed(key: "previews/t/preview.jpg", at: 23),  // refused: the task is over
             .finished(TaskConclusion(status: .failed, error: TaskFailure(code: "x", message: "y"), finishedAt: 9), claim: other),
             .cancelled(at: 30, message: "too late"),
             .claimAnnouncement(other),  // the first claim is fresh

@@ -86,8 +86,24 @@ struct EmbeddedTaskStore: TaskStore {
     /// A page of a tenant's tasks from the `tasks_by_tenant` index (tenant, submitted time, id);
     /// the status and pool filters read on along the index until the page is full.
     func list(_ query: TaskListQuery) async throws(TransportError) -> TaskPage {
+        let (sql, binds) = Self.listStatement(query, now: EpochClock.nowMillis())
+        let rows = try await database.query(sql, binds)
+        var records: [TaskRecord] = []
+        for row in rows.prefix(query.limit) { records.append(try decode(row)) }
+        let next = rows.count > query.limit ? records.last.map(TaskListPosition.init) : nil
+        return TaskPage(records: records, next: next)
+    }
+
+    /// How SQLite runs a list query (`EXPLAIN QUERY PLAN`): the proof that it walks the index.
+    func listPlan(_ query: TaskListQuery) async throws(TransportError) -> [String] {
+        let (sql, binds) = Self.listStatement(query, now: EpochClock.nowMillis())
+        return try await database.query("EXPLAIN QUERY PLAN " + sql, binds).compactMap { $0.text("detail") }
+    }
+
+    /// The list query: one page plus one row (to know whether another page follows).
+    static func listStatement(_ query: TaskListQuery, now: Int64) -> (String, [SQLiteData]) {
         var sql = "SELECT record FROM tasks WHERE \(Self.tenantColumn) = ? AND expires_at > ?"
-        var binds: [SQLiteData] = [.text(query.tenant), .int(EpochClock.nowMillis())]
+        var binds: [SQLiteData] = [.text(query.tenant), .int(now)]
         if let since = query.since {
             sql += " AND \(Self.submittedColumn) >= ?"
             binds.append(.int(since))
@@ -110,11 +126,7 @@ struct EmbeddedTaskStore: TaskStore {
         }
         sql += " ORDER BY \(Self.submittedColumn) DESC, id DESC LIMIT ?"
         binds.append(.int(query.limit + 1))
-        let rows = try await database.query(sql, binds)
-        var records: [TaskRecord] = []
-        for row in rows.prefix(query.limit) { records.append(try decode(row)) }
-        let next = rows.count > query.limit ? records.last.map(TaskListPosition.init) : nil
-        return TaskPage(records: records, next: next)
+        return (sql, binds)
     }
 
     /// The indexed expressions of the task list (`tasks_by_tenant` in the schema).
