@@ -129,7 +129,7 @@ public struct TaskEventTracker: Sendable {
             events.append(ServerSentEvent(id: cursor.id(queuePosition: position), event: record.status.rawValue, data: Self.text(data)))
         }
         let permille = Int((min(1, max(0, record.progress)) * 1000).rounded(.down))
-        if stage == 2, permille > cursor.permille {
+        if stage == 2, permille > max(cursor.permille, 0) {
             cursor.permille = permille
             var data: [String: JSONValue] = ["id": .string(record.id), "fraction": .number(Double(permille) / 1000)]
             if let steps {
