@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 @testable import ApiLambda
 import SDQPlatform
@@ -162,6 +163,28 @@ import Testing
         #expect(tokens.verify(issued, taskID: task.id, now: 1_000_000 + 599_000) == "acme")
         #expect(tokens.verify(issued, taskID: task.id, now: 1_000_000 + 601_000) == nil, "expired after ten minutes")
         #expect(StreamTokens(secret: Data(repeating: 4, count: 32)).verify(issued, taskID: task.id, now: 1_000_000) == nil)
+    }
+
+    /// Over the HTTP server: events are flushed as they happen, and a client that hangs up frees
+    /// its stream at once, not at the next heartbeat (a minute away here).
+    @Test func aClientThatHangsUpFreesItsStreamAtOnce() async throws {
+        let harness = try await Self.harness(heartbeat: .seconds(60))
+        let task = try await Self.submit(harness)
+        try await APIHTTPServerTests.withServer(harness.handler) { port in
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            let reader = EventReader()
+            let reading = Task {
+                let request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/tasks/\(task.id)/events")
+                let response = try await client.execute(request, timeout: .seconds(60))
+                #expect(response.headers["content-type"].first == "text/event-stream")
+                for try await piece in response.body { await reader.feed(Data(piece.readableBytesView)) }
+            }
+            #expect(await reader.wait(for: "queued") != nil, "the first event arrives before the stream ends")
+            #expect(harness.handler.openStreams.current == 1)
+            reading.cancel()
+            try? await client.shutdown()
+            #expect(await eventually(timeout: .seconds(5)) { harness.handler.openStreams.current == 0 })
+        }
     }
 
     @Test func theTrackerResumesFromAnIDAndReportsQueueMoves() {

@@ -14,14 +14,14 @@ public struct PeerRequestContext: RequestContext {
     public let peer: SocketAddress?
     /// This server's end: the address the client reached.
     public let local: SocketAddress?
-    /// Completes when the connection closes (a streamed response then stops at once).
-    public let closed: EventLoopFuture<Void>
+    /// The connection (a streamed response watches it for the client hanging up).
+    public let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         peer = source.channel.remoteAddress
         local = source.channel.localAddress
-        closed = source.channel.closeFuture
+        channel = source.channel
     }
 }
 
@@ -73,7 +73,9 @@ public struct APIHTTPServer: Service {
                 head.bodyTooLarge = true
             }
             head.body = body
-            return Self.response(await handler.handle(head), closed: context.closed)
+            let response = await handler.handle(head)
+            guard response.stream != nil else { return Self.response(response) }
+            return Self.response(response, hangUp: await HangUpWatcher.install(on: context.channel))
         }
         let onListening = self.onListening
         // A connection idle for a minute is closed (a client that opens connections and sends
@@ -86,22 +88,23 @@ public struct APIHTTPServer: Service {
         try await app.runService()
     }
 
-    private static func response(_ response: APIResponse, closed: EventLoopFuture<Void>? = nil) -> Response {
+    private static func response(_ response: APIResponse, hangUp: HangUpWatcher? = nil) -> Response {
         var fields = HTTPFields()
         for (name, value) in response.headers {
             if let fieldName = HTTPField.Name(name) { fields[fieldName] = value }
         }
-        let body = response.stream.map { Self.streamed($0, closed: closed) } ?? ResponseBody(byteBuffer: ByteBuffer(data: response.body))
+        let body = response.stream.map { Self.streamed($0, hangUp: hangUp) } ?? ResponseBody(byteBuffer: ByteBuffer(data: response.body))
         return Response(status: HTTPResponse.Status(code: response.status), headers: fields, body: body)
     }
 
     /// A streamed body: the stream runs in a child task and hands each piece over; the pieces are
     /// written (and flushed) as they come. When the connection closes, the stream is cancelled at
     /// once, so a client that goes away holds nothing.
-    private static func streamed(_ stream: ResponseStream, closed: EventLoopFuture<Void>?) -> ResponseBody {
+    private static func streamed(_ stream: ResponseStream, hangUp: HangUpWatcher?) -> ResponseBody {
         ResponseBody { writer in
             let (pieces, continuation) = AsyncThrowingStream<Data, any Error>.makeStream()
-            closed?.whenComplete { _ in continuation.finish(throwing: CancellationError()) }
+            hangUp?.hungUp.whenComplete { _ in continuation.finish(throwing: CancellationError()) }
+            defer { hangUp?.remove() }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     do {
@@ -156,5 +159,51 @@ public struct APIHTTPServer: Service {
             return .error(APIError(status: 400, code: "upload_interrupted", message: "the upload did not arrive whole: \(error)"))
         }
         return await handler.completeUpload(grant, file: file, size: size)
+    }
+}
+
+/// Tells a streamed response that its client hung up. The server lets clients half-close (its
+/// channels allow remote half-closure), so a client that goes away is otherwise only noticed when a
+/// write fails, at the next heartbeat; this handler, first in the connection's pipeline while the
+/// stream lasts, sees the end of the client's input (or of the connection) at once.
+final class HangUpWatcher: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    typealias InboundIn = NIOAny
+    /// Completes when the client's side ends.
+    let hungUp: EventLoopFuture<Void>
+    private let promise: EventLoopPromise<Void>
+    private let channel: any Channel
+
+    private init(channel: any Channel) {
+        self.channel = channel
+        promise = channel.eventLoop.makePromise()
+        hungUp = promise.futureResult
+    }
+
+    /// A watcher installed on `channel`; nil when it cannot be (the connection is gone already,
+    /// which the response's first write then finds).
+    static func install(on channel: any Channel) async -> HangUpWatcher? {
+        let watcher = HangUpWatcher(channel: channel)
+        do {
+            try await channel.pipeline.addHandler(watcher, position: .first).get()
+        } catch {
+            return nil
+        }
+        return watcher
+    }
+
+    /// Takes the watcher out of the pipeline (the stream ended); the future completes.
+    func remove() {
+        channel.pipeline.removeHandler(self, promise: nil)
+        promise.succeed()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed { promise.succeed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.succeed()
+        context.fireChannelInactive()
     }
 }

@@ -95,8 +95,8 @@ extension APIHandler {
             if !events.isEmpty { lastSent = .now }
             if record.status.isTerminal { return }
             if let deadline, ContinuousClock.now >= deadline || (!request.streamsResponses && !events.isEmpty) {
-                let data = TaskEventTracker.text(["id": .string(id), "last_event_id": .string(tracker.cursor.id())])
-                try await send(ServerSentEvent(id: tracker.cursor.id(), event: "reconnect", data: data).encoded)
+                let data = TaskEventTracker.text(["id": .string(id), "last_event_id": .string(tracker.resumeID)])
+                try await send(ServerSentEvent(id: tracker.resumeID, event: "reconnect", data: data).encoded)
                 return
             }
             var wait = eventTiming.pollInterval

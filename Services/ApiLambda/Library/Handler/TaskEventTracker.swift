@@ -36,13 +36,16 @@ public struct EventCursor: Sendable, Equatable {
     public var stage: Int
     public var permille: Int
     public var preview: Int64
+    /// The place in line the last queue event gave.
+    public var queuePosition: Int?
 
     public static let start = EventCursor(stage: -1, permille: -1, preview: 0)
 
-    public init(stage: Int, permille: Int, preview: Int64) {
+    public init(stage: Int, permille: Int, preview: Int64, queuePosition: Int? = nil) {
         self.stage = stage
         self.permille = permille
         self.preview = preview
+        self.queuePosition = queuePosition
     }
 
     /// The cursor of a `Last-Event-ID`; nil when it is not an id of this stream.
@@ -51,7 +54,8 @@ public struct EventCursor: Sendable, Equatable {
         guard parts.count == 3 || parts.count == 4, let stage = Int(parts[0]), (-1...3).contains(stage), let permille = Int(parts[1]),
             (-1...1000).contains(permille), let preview = Int64(parts[2]), preview >= 0
         else { return nil }
-        self.init(stage: stage, permille: permille, preview: preview)
+        let position = parts.count == 4 && parts[3].hasPrefix("q") ? Int(parts[3].dropFirst()) : nil
+        self.init(stage: stage, permille: permille, preview: preview, queuePosition: position)
     }
 
     func id(queuePosition: Int? = nil) -> String {
@@ -99,8 +103,12 @@ public struct TaskEventTracker: Sendable {
     /// The task's total steps (`steps` of its parameters), when it has them.
     private var steps: Int?
 
+    /// The id that resumes after everything sent so far (the `reconnect` event's).
+    public var resumeID: String { cursor.id(queuePosition: cursor.stage <= 1 ? lastQueuePosition : nil) }
+
     public init(resumingAfter lastEventID: String? = nil) {
         cursor = lastEventID.flatMap(EventCursor.init(lastEventID:)) ?? .start
+        lastQueuePosition = cursor.queuePosition
     }
 
     /// The events that `observation` gives a client that has seen up to ``cursor``; `document`
