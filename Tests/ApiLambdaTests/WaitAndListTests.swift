@@ -105,7 +105,7 @@ import Testing
     }
 
     @Test(arguments: [
-        ("limit=0", "limit"), ("limit=x", "limit"), ("status=done", "status"), ("pool=nowhere", "pool"), ("since=yesterday", "since"),
+        ("limit=0", "limit"), ("limit=x", "limit"), ("status=done", "status"), ("since=yesterday", "since"), ("until=253402300800000", "until"), ("since=-1", "since"),
         ("cursor=abc", "cursor"), ("colour=red", "colour"),
     ])
     func badListParametersAreNamed(_ query: String, _ field: String) async throws {
@@ -113,5 +113,13 @@ import Testing
         let response = await harness.get("/v1/tasks?\(query)")
         #expect(response.status == 400)
         #expect(APIHandlerTests.error(response).field == field)
+    }
+
+    @Test func anUnknownPoolFilterIsTheSubmissionsUnknownPool() async throws {
+        let harness = try await Self.harness()
+        let response = await harness.get("/v1/tasks?pool=nowhere")
+        #expect(response.status == 422)
+        #expect(APIHandlerTests.error(response).code == "unknown_pool")
+        #expect(APIHandlerTests.error(response).field == "pool")
     }
 }

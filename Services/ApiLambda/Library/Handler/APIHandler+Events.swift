@@ -210,7 +210,9 @@ extension APIHandler {
             query.status = status
         }
         if let pool = request.query["pool"] {
-            guard context.pools.pool(named: pool) != nil else { throw .invalid("pool", "no pool \(pool)") }
+            guard context.pools.pool(named: pool) != nil else {
+                throw APIError(status: 422, code: "unknown_pool", message: "no pool named \(pool)", field: "pool")
+            }
             query.pool = pool
         }
         query.since = try Self.time(request.query["since"], field: "since")
@@ -242,14 +244,21 @@ extension APIHandler {
     }
 
     /// A time parameter: epoch milliseconds, or an RFC 3339 / ISO 8601 date-time.
+    /// Either way it lies between 1970 and the end of the year 9999.
     static func time(_ text: String?, field: String) throws(APIError) -> Int64? {
         guard let text else { return nil }
-        if let millis = Int64(text), millis >= 0 { return millis }
+        let latest: Int64 = 253_402_300_799_999
+        let problem = "\(field) must be epoch milliseconds (0 to \(latest)) or an RFC 3339 date-time"
+        if let millis = Int64(text) {
+            guard (0...latest).contains(millis) else { throw .invalid(field, problem) }
+            return millis
+        }
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         if let date = formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text) {
-            return Int64((date.timeIntervalSince1970 * 1000).rounded())
+            let millis = (date.timeIntervalSince1970 * 1000).rounded()
+            if millis >= 0, millis <= Double(latest) { return Int64(millis) }
         }
-        throw .invalid(field, "\(field) must be epoch milliseconds or an RFC 3339 date-time")
+        throw .invalid(field, problem)
     }
 }
