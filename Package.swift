@@ -378,6 +378,7 @@ let package = Package(
             dependencies: [
                 "Sdq", "SDQStack", "ApiHTTP", "EmulatorServer", "SDQTestSupport", "SDQAWS", "SDQAWSTransport", "SDQTelemetry",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ],

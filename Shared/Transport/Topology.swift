@@ -70,7 +70,7 @@ public struct StorageSpec: Sendable, Equatable {
     /// Key prefixes the lifecycle rule expires.
     public var expiringPrefixes: [String]
 
-    public init(bucket: String, table: String, expirationDays: Int, expiringPrefixes: [String] = ["inputs/", "outputs/", "results/", "uploads/"]) {
+    public init(bucket: String, table: String, expirationDays: Int, expiringPrefixes: [String] = ["inputs/", "outputs/", "previews/", "results/", "uploads/"]) {
         self.bucket = bucket
         self.table = table
         self.expirationDays = expirationDays

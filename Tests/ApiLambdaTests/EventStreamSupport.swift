@@ -3,56 +3,22 @@ import Foundation
 import SDQPlatform
 import SDQTestSupport
 
-/// A server-sent-events reader as a browser is one (WHATWG: lines, `field: value`, comments,
-/// blank line dispatch), fed with pieces of the stream as they arrive.
+/// A server-sent-events reader as a browser is one (``ServerSentEventParser``), fed with pieces
+/// of the stream as they arrive.
 actor EventReader {
-    struct Event: Sendable, Equatable {
-        var id: String?
-        var event: String
-        var data: String
-        var json: JSONValue? { try? JSONValue.parse(Data(data.utf8)) }
-    }
+    typealias Event = ServerSentEventParser.Event
 
     private(set) var events: [Event] = []
-    private(set) var comments = 0
-    private(set) var retry: Int?
     private(set) var ended = false
-    private var pending = ""
-    private var current = (id: String?.none, event: "message", data: [String]())
+    private var parser = ServerSentEventParser()
+    var comments: Int { parser.comments }
+    var retry: Int? { parser.retry }
 
     func feed(_ data: Data) {
-        pending += String(decoding: data, as: UTF8.self)
-        while let newline = pending.firstIndex(of: "\n") {
-            let line = String(pending[..<newline])
-            pending = String(pending[pending.index(after: newline)...])
-            take(line)
-        }
+        events += parser.feed(data)
     }
 
     func end() { ended = true }
-
-    private func take(_ line: String) {
-        if line.isEmpty {
-            if !current.data.isEmpty { events.append(Event(id: current.id, event: current.event, data: current.data.joined(separator: "\n"))) }
-            current = (nil, "message", [])
-            return
-        }
-        if line.hasPrefix(":") {
-            comments += 1
-            return
-        }
-        let parts = line.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-        let field = String(parts[0])
-        var value = parts.count > 1 ? String(parts[1]) : ""
-        if value.hasPrefix(" ") { value.removeFirst() }
-        switch field {
-        case "id": current.id = value
-        case "event": current.event = value
-        case "data": current.data.append(value)
-        case "retry": retry = Int(value)
-        default: break
-        }
-    }
 
     var names: [String] { events.map(\.event) }
 

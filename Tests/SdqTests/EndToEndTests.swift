@@ -29,7 +29,8 @@ import EmulatorServer
     /// `directory` was given (AWS; `aws init` runs on first open).
     static func stack(
         _ directory: TemporaryDirectory, _ kind: TransportKind = .embedded, workers: Int = 1,
-        stepDelay: Duration = .milliseconds(2), poolsYAML: String = fastPoolsYAML, runtimeURL: String? = nil
+        stepDelay: Duration = .milliseconds(2), poolsYAML: String = fastPoolsYAML, runtimeURL: String? = nil,
+        configure: (inout SDQConfiguration) -> Void = { _ in }
     ) async throws -> InProcessStack {
         let poolsFile = directory.url.appendingPathComponent("pools.yaml")
         try poolsYAML.write(to: poolsFile, atomically: true, encoding: .utf8)
@@ -37,6 +38,7 @@ import EmulatorServer
         configuration.dataDirectory = directory.url.appendingPathComponent("data").path
         configuration.poolsFile = poolsFile.path
         configuration.runtimeURL = runtimeURL
+        configure(&configuration)
         var environment = ProcessInfo.processInfo.environment
         if kind == .aws {
             configuration.transport = .aws

@@ -12,9 +12,20 @@ import SDQPlatform
 /// `clear` them all), `POST /interrupt` (with a `prompt_id`, only when that prompt is the one
 /// running; without, whatever runs), `GET /view`, `GET /system_stats`, and the `/ws?clientId=`
 /// websocket, which streams `progress` (`{value, max, prompt_id, node}`) and `executing`
-/// (`node: null` when a prompt is done) messages for that client's prompts. Prompts run one at a
-/// time on the same emulated GPU as the A1111 routes, in the order queued.
+/// (`node: null` when a prompt is done) messages for that client's prompts, and (as ComfyUI started
+/// with a `--preview-method`) binary `PREVIEW_IMAGE` frames: uint32 1, uint32 2 (PNG), the image,
+/// at most one per ``previewInterval``. Prompts run one at a time on the same emulated GPU as the
+/// A1111 routes, in the order queued.
 actor ComfyState {
+    /// One websocket frame for a client.
+    enum Frame: Sendable {
+        case text(String)
+        case binary(Data)
+    }
+    /// Least time between two preview frames of a prompt.
+    static let previewInterval: Duration = .milliseconds(100)
+    private var lastPreview: ContinuousClock.Instant?
+
     struct Prompt: Sendable {
         var id: String
         var workflow: ComfyWorkflow
@@ -26,12 +37,12 @@ actor ComfyState {
         var number = 0
     }
 
-    private var listeners: [String: [Int: AsyncStream<String>.Continuation]] = [:]
+    private var listeners: [String: [Int: AsyncStream<Frame>.Continuation]] = [:]
     private var nextListener = 0
 
     /// Messages for `clientID`'s prompts until `unsubscribe`.
-    func subscribe(_ clientID: String) -> (Int, AsyncStream<String>) {
-        let (stream, continuation) = AsyncStream.makeStream(of: String.self)
+    func subscribe(_ clientID: String) -> (Int, AsyncStream<Frame>) {
+        let (stream, continuation) = AsyncStream.makeStream(of: Frame.self)
         nextListener += 1
         listeners[clientID, default: [:]][nextListener] = continuation
         return (nextListener, stream)
@@ -52,7 +63,7 @@ actor ComfyState {
     func send(_ clientID: String, type: String, data: [String: JSONValue]) {
         guard let targets = listeners[clientID], !targets.isEmpty else { return }
         let text = String(decoding: JSONValue.object(["type": .string(type), "data": .object(data)]).serialized(), as: UTF8.self)
-        for continuation in targets.values { continuation.yield(text) }
+        for continuation in targets.values { continuation.yield(.text(text)) }
     }
 
     private var history: [String: JSONValue] = [:]
@@ -120,6 +131,21 @@ actor ComfyState {
             "node": .string(prompt.samplerNode),
         ])
         return !interrupted
+    }
+
+    /// Whether the prompt's client should get a preview now (at most one per ``previewInterval``).
+    func previewDue(_ prompt: Prompt) -> Bool {
+        guard let targets = listeners[prompt.clientID], !targets.isEmpty,
+            lastPreview.map({ ContinuousClock.now - $0 >= Self.previewInterval }) ?? true
+        else { return false }
+        lastPreview = .now
+        return true
+    }
+
+    /// Sends a binary preview frame (`PREVIEW_IMAGE`, PNG) to the prompt's client.
+    func sendPreview(_ prompt: Prompt, png: Data) {
+        let frame = Data([0, 0, 0, 1, 0, 0, 0, 2]) + png
+        for continuation in (listeners[prompt.clientID] ?? [:]).values { continuation.yield(.binary(frame)) }
     }
 
     func finish(_ prompt: Prompt, images: [RuntimeImage]?, error: RuntimeError?) {
@@ -243,7 +269,12 @@ extension EmulatorServer {
                     for try await _ in inbound {}  // until the client closes
                 }
                 group.addTask {
-                    for await text in messages { try await outbound.write(.text(text)) }
+                    for await frame in messages {
+                        switch frame {
+                        case .text(let text): try await outbound.write(.text(text))
+                        case .binary(let data): try await outbound.write(.binary(ByteBuffer(bytes: data)))
+                        }
+                    }
                 }
                 try await group.next()
                 group.cancelAll()
@@ -262,7 +293,15 @@ extension EmulatorServer {
                 continue
             }
             do throws(RuntimeError) {
-                let images = try await runtime.run(prompt.workflow.job(model: defaultModel)) { await state.progress(prompt, $0) }
+                let job = prompt.workflow.job(model: defaultModel)
+                let picture = job.emulatorParameters(index: 0)
+                let images = try await runtime.run(job) { value in
+                    // As ComfyUI's sampler callback: a preview of the step (rendered off the actor).
+                    if value < 1, await state.previewDue(prompt), let png = try? EmulatorImage.preview(picture, fraction: value) {
+                        await state.sendPreview(prompt, png: png)
+                    }
+                    return await state.progress(prompt, value)
+                }
                 await state.finish(prompt, images: images, error: nil)
             } catch {
                 await state.finish(prompt, images: nil, error: error)

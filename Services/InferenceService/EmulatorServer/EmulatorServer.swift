@@ -74,13 +74,16 @@ public struct EmulatorServer: Service {
             }
             return Self.json(.null)
         }
-        router.get("/sdapi/v1/progress") { _, _ in
+        router.get("/sdapi/v1/progress") { request, _ in
             let snapshot = await state.snapshot()
+            // As A1111: the current image (bare base64) unless `skip_current_image=true`.
+            let skip = request.uri.queryParameters.get("skip_current_image") == "true"
+            let image = skip ? nil : await state.previewing().flatMap(EmulatorState.render)
             return Self.json(.object([
                 "progress": .number(snapshot.progress),
                 "eta_relative": .number(0),
                 "state": .object(["job_count": .number(Double(snapshot.jobCount)), "interrupted": .bool(snapshot.interrupted)]),
-                "current_image": .null,
+                "current_image": image.map { .string($0.data.base64EncodedString()) } ?? .null,
                 "textinfo": .null,
             ]))
         }
@@ -90,8 +93,21 @@ public struct EmulatorServer: Service {
         router.post("/internal/progress") { request, _ in
             var request = request
             let buffer = try await request.collectBody(upTo: 1 << 20)
-            let task = (try? JSONValue.parse(Data(buffer.readableBytesView)))?["id_task"]?.stringValue
-            return Self.json(await state.taskProgress(task))
+            let body = try? JSONValue.parse(Data(buffer.readableBytesView))
+            let task = body?["id_task"]?.stringValue
+            var answer = await state.taskProgress(task)
+            // A1111's live preview: a PNG data URL when the running task has one newer than the
+            // `id_live_preview` the client saw (the id is the progress in thousandths). Rendered
+            // here, off the state's actor, as A1111 decodes it off the sampling thread.
+            if body?["live_preview"] == .bool(true), answer["active"] == .bool(true), let task,
+                let (picture, fraction) = await state.previewing(task), Int(fraction * 1000) > Int(body?["id_live_preview"]?.numberValue ?? -1),
+                let image = EmulatorState.render((picture, fraction)), case .object(var fields) = answer
+            {
+                fields["live_preview"] = .string("data:image/png;base64," + image.data.base64EncodedString())
+                fields["id_live_preview"] = .number(Double(Int(fraction * 1000)))
+                answer = .object(fields)
+            }
+            return Self.json(answer)
         }
         router.post("/sdapi/v1/interrupt") { _, _ in
             await state.interrupt()
@@ -124,7 +140,7 @@ public struct EmulatorServer: Service {
                     try? await Task.sleep(for: faults.modelSwitchDelay)
                     await state.setModel(job.model)
                 }
-                await state.begin(task)
+                await state.begin(task, previewing: job.emulatorParameters(index: 0))
                 do throws(RuntimeError) {
                     let images = try await runtime.run(job) { await state.progress($0) }
                     await state.end(task)
@@ -173,7 +189,10 @@ public struct EmulatorServer: Service {
         let onListening = self.onListening
         let app = Application(
             router: router,
-            server: .http1WebSocketUpgrade(webSocketRouter: Self.comfyWebSocketRouter(state: comfy)),
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: Self.comfyWebSocketRouter(state: comfy),
+                // Preview frames are larger than the default 16 KiB frame (aiohttp sends them whole).
+                configuration: .init(ws: .init(maxFrameSize: 1 << 22))),
             configuration: .init(address: .hostname(host, port: port), serverName: "sdq-emulator"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
@@ -301,10 +320,14 @@ actor EmulatorState {
     func enqueue(_ task: String?) {
         if let task { pending.insert(task) }
     }
-    func begin(_ task: String? = nil) {
+    /// The running generation's picture, for its live previews.
+    private var previewing: EmulatorImage.Parameters?
+
+    func begin(_ task: String? = nil, previewing: EmulatorImage.Parameters? = nil) {
         running += 1
         current = 0
         interrupted = false
+        self.previewing = previewing
         if let task {
             pending.remove(task)
             currentTask = task
@@ -312,6 +335,7 @@ actor EmulatorState {
         }
     }
     func end(_ task: String? = nil) {
+        previewing = nil
         guard let task else {
             running -= 1
             current = 0
@@ -330,7 +354,7 @@ actor EmulatorState {
         pending.remove(task)
         finished = Array((finished + [task]).suffix(16))
     }
-    /// `POST /internal/progress` for `task`.
+    /// `POST /internal/progress` for `task` (without a live preview: see the route).
     func taskProgress(_ task: String?) -> JSONValue {
         let active = task != nil && task == currentTask
         return .object([
@@ -338,6 +362,18 @@ actor EmulatorState {
             "completed": .bool(task.map(finished.contains) ?? false), "progress": active ? .number(current) : .null,
             "eta": .null, "live_preview": .null, "id_live_preview": .number(-1), "textinfo": .null,
         ])
+    }
+
+    /// The running generation's picture and progress, for a preview (of `task` when named);
+    /// nil when nothing (or another task) runs.
+    func previewing(_ task: String? = nil) -> (EmulatorImage.Parameters, Double)? {
+        guard let previewing, task == nil || task == currentTask else { return nil }
+        return (previewing, current)
+    }
+
+    /// Renders a preview (as A1111 decodes its latents when a client asks).
+    nonisolated static func render(_ snapshot: (EmulatorImage.Parameters, Double)) -> RuntimePreview? {
+        (try? EmulatorImage.preview(snapshot.0, fraction: snapshot.1)).map { RuntimePreview(data: $0, contentType: "image/png") }
     }
     func interrupt() { interrupted = true }
 

@@ -23,7 +23,8 @@ struct Entry {
             ])
             let settings = InferenceConfiguration(
                 pool: configuration.pool, visibilityTimeout: context.pools.queues.workerVisibilityTimeout,
-                fetchPolicy: OutboundURLPolicy(allowPrivate: configuration.fetchAllowPrivate))
+                fetchPolicy: OutboundURLPolicy(allowPrivate: configuration.fetchAllowPrivate),
+                    previewInterval: configuration.previewIntervalMilliseconds > 0 ? .milliseconds(configuration.previewIntervalMilliseconds) : nil)
             return [InferenceWorker(context: context, runtime: runtime, configuration: settings, logger: logger)]
         }
     }

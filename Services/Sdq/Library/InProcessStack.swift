@@ -67,10 +67,14 @@ public struct InProcessStack: Sendable {
             // An HTTP runtime runs one generation at a time and its progress and interrupt endpoints
             // are global: one worker per runtime. The in-process emulator scales with workers.
             let workers = pool.runtimeKind == .emulator ? workersPerPool : 1
+            // Progress writes cost nothing on the embedded store: often enough for a smooth bar
+            // on an event stream. On DynamoDB each is a write unit: every 2 s.
+            let progressInterval: Duration = configuration.transport == .embedded ? .milliseconds(250) : .seconds(2)
             for _ in 0..<workers {
                 let configuration = InferenceConfiguration(
-                    pool: pool.name, visibilityTimeout: workerVisibilityTimeout, receiveWait: receiveWait,
-                    fetchPolicy: OutboundURLPolicy(allowPrivate: configuration.fetchAllowPrivate))
+                    pool: pool.name, visibilityTimeout: workerVisibilityTimeout, receiveWait: receiveWait, progressInterval: progressInterval,
+                    fetchPolicy: OutboundURLPolicy(allowPrivate: configuration.fetchAllowPrivate),
+                    previewInterval: configuration.previewIntervalMilliseconds > 0 ? .milliseconds(configuration.previewIntervalMilliseconds) : nil)
                 services.append(
                     InferenceWorker(
                         context: context, runtime: runtime, configuration: configuration,

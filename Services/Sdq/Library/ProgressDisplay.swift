@@ -14,22 +14,38 @@ final class ProgressDisplay: Sendable {
         self.interactive = isatty(STDERR_FILENO) != 0
     }
 
-    func update(_ document: TaskDocument) {
+    func update(_ document: TaskDocument) { update(TaskUpdate(document: document)) }
+
+    /// Shows `update`: on a terminal a bar with the step, the ETA and the place in line.
+    func update(_ update: TaskUpdate) {
         guard enabled else { return }
-        let progress = document.progress.isFinite ? min(1, max(0, document.progress)) : 0
         let line: String? = last.withLock { state in
             if interactive {
                 state.drawn = true
-                let width = 24
-                let filled = Int((progress * Double(width)).rounded())
-                let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-                return "\r\(document.id)  [\(bar)] \(Int(progress * 100))%  \(document.status.rawValue)   "
+                return "\r" + Self.describe(update) + "   "
             }
-            guard state.status != document.status else { return nil }
-            state.status = document.status
-            return "\(document.id)  \(document.status.rawValue)\n"
+            guard state.status != update.status else { return nil }
+            state.status = update.status
+            return "\(update.id)  \(update.status.rawValue)\n"
         }
         if let line { FileHandle.standardError.write(Data(line.utf8)) }
+    }
+
+    /// `ID  [######------] 12/20 steps  ETA 3.1s  running`, or while it waits
+    /// `ID  [------------] queued, 3rd in line, ETA 12s`.
+    static func describe(_ update: TaskUpdate) -> String {
+        let width = 24
+        let filled = Int((update.fraction * Double(width)).rounded())
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        var parts = ["\(update.id)  [\(bar)]"]
+        if let step = update.step, let steps = update.steps {
+            parts.append("\(step)/\(steps) steps")
+        } else {
+            parts.append("\(Int(update.fraction * 100))%")
+        }
+        parts.append(update.status.rawValue + (update.queuePosition.map { ", #\($0) in line" } ?? ""))
+        if let eta = update.etaSeconds { parts.append("ETA \(eta < 10 ? String(format: "%.1f", eta) : String(Int(eta.rounded())))s") }
+        return parts.joined(separator: "  ")
     }
 
     func finish() {

@@ -42,6 +42,38 @@ public struct SDQClient: Sendable {
         try decode(try await call("DELETE", "/v1/tasks/\(id)", expect: [200]))
     }
 
+    /// A page of the tenant's tasks, newest first.
+    public struct TaskList: Sendable {
+        public var tasks: [TaskDocument]
+        /// The next page's cursor; nil on the last page.
+        public var nextCursor: String?
+    }
+
+    /// `GET /v1/tasks` with the given filters (nil: not filtered).
+    public func list(
+        status: TaskStatus? = nil, pool: String? = nil, since: String? = nil, until: String? = nil, limit: Int? = nil,
+        cursor: String? = nil
+    ) async throws(ClientError) -> TaskList {
+        var components = URLComponents()
+        let items: [(String, String?)] = [
+            ("status", status?.rawValue), ("pool", pool), ("since", since), ("until", until), ("limit", limit.map(String.init)),
+            ("cursor", cursor),
+        ]
+        components.queryItems = items.compactMap { name, value in value.map { URLQueryItem(name: name, value: $0) } }
+        let query = components.percentEncodedQuery.map { "?" + $0 } ?? ""
+        let data = try await call("GET", "/v1/tasks" + query, expect: [200])
+        struct Page: Decodable {
+            var tasks: [TaskDocument]
+            var next_cursor: String?
+        }
+        do {
+            let page = try JSONDecoder().decode(Page.self, from: data)
+            return TaskList(tasks: page.tasks, nextCursor: page.next_cursor)
+        } catch {
+            throw ClientError(code: "invalid_response", message: "unexpected response: \(error)", field: nil, status: 0)
+        }
+    }
+
     /// Downloads an image URL (relative URLs are resolved against the base URL).
     public func download(_ url: String) async throws(ClientError) -> Data {
         let absolute = url.hasPrefix("/") ? baseURL + url : url
@@ -91,13 +123,16 @@ public struct SDQClient: Sendable {
         } catch {
             throw ClientError(code: "unreachable", message: "cannot reach \(baseURL): \(error)", field: nil, status: 0)
         }
-        guard expect.contains(status) else {
-            let json = try? JSONValue.parse(data)
-            throw ClientError(
-                code: json?["error"]?["code"]?.stringValue ?? "http_\(status)",
-                message: json?["error"]?["message"]?.stringValue ?? String(decoding: data.prefix(300), as: UTF8.self),
-                field: json?["error"]?["field"]?.stringValue, status: status)
-        }
+        guard expect.contains(status) else { throw Self.error(status: status, data: data) }
         return data
+    }
+
+    /// The error an answer of `status` with body `data` reports (the API's JSON error when it is one).
+    static func error(status: Int, data: Data) -> ClientError {
+        let json = try? JSONValue.parse(data)
+        return ClientError(
+            code: json?["error"]?["code"]?.stringValue ?? "http_\(status)",
+            message: json?["error"]?["message"]?.stringValue ?? String(decoding: data.prefix(300), as: UTF8.self),
+            field: json?["error"]?["field"]?.stringValue, status: status)
     }
 }

@@ -49,6 +49,9 @@ public struct SDQConfiguration: Sendable {
     public var publicURL: String?
     /// `SDQ_EMULATOR_STEP_MS`: the in-process emulator's time per sampling step.
     public var emulatorStepMilliseconds: Int = 50
+    /// `SDQ_PREVIEW_INTERVAL_MS`: least time between two live previews a worker stores for a
+    /// running task (one object write and one record update each); 0 turns previews off.
+    public var previewIntervalMilliseconds: Int = 1000
     /// `SDQ_SERVER`: the API the `sdq` client commands talk to; nil: this machine's `httpPort`.
     public var server: String?
     /// `SDQ_HEALTH_FILE`: a file a port-less service keeps fresh while it runs (container health).
@@ -115,6 +118,12 @@ public struct SDQConfiguration: Sendable {
                 throw ConfigurationError(message: "not a number of milliseconds: \(raw)", field: "SDQ_EMULATOR_STEP_MS")
             }
             config.emulatorStepMilliseconds = step
+        }
+        if let raw = value("SDQ_PREVIEW_INTERVAL_MS") {
+            guard let interval = Int(raw), interval == 0 || interval >= 100 else {
+                throw ConfigurationError(message: "0 (no previews) or at least 100 milliseconds, not \(raw)", field: "SDQ_PREVIEW_INTERVAL_MS")
+            }
+            config.previewIntervalMilliseconds = interval
         }
         config.server = value("SDQ_SERVER")
         config.healthFile = value("SDQ_HEALTH_FILE")

@@ -102,6 +102,32 @@ public enum EmulatorImage {
             text: [("parameters", parameters.infotext)])
     }
 
+    /// The longest side of a preview.
+    public static let previewSide = 128
+
+    /// A live preview at `fraction` (0…1) of the sampling: the final picture, scaled down to at
+    /// most ``previewSide`` a side, seen through noise that fades as the steps go (as a
+    /// diffusion's latents clear). At 1 it is the final picture at preview size. PNG.
+    public static func preview(_ parameters: Parameters, fraction: Double) throws(PNGEncoder.EncodingError) -> Data {
+        let scale = min(1, Double(previewSide) / Double(max(1, max(parameters.width, parameters.height))))
+        var small = parameters
+        small.width = max(1, Int((Double(parameters.width) * scale).rounded()))
+        small.height = max(1, Int((Double(parameters.height) * scale).rounded()))
+        return try PNGEncoder.encode(rgb: previewPixels(small, fraction: fraction), width: small.width, height: small.height, text: [])
+    }
+
+    /// The pixels of ``preview(_:fraction:)`` for parameters already at preview size.
+    public static func previewPixels(_ small: Parameters, fraction: Double) -> [UInt8] {
+        let clear = min(1, max(0, fraction))
+        var pixels = render(small)
+        var noise = SplitMix64(seed: UInt64(bitPattern: small.seed) ^ 0xA5A5_5A5A_0F0F_F0F0)
+        for index in pixels.indices {
+            let grey = Double(noise.next() & 0xFF)
+            pixels[index] = clamp(Double(pixels[index]) * clear + grey * (1 - clear))
+        }
+        return pixels
+    }
+
     @inline(__always)
     private static func clamp(_ value: Double) -> UInt8 {
         UInt8(max(0, min(255, value.rounded())))

@@ -89,7 +89,8 @@ public struct ComfyUIBackend: RuntimeBackend {
         let watch = PromptWatch()
         let wsURL = "ws" + baseURL.dropFirst(4) + "/ws?clientId=\(runClient)"
         let polled: Result<JSONValue, RuntimeError> = await withTaskGroup(of: Void.self) { group in
-            group.addTask { await Self.listen(wsURL, into: watch) }
+            let previews = job.wantsPreviews ? window.previews : nil
+            group.addTask { await Self.listen(wsURL, into: watch, previews: previews) }
             defer { group.cancelAll() }
             do throws(RuntimeError) {
                 // The websocket first (briefly): a short prompt's end message must not be missed.
@@ -145,20 +146,59 @@ public struct ComfyUIBackend: RuntimeBackend {
         return .object(renamed)
     }
 
-    /// Feeds the websocket's messages into `watch` until cancelled or disconnected.
-    static func listen(_ url: String, into watch: PromptWatch) async {
+    /// Feeds the websocket's messages into `watch` until cancelled or disconnected, and its
+    /// binary preview frames into `previews` when given.
+    static func listen(_ url: String, into watch: PromptWatch, previews: PreviewSlot? = nil) async {
         var logger = Logger(label: "sdq.comfyui.ws")
         logger.logLevel = .critical
-        _ = try? await WebSocketClient.connect(url: url, logger: logger) { inbound, _, _ in
-            for try await message in inbound.messages(maxSize: 1 << 20) {
+        // ComfyUI (aiohttp) sends each message as one frame, and a preview image is larger than
+        // the client's default 16 KiB frame limit: exceeding it would close the socket, losing
+        // the prompt's progress and end messages. Previews come whether asked for or not.
+        let configuration = WebSocketClientConfiguration(maxFrameSize: 1 << 22)
+        _ = try? await WebSocketClient.connect(url: url, configuration: configuration, logger: logger) { inbound, _, _ in
+            for try await message in inbound.messages(maxSize: 1 << 22) {
                 // ComfyUI greets a registered socket with a `status` message: from then on this
                 // client's prompt messages reach it.
                 watch.connected.signal()
-                guard case .text(let text) = message, let event = try? JSONValue.parse(Data(text.utf8)) else { continue }
-                watch.observe(event)
+                switch message {
+                case .text(let text):
+                    guard let event = try? JSONValue.parse(Data(text.utf8)) else { continue }
+                    watch.observe(event)
+                case .binary(let buffer):
+                    guard let previews, let preview = Self.preview(fromFrame: Data(buffer.readableBytesView), following: watch.followed)
+                    else { continue }
+                    previews.offer(preview)
+                }
             }
         }
         watch.connected.signal()  // not connected: nobody waits for it
+    }
+
+    /// The image of a binary websocket frame, as ComfyUI's `server.py` sends previews to the
+    /// client whose prompt runs (only when ComfyUI runs with a `--preview-method`): a big-endian
+    /// uint32 event type, then for `PREVIEW_IMAGE` (1) a uint32 image type (1 JPEG, 2 PNG) and
+    /// the image; for `PREVIEW_IMAGE_WITH_METADATA` (4) a uint32 length, that many bytes of JSON
+    /// (`prompt_id`, `image_type`, …) and the image. A frame of another prompt than `promptID`
+    /// (when it says), another event (text, …) or a malformed one gives nil.
+    static func preview(fromFrame frame: Data, following promptID: String?) -> RuntimePreview? {
+        let bytes = [UInt8](frame)
+        func uint32(_ offset: Int) -> Int? {
+            guard bytes.count >= offset + 4 else { return nil }
+            return bytes[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
+        }
+        switch uint32(0) {
+        case 1?:
+            guard let format = uint32(4), format == 1 || format == 2 else { return nil }
+            return RuntimePreview(sniffing: Data(bytes[8...]))
+        case 4?:
+            guard let length = uint32(4), length >= 0, bytes.count >= 8 + length,
+                let metadata = try? JSONValue.parse(Data(bytes[8..<8 + length]))
+            else { return nil }
+            if let promptID, let theirs = metadata["prompt_id"]?.stringValue, theirs != promptID { return nil }
+            return RuntimePreview(sniffing: Data(bytes[(8 + length)...]))
+        default:
+            return nil
+        }
     }
 
     /// Polls `/history/{promptID}` until the prompt completes or fails; cancels it when
@@ -378,6 +418,8 @@ final class PromptWatch: Sendable {
     let ended = Wakeup()
 
     var progress: Double { state.withLock { $0.progress } }
+    /// The prompt followed, once ComfyUI named it.
+    var followed: String? { state.withLock { $0.promptID } }
     var hasEnded: Bool { endedAt != nil }
     /// When the followed prompt's end message arrived (epoch ms).
     var endedAt: Int64? { state.withLock { state in state.promptID.flatMap { state.endedPrompts[$0] } } }

@@ -7,9 +7,13 @@ public struct EmulatorRuntime: RuntimeBackend {
     public let name = "emulator"
     /// Simulated time per sampling step.
     public var stepDelay: Duration
+    /// Least time between two live previews of a job that wants them
+    /// (``RuntimeJob/wantsPreviews``); one also comes at the first step.
+    public var previewInterval: Duration
 
-    public init(stepDelay: Duration = .milliseconds(10)) {
+    public init(stepDelay: Duration = .milliseconds(10), previewInterval: Duration = .milliseconds(250)) {
         self.stepDelay = stepDelay
+        self.previewInterval = previewInterval
     }
 
     /// Runs in process: the window is the run itself.
@@ -23,11 +27,11 @@ public struct EmulatorRuntime: RuntimeBackend {
             window.finished(at: EpochClock.nowMillis())
             window.close()
         }
-        return try await render(job, progress: progress)
+        return try await render(job, previews: job.wantsPreviews ? window.previews : nil, progress: progress)
     }
 
-    private func render(_ job: RuntimeJob, progress: @escaping @Sendable (Double) async -> Bool) async throws(RuntimeError)
-        -> [RuntimeImage]
+    private func render(_ job: RuntimeJob, previews: PreviewSlot?, progress: @escaping @Sendable (Double) async -> Bool)
+        async throws(RuntimeError) -> [RuntimeImage]
     {
         if job.kind == .extras { return try await extras(job, progress: progress) }
         if job.kind == .comfyuiWorkflow {
@@ -36,7 +40,7 @@ public struct EmulatorRuntime: RuntimeBackend {
                 throw RuntimeError(code: "workflow_invalid", message: "the workflow is not a JSON object", retryable: false)
             }
             switch ComfyWorkflow.parse(nodes) {
-            case .success(let workflow): return try await render(workflow.job(model: job.model), progress: progress)
+            case .success(let workflow): return try await render(workflow.job(model: job.model), previews: previews, progress: progress)
             case .failure(let error): throw RuntimeError(code: "workflow_invalid", message: error.message, retryable: false)
             }
         }
@@ -44,6 +48,7 @@ public struct EmulatorRuntime: RuntimeBackend {
             throw RuntimeError(code: "unsupported_kind", message: "the emulator runs txt2img, img2img and extras, not \(job.kind)", retryable: false)
         }
         let steps = max(1, job.steps)
+        var lastPreview: ContinuousClock.Instant?
         for step in 1...steps {
             if stepDelay > .zero {
                 do { try await Task.sleep(for: stepDelay) } catch {
@@ -51,6 +56,12 @@ public struct EmulatorRuntime: RuntimeBackend {
                 }
             } else if Task.isCancelled {
                 throw RuntimeError(code: "cancelled", message: "the job was cancelled", retryable: true)
+            }
+            if let previews, step < steps, lastPreview.map({ ContinuousClock.now - $0 >= previewInterval }) ?? true {
+                lastPreview = .now
+                if let data = try? EmulatorImage.preview(job.emulatorParameters(index: 0), fraction: Double(step) / Double(steps)) {
+                    previews.offer(RuntimePreview(data: data, contentType: "image/png"))
+                }
             }
             guard await progress(Double(step) / Double(steps)) else {
                 throw RuntimeError(code: "cancelled", message: "the task was cancelled", retryable: false)

@@ -24,6 +24,9 @@ public struct RuntimeJob: Sendable, Equatable {
     /// The task this job runs (names its files where the runtime keeps them: ComfyUI's
     /// `filename_prefix`); empty when there is none.
     public var taskID: String = ""
+    /// Whether the backend should collect live previews into the run's
+    /// ``RuntimeWindow/previews`` (asked of the runtime at most once per its preview interval).
+    public var wantsPreviews = false
 
     public init(
         kind: TaskKind = .txt2img, prompt: String, negativePrompt: String = "", seed: Int64, width: Int, height: Int,
@@ -159,6 +162,8 @@ public final class RuntimeWindow: Sendable {
         var onSubmit: (@Sendable () -> Void)?
     }
     private let state = Mutex(State())
+    /// The run's live previews, when the job asked for them (``RuntimeJob/wantsPreviews``).
+    public let previews = PreviewSlot()
 
     public init() {}
 

@@ -38,6 +38,9 @@ public struct SDWebUIBackend: RuntimeBackend {
     public let client: HTTPClient
     /// How often progress is polled while a job runs.
     public var progressInterval: Duration
+    /// Least time between two asks for a live preview, for a job that wants them
+    /// (``RuntimeJob/wantsPreviews``): A1111 decodes the preview when asked, on the GPU.
+    public var previewInterval: Duration = .seconds(1)
     /// Longest a single generation may take.
     public var requestTimeout: TimeAmount
     public var logger: Logger
@@ -202,7 +205,9 @@ public struct SDWebUIBackend: RuntimeBackend {
                 }
             }
             group.addTask {
-                await self.watch(tracked ? runtimeTask : nil, ticket: ticket, progress: progress, stopped: stopped)
+                await self.watch(
+                    tracked ? runtimeTask : nil, ticket: ticket, previews: job.wantsPreviews ? window.previews : nil, progress: progress,
+                    stopped: stopped)
             }
             var outcome: Result<Data, RuntimeError> = .failure(RuntimeError(code: "runtime_error", message: "no response", retryable: true))
             for await value in group {
@@ -228,17 +233,34 @@ public struct SDWebUIBackend: RuntimeBackend {
 
     /// Reports progress every ``progressInterval`` until the generation answers (the group
     /// cancels this) or the task must stop: then it interrupts the runtime — once the job is the
-    /// one running, never one before it — and returns `cancelled`.
+    /// one running, never one before it — and returns `cancelled`. With `previews`, one poll per
+    /// ``previewInterval`` also asks for the live preview (`live_preview` of
+    /// `/internal/progress`, only one newer than the last seen; else `current_image` of
+    /// `/sdapi/v1/progress`).
     private func watch(
-        _ runtimeTask: String?, ticket: SDWebUISession.Ticket, progress: @escaping @Sendable (Double) async -> Bool, stopped: StopFlag
+        _ runtimeTask: String?, ticket: SDWebUISession.Ticket, previews: PreviewSlot?,
+        progress: @escaping @Sendable (Double) async -> Bool, stopped: StopFlag
     ) async -> Result<Data, RuntimeError>? {
         var last = 0.0
+        var lastPreviewAsk: ContinuousClock.Instant?
+        var previewID = -1
         while !Task.isCancelled {
             try? await Task.sleep(for: progressInterval)
+            let askPreview = previews != nil && (lastPreviewAsk.map { ContinuousClock.now - $0 >= previewInterval } ?? true)
             if let runtimeTask {
-                if let state = await taskProgress(runtimeTask), state.active { last = state.progress ?? last }
+                if let state = await taskProgress(runtimeTask, livePreview: askPreview ? previewID : nil), state.active {
+                    last = state.progress ?? last
+                    if askPreview { lastPreviewAsk = .now }
+                    if let preview = state.preview {
+                        previews?.offer(preview)
+                        previewID = state.previewID ?? previewID
+                    }
+                }
             } else if !session.isWaiting(ticket) {
-                last = await currentProgress() ?? last
+                let state = await currentProgress(withImage: askPreview)
+                last = state?.progress ?? last
+                if askPreview { lastPreviewAsk = .now }
+                if let preview = state?.preview { previews?.offer(preview) }
             }
             // The last known value is reported even when progress does not answer, so a cancel
             // or a passed deadline is noticed while the runtime hangs.
@@ -350,29 +372,49 @@ public struct SDWebUIBackend: RuntimeBackend {
         _ = try? await client.execute(request, timeout: .seconds(5))
     }
 
+    /// A1111's view of one task (`POST /internal/progress`).
+    struct TaskProgress {
+        var active: Bool
+        var queued: Bool
+        var completed: Bool
+        var progress: Double?
+        /// The live preview, when asked for and newer than the one named in the request.
+        var preview: RuntimePreview?
+        /// Its `id_live_preview`, to name in the next request.
+        var previewID: Int?
+    }
+
     /// A1111's view of one task (`POST /internal/progress`): nil when the runtime does not answer
-    /// it (older runtimes, other forks).
-    func taskProgress(_ runtimeTask: String) async -> (active: Bool, queued: Bool, completed: Bool, progress: Double?)? {
+    /// it (older runtimes, other forks). `livePreview`: ask for a preview newer than that
+    /// `id_live_preview` (-1: any).
+    func taskProgress(_ runtimeTask: String, livePreview: Int? = nil) async -> TaskProgress? {
         var request = HTTPClientRequest(url: baseURL + "/internal/progress")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        let body = JSONValue.object(["id_task": .string(runtimeTask), "id_live_preview": .number(-1), "live_preview": .bool(false)])
+        let body = JSONValue.object([
+            "id_task": .string(runtimeTask), "id_live_preview": .number(Double(livePreview ?? -1)), "live_preview": .bool(livePreview != nil),
+        ])
         request.body = .bytes(ByteBuffer(bytes: body.serialized()))
         guard let response = try? await client.execute(request, timeout: .seconds(5)), response.status == .ok,
-            let buffer = try? await response.body.collect(upTo: 1 << 20),
+            let buffer = try? await response.body.collect(upTo: 4 << 20),
             let value = try? JSONValue.parse(Data(buffer.readableBytesView)), case .bool(let active)? = value["active"]
         else { return nil }
-        return (active, value["queued"] == .bool(true), value["completed"] == .bool(true), value["progress"]?.numberValue)
+        return TaskProgress(
+            active: active, queued: value["queued"] == .bool(true), completed: value["completed"] == .bool(true), progress: value["progress"]?.numberValue,
+            preview: value["live_preview"]?.stringValue.flatMap { RuntimePreview(base64: $0) },
+            previewID: value["id_live_preview"]?.numberValue.map { Int($0) })
     }
 
-    private func currentProgress() async -> Double? {
-        var request = HTTPClientRequest(url: baseURL + "/sdapi/v1/progress?skip_current_image=true")
+    /// `GET /sdapi/v1/progress`: the progress of whatever runs, and with `withImage` its
+    /// `current_image` (base64) as a preview.
+    private func currentProgress(withImage: Bool) async -> (progress: Double?, preview: RuntimePreview?)? {
+        var request = HTTPClientRequest(url: baseURL + "/sdapi/v1/progress?skip_current_image=\(!withImage)")
         request.method = .GET
         guard let response = try? await client.execute(request, timeout: .seconds(5)), response.status == .ok,
-            let buffer = try? await response.body.collect(upTo: 1 << 20),
+            let buffer = try? await response.body.collect(upTo: 4 << 20),
             let value = try? JSONValue.parse(Data(buffer.readableBytesView))
         else { return nil }
-        return value["progress"]?.numberValue
+        return (value["progress"]?.numberValue, value["current_image"]?.stringValue.flatMap { RuntimePreview(base64: $0) })
     }
 }
 

@@ -76,7 +76,12 @@ extension InferenceWorker {
         if awaitingClaim, let refused = refusal(await marked, prepared, reporter) { return refused }
         let deadline = task.deadlineMs
         let overdue = StopFlag()
-        let job = Self.job(for: prepared)
+        var job = Self.job(for: prepared)
+        if configuration.previewInterval != nil {
+            job.wantsPreviews = true
+            previewPublisher.track(task.id, window.previews)
+        }
+        defer { previewPublisher.untrack(task.id) }
         let callStarted = EpochClock.nowMillis()
         let result: Result<[RuntimeImage], RuntimeError> = await withSpan("runtime \(job.kind)", ofKind: .client) { span in
           span.attributes["sdq.runtime"] = runtime.name

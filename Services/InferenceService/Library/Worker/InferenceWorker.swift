@@ -22,6 +22,8 @@ public struct InferenceWorker: Service {
     public let logger: Logger
     let loadedReports = LoadedModelReports()
     let gpuClock = GPUClock()
+    /// Stores the running tasks' live previews (``InferenceConfiguration/previewInterval``).
+    let previewPublisher = PreviewPublisher()
     /// The clock of heartbeats, back-offs and visibility deadlines (a test clock in tests).
     let clock: ServiceClock
 
@@ -53,7 +55,14 @@ public struct InferenceWorker: Service {
             limits: .init(prefetch: configuration.prefetch, queueAhead: runtime.queueAhead, uploads: configuration.maxUploadsInFlight),
             visibility: configuration.visibilityTimeout, heartbeat: configuration.heartbeatInterval, clock: clock)
         // After a graceful shutdown the driver has handed back what it held; when cancelled, this does.
-        let unfinished = await driver.run()
+        let unfinished = await withTaskGroup(of: Void.self) { group in
+            if let interval = configuration.previewInterval {
+                let (objects, tasks, logger, publisher) = (context.transport.objects, context.transport.tasks, logger, previewPublisher)
+                group.addTask { await publisher.run(every: interval, objects: objects, tasks: tasks, logger: logger) }
+            }
+            defer { group.cancelAll() }
+            return await driver.run()
+        }
         for (receipt, disposition) in unfinished {
             await release(receipt, disposition)
         }

@@ -43,7 +43,8 @@ struct StatusCommand: AsyncParsableCommand {
     }
 }
 
-/// `sdq wait ID`: wait until a task ends; exits non-zero unless it succeeded.
+/// `sdq wait ID`: follow a task's event stream (polling where there is none) until it ends;
+/// exits non-zero unless it succeeded.
 struct WaitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "wait", abstract: "Wait for a task to finish.")
 
@@ -55,7 +56,7 @@ struct WaitCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let display = ProgressDisplay(enabled: !json)
-            let document = try await server.client().wait(id, timeout: .seconds(timeout)) { display.update($0) }
+            let document = try await server.client().follow(id, timeout: .seconds(timeout)) { display.update($0) }
             display.finish()
             print(json ? String(decoding: try document.encoded(pretty: true), as: UTF8.self) : describe(document))
             if document.status != .succeeded { throw CommandFailure(description: "task \(id) \(document.status.rawValue)", exitCode: 1) }

@@ -91,7 +91,7 @@ struct GenerateCommand: AsyncParsableCommand {
 
     private func remote(_ client: SDQClient, display: ProgressDisplay) async throws -> (TaskDocument, [Data]) {
         let accepted = try await client.submit(generation.requestBody)
-        let document = try await client.wait(accepted.id, timeout: .seconds(timeout)) { display.update($0) }
+        let document = try await client.follow(accepted.id, timeout: .seconds(timeout)) { display.update($0) }
         var images: [Data] = []
         for image in document.images { images.append(try await client.download(image.url)) }
         return (document, images)

@@ -14,7 +14,7 @@ public struct SdqCommand: AsyncParsableCommand {
             transport (embedded SQLite under SDQ_DATA_DIR by default).
             """,
         subcommands: [
-            GenerateCommand.self, UpCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self,
+            GenerateCommand.self, UpCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self, ListCommand.self,
             CancelCommand.self, EmulateRuntimeCommand.self, AWSCommand.self,
         ]
     )
