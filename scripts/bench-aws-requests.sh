@@ -7,7 +7,11 @@
 #      terminal plus 5 s. Completion is watched by reading the task table from moto directly,
 #      not through the proxy and not through sdq's status API, so no client reads are counted;
 #   3. one status read: what one GET /v1/tasks/{id} of a finished task costs (the client's
-#      cost, reported apart from the pipeline's).
+#      cost, reported apart from the pipeline's);
+#   4. event streams: one long task (BENCH_STREAM_STEPS x 50 ms) with no stream open, then one with
+#      BENCH_STREAMS (5) event streams open on it; the difference in requests, per stream and per
+#      second of the second task's run, is what an open stream costs (goal: at most one record
+#      read a second).
 # Prints a table (and writes JSON to $OUT_JSON when set). Needs moto: pip install 'moto[server]'.
 # Usage: scripts/bench-aws-requests.sh [path/to/sdq]   (default .build/release/sdq)
 set -euo pipefail
@@ -84,7 +88,7 @@ stage "sdq up listening"
 
 python3 - "$proxy_port" "$moto_port" "$api_port" "$SDQ_STACK" "${BENCH_IDLE_SECONDS:-30}" "${BENCH_TASKS:-20}" \
   "$sdq" "${OUT_JSON:-}" <<'PY'
-import concurrent.futures, http.client, json, sys, time, urllib.request
+import concurrent.futures, http.client, json, os, sys, time, urllib.request
 proxy, moto, api, stack, idle_seconds, tasks, binary, out_json = sys.argv[1:]
 idle_seconds, tasks = float(idle_seconds), int(tasks)
 proxy_url, api_url = f"http://127.0.0.1:{proxy}", f"http://127.0.0.1:{api}"
@@ -168,6 +172,38 @@ for _ in range(STATUS_READS):
 reads = counts()
 stage("status reads")
 
+# 4. Event streams: a long task alone, then one with streams open on it.
+STREAMS, STREAM_STEPS = int(os.environ.get("BENCH_STREAMS", "5")), int(os.environ.get("BENCH_STREAM_STEPS", "100"))
+def long_task(seed, streams):
+    body = json.dumps({"prompt": f"stream cost {seed}", "seed": seed, "width": 64, "height": 64, "steps": STREAM_STEPS}).encode()
+    request = urllib.request.Request(api_url + "/v1/tasks", data=body, method="POST", headers={"Content-Type": "application/json"})
+    task = json.load(urllib.request.urlopen(request, timeout=30))["id"]
+    events = []
+    def follow(_):
+        connection = http.client.HTTPConnection("127.0.0.1", int(api), timeout=120)
+        connection.request("GET", f"/v1/tasks/{task}/events", headers={"Accept": "text/event-stream"})
+        response, seen = connection.getresponse(), 0
+        while line := response.readline():
+            seen += line.startswith(b"event:")
+        connection.close()
+        return seen
+    began = time.time()
+    with concurrent.futures.ThreadPoolExecutor(max(1, streams)) as pool:
+        followers = [pool.submit(follow, n) for n in range(streams)]
+        while statuses([task]).get(task) not in ("succeeded", "failed", "cancelled"):
+            time.sleep(0.2)
+        events = [f.result() for f in followers]
+    return task, time.time() - began, events
+stream_before = reset()
+_, quiet_seconds, _ = long_task(10_001, 0)
+time.sleep(2)
+quiet = counts()
+reset()
+_, streamed_seconds, stream_events = long_task(10_002, STREAMS)
+time.sleep(2)
+streamed = counts()
+stage("event streams")
+
 # Report.
 ops = sorted(set(run["counts"]) | set(idle["counts"]))
 rows = []
@@ -209,6 +245,15 @@ def fmt(cpu): return "n/a" if cpu is None else f"{cpu:.2f} s"
 print(f"moto CPU: idle {fmt(idle_cpu)} ({idle_elapsed:.0f} s), tasks {fmt(run_cpu)} ({run_elapsed:.0f} s"
       + (f", {run_cpu / tasks:.3f} s per task)" if run_cpu is not None else ")"))
 print(f"wall time: tasks {finished - started:.1f} s to all terminal")
+stream_ops = sorted(set(quiet["counts"]) | set(streamed["counts"]))
+extra = {op: streamed["counts"].get(op, 0) - quiet["counts"].get(op, 0) * streamed["elapsed"] / quiet["elapsed"] for op in stream_ops}
+extra = {op: n for op, n in extra.items() if abs(n) >= 0.5}
+per_stream_second = {op: n / (STREAMS * streamed_seconds) for op, n in extra.items()}
+print(f"event streams: one task of {STREAM_STEPS} steps x 50 ms alone ({quiet_seconds:.1f} s), then with {STREAMS} streams open "
+      f"({streamed_seconds:.1f} s, {sum(stream_events)} events received, {min(stream_events) if stream_events else 0}-"
+      f"{max(stream_events) if stream_events else 0} per stream)")
+print("  extra requests per stream per second (scaled to equal counted time): "
+      + (", ".join(f"{op} {rate:.2f}" for op, rate in sorted(per_stream_second.items())) or "none"))
 
 if out_json:
     with open(out_json, "w") as f:
@@ -218,7 +263,9 @@ if out_json:
                    "net_requests_per_task": net_requests, "reference_requests_per_task": REFERENCE_PER_TASK,
                    "dynamodb_writes": writes, "estimated_wcu_per_task": estimated_wcu / tasks,
                    "idle_seconds": idle_elapsed, "idle_requests_per_second": idle_rate,
-                   "status_read_cost": per_read, "moto_cpu_seconds": {"idle": idle_cpu, "tasks": run_cpu}}, f, indent=2)
+                   "status_read_cost": per_read, "moto_cpu_seconds": {"idle": idle_cpu, "tasks": run_cpu},
+                   "event_streams": {"streams": STREAMS, "steps": STREAM_STEPS, "seconds": streamed_seconds,
+                                     "events": stream_events, "extra_per_stream_second": per_stream_second}}, f, indent=2)
         f.write("\n")
     print(f"wrote {out_json}")
 PY
