@@ -4,6 +4,8 @@ import Foundation
 import SDQPlatform
 import SDQTestSupport
 import Testing
+import ApiHTTP
+import ServiceLifecycle
 
 /// `GET /v1/tasks/{id}/events`: every event kind in order, resuming with `Last-Event-ID`, the end
 /// (terminal event, then 204 for a client that saw it), heartbeats, 404 before streaming for a
@@ -185,6 +187,38 @@ import Testing
             try? await client.shutdown()
             #expect(await eventually(timeout: .seconds(5)) { harness.handler.openStreams.current == 0 })
         }
+    }
+
+    /// A server shutting down gracefully ends its open streams with `reconnect` (the client
+    /// resumes elsewhere) instead of waiting for their tasks, which may never end here.
+    @Test func aShutdownEndsOpenStreamsWithReconnect() async throws {
+        let harness = try await Self.harness(heartbeat: .seconds(60))
+        let task = try await Self.submit(harness)
+        let port = PortBox()
+        let server = APIHTTPServer(handler: harness.handler, port: 0, logger: testLogger()) { await port.set($0) }
+        let group = ServiceGroup(configuration: .serverUnderTest([server], logger: testLogger()))
+        let reader = EventReader()
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            let url = "http://127.0.0.1:\(await port.wait())/v1/tasks/\(task.id)/events"
+            tasks.addTask {
+                let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(60))
+                for try await piece in response.body { await reader.feed(Data(piece.readableBytesView)) }
+                await reader.end()
+            }
+            #expect(await reader.wait(for: "queued") != nil)
+            let asked = ContinuousClock.now
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            #expect(ContinuousClock.now - asked < .seconds(5), "the server stopped without waiting for the task")
+            try await client.shutdown()
+        }
+        let reconnect = try #require(await reader.events.last)
+        #expect(reconnect.event == "reconnect")
+        #expect(reconnect.json?["last_event_id"]?.stringValue == reconnect.id)
+        #expect(await reader.ended)
+        #expect(harness.handler.openStreams.current == 0)
     }
 
     @Test func theTrackerResumesFromAnIDAndReportsQueueMoves() {

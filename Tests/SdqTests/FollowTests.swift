@@ -5,7 +5,7 @@ import InferenceService
 import NIOCore
 import SDQPlatform
 import SDQTestSupport
-import Sdq
+@testable import Sdq
 import Testing
 
 /// Watching a task from a client: the event stream with live previews end to end, and the
@@ -127,5 +127,22 @@ import Testing
         }
         #expect(document.status == .succeeded)
         #expect(attempts == 3)
+    }
+}
+
+/// The progress line `sdq wait` draws.
+@Suite struct ProgressLineTests {
+    @Test func theLineShowsStepsETAAndPlaceInLine() {
+        var update = TaskUpdate(id: "t1", status: .queued)
+        update.queuePosition = 3
+        update.etaSeconds = 12.4
+        #expect(ProgressDisplay.describe(update) == "t1  [------------------------]  0%  queued, #3 in line  ETA 12s")
+        update.status = .running
+        update.queuePosition = nil
+        update.step = 10
+        update.steps = 20
+        update.fraction = 0.5
+        update.etaSeconds = 3.14
+        #expect(ProgressDisplay.describe(update) == "t1  [############------------]  10/20 steps  running  ETA 3.1s")
     }
 }

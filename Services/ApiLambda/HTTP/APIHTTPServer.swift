@@ -85,7 +85,13 @@ public struct APIHTTPServer: Service {
             configuration: .init(address: .hostname(host, port: port), serverName: "sdq"),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        try await app.runService()
+        // Open event streams would hold a graceful shutdown until their tasks end: they end now,
+        // each with a `reconnect` event, and the clients resume on another instance.
+        try await withGracefulShutdownHandler {
+            try await app.runService()
+        } onGracefulShutdown: {
+            handler.openStreams.closeAll()
+        }
     }
 
     private static func response(_ response: APIResponse, hangUp: HangUpWatcher? = nil) -> Response {

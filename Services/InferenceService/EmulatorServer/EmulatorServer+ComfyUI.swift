@@ -23,7 +23,7 @@ actor ComfyState {
         case binary(Data)
     }
     /// Least time between two preview frames of a prompt.
-    static let previewInterval: Duration = .milliseconds(100)
+    static let previewInterval: Duration = .milliseconds(250)
     private var lastPreview: ContinuousClock.Instant?
 
     struct Prompt: Sendable {

@@ -20,12 +20,19 @@ public struct EventStreamTiming: Sendable {
     public init() {}
 }
 
-/// Counts the event streams open now (the `sdq_api_event_streams` gauge).
+/// Counts the event streams open now (the `sdq_api_event_streams` gauge), and ends them all when
+/// the server shuts down (``closeAll()``): each sends its `reconnect` event within a poll
+/// interval, so a rolling deploy hands its clients over instead of waiting for their tasks.
 public final class OpenStreams: Sendable {
     private let count = Mutex(0)
+    private let closing = Mutex(false)
     private let gauge = Gauge(label: "sdq_api_event_streams")
     public init() {}
     public var current: Int { count.withLock { $0 } }
+    /// Whether the server is shutting down: streams and waits end now.
+    public var isClosing: Bool { closing.withLock { $0 } }
+    /// Ends every stream (with `reconnect`) and every `Prefer: wait` (with the current document).
+    public func closeAll() { closing.withLock { $0 = true } }
     func opened() { gauge.record(count.withLock { $0 += 1; return $0 }) }
     func closed() { gauge.record(count.withLock { $0 -= 1; return $0 }) }
 }
@@ -94,7 +101,8 @@ extension APIHandler {
             for event in events { try await send(event.encoded) }
             if !events.isEmpty { lastSent = .now }
             if record.status.isTerminal { return }
-            if let deadline, ContinuousClock.now >= deadline || (!request.streamsResponses && !events.isEmpty) {
+            let ending = openStreams.isClosing || deadline.map { ContinuousClock.now >= $0 } ?? false
+            if ending || (deadline != nil && !request.streamsResponses && !events.isEmpty) {
                 let data = TaskEventTracker.text(["id": .string(id), "last_event_id": .string(tracker.resumeID)])
                 try await send(ServerSentEvent(id: tracker.resumeID, event: "reconnect", data: data).encoded)
                 return
@@ -183,7 +191,7 @@ extension APIHandler {
         let store = context.transport.tasks
         let deadline = ContinuousClock.now + budget
         var record = record
-        while !record.status.isTerminal, ContinuousClock.now < deadline, !Task.isCancelled {
+        while !record.status.isTerminal, ContinuousClock.now < deadline, !Task.isCancelled, !openStreams.isClosing {
             let generation = await store.changeGeneration(of: record.id)
             if let current = try? await store.get(id: record.id) {
                 record = current

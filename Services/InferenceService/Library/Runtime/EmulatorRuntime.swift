@@ -11,7 +11,7 @@ public struct EmulatorRuntime: RuntimeBackend {
     /// (``RuntimeJob/wantsPreviews``); one also comes at the first step.
     public var previewInterval: Duration
 
-    public init(stepDelay: Duration = .milliseconds(10), previewInterval: Duration = .milliseconds(250)) {
+    public init(stepDelay: Duration = .milliseconds(10), previewInterval: Duration = .seconds(1)) {
         self.stepDelay = stepDelay
         self.previewInterval = previewInterval
     }

@@ -8,10 +8,11 @@ import Synchronization
 /// (a sibling of the worker's pipeline) takes the newest one of each running task once per
 /// `interval`, overwrites `previews/{task}/preview.{ext}` and records it on the task
 /// (``TaskEvent/previewed(key:at:)``), which the status document links and the event stream
-/// sends. A task that ended meanwhile refuses the record update and is no longer watched; an
+/// sends. A task's first preview waits until it has run for `interval`, so a task shorter than
+/// that costs no preview writes at all. A task that ended meanwhile refuses the record update and is no longer watched; an
 /// upload or store failure skips that preview (the next one replaces it anyway).
 final class PreviewPublisher: Sendable {
-    private let running = Mutex([String: PreviewSlot]())
+    private let running = Mutex([String: (slot: PreviewSlot, since: ContinuousClock.Instant)]())
 
     init() {}
 
@@ -22,7 +23,7 @@ final class PreviewPublisher: Sendable {
 
     /// Watches `slot` for `taskID` while its run lasts.
     func track(_ taskID: String, _ slot: PreviewSlot) {
-        running.withLock { $0[taskID] = slot }
+        running.withLock { $0[taskID] = (slot, .now) }
     }
 
     /// Stops watching `taskID` (its run ended).
@@ -34,7 +35,10 @@ final class PreviewPublisher: Sendable {
     func run(every interval: Duration, objects: any ObjectStore, tasks: any TaskStore, logger: Logger) async {
         while !Task.isCancelled {
             do { try await Task.sleep(for: interval) } catch { return }
-            let due = running.withLock { $0.compactMap { id, slot in slot.take().map { (id, $0) } } }
+            let now = ContinuousClock.now
+            let due = running.withLock { running in
+                running.compactMap { id, entry in now - entry.since >= interval ? entry.slot.take().map { (id, $0) } : nil }
+            }
             for (taskID, preview) in due {
                 await publish(preview, of: taskID, objects: objects, tasks: tasks, logger: logger)
             }
