@@ -163,9 +163,10 @@ import Testing
         let harness = try await Harness.make()
         let task = try await harness.enqueue(steps: 25)
         let spied = try await whileRunning([
-            harness.worker(stepDelay: .milliseconds(100), visibility: .milliseconds(800), heartbeat: .milliseconds(200))
+            harness.worker(stepDelay: .milliseconds(140), visibility: .milliseconds(1500), heartbeat: .milliseconds(300))
         ]) { _ in await Self.competeFor(task.id, harness: harness) }
-        // The task takes 2.5 s against a 0.8 s visibility timeout: a competing consumer must see nothing.
+        // The task takes 3.5 s against a 1.5 s visibility timeout (extended every 0.3 s, so a
+        // heartbeat may be late by a second on a busy machine): a competing consumer must see nothing.
         #expect(spied.running)
         #expect(spied.finished == [task.id])
         #expect(spied.stolen == 0)

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Reads a `text/event-stream` as the WHATWG HTML standard's event-stream interpretation does:
-/// lines ending in LF or CRLF, `field: value` (one optional space after the colon), comments
+/// lines ending in LF, CRLF or CR, `field: value` (one optional space after the colon), comments
 /// starting with `:`, an event dispatched at a blank line when it has data, `id` kept for
 /// `Last-Event-ID` even across events, `retry` as the reconnection delay. Fed with the stream's
 /// pieces as they arrive (a piece may end mid-line or mid-character).
@@ -31,6 +31,8 @@ public struct ServerSentEventParser: Sendable {
     /// Comment lines seen (heartbeats).
     public private(set) var comments = 0
     private var pending: [UInt8] = []
+    /// The last piece ended in CR: an LF starting the next one belongs to it.
+    private var afterCR = false
     private var name: String?
     private var data: [String] = []
 
@@ -38,16 +40,20 @@ public struct ServerSentEventParser: Sendable {
 
     /// Takes the next piece of the stream; returns the events it completed.
     public mutating func feed(_ piece: some Sequence<UInt8>) -> [Event] {
-        pending.append(contentsOf: piece)
         var events: [Event] = []
-        var start = 0
-        while let newline = pending[start...].firstIndex(of: 0x0A) {
-            var line = pending[start..<newline]
-            if line.last == 0x0D { line = line.dropLast() }
-            if let event = take(String(decoding: line, as: UTF8.self)) { events.append(event) }
-            start = newline + 1
+        for byte in piece {
+            if afterCR {
+                afterCR = false
+                if byte == 0x0A { continue }
+            }
+            guard byte == 0x0A || byte == 0x0D else {
+                pending.append(byte)
+                continue
+            }
+            afterCR = byte == 0x0D
+            if let event = take(String(decoding: pending, as: UTF8.self)) { events.append(event) }
+            pending.removeAll(keepingCapacity: true)
         }
-        pending.removeFirst(start)
         return events
     }
 

@@ -8,7 +8,8 @@ public struct EmulatorRuntime: RuntimeBackend {
     /// Simulated time per sampling step.
     public var stepDelay: Duration
     /// Least time between two live previews of a job that wants them
-    /// (``RuntimeJob/wantsPreviews``); one also comes at the first step.
+    /// (``RuntimeJob/wantsPreviews``), the first one this long after the job began: a job
+    /// shorter than that renders none.
     public var previewInterval: Duration
 
     public init(stepDelay: Duration = .milliseconds(10), previewInterval: Duration = .seconds(1)) {
@@ -48,7 +49,7 @@ public struct EmulatorRuntime: RuntimeBackend {
             throw RuntimeError(code: "unsupported_kind", message: "the emulator runs txt2img, img2img and extras, not \(job.kind)", retryable: false)
         }
         let steps = max(1, job.steps)
-        var lastPreview: ContinuousClock.Instant?
+        var lastPreview = ContinuousClock.now
         for step in 1...steps {
             if stepDelay > .zero {
                 do { try await Task.sleep(for: stepDelay) } catch {
@@ -57,7 +58,7 @@ public struct EmulatorRuntime: RuntimeBackend {
             } else if Task.isCancelled {
                 throw RuntimeError(code: "cancelled", message: "the job was cancelled", retryable: true)
             }
-            if let previews, step < steps, lastPreview.map({ ContinuousClock.now - $0 >= previewInterval }) ?? true {
+            if let previews, step < steps, ContinuousClock.now - lastPreview >= previewInterval {
                 lastPreview = .now
                 if let data = try? EmulatorImage.preview(job.emulatorParameters(index: 0), fraction: Double(step) / Double(steps)) {
                     previews.offer(RuntimePreview(data: data, contentType: "image/png"))

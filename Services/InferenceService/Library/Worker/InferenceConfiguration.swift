@@ -22,8 +22,8 @@ public struct InferenceConfiguration: Sendable {
     /// Least time between two writes of a running task's record (progress, or a read that looks
     /// for a cancel when progress did not change): each is one store request.
     public var progressInterval: Duration
-    /// Least time between two live previews stored for the running task (nil: none are asked
-    /// for). Each is one object write (`previews/{task}/preview.{ext}`, overwritten) and one
+    /// Least time between two live previews stored for the running task (nil, the default
+    /// here: none are asked for; the services pass `SDQ_PREVIEW_INTERVAL_MS`, 1 s unless set). Each is one object write (`previews/{task}/preview.{ext}`, overwritten) and one
     /// record update, off the GPU's path.
     public var previewInterval: Duration?
     /// Which input URLs the worker may fetch (`SDQ_FETCH_ALLOW_PRIVATE` opens private addresses).
@@ -34,7 +34,7 @@ public struct InferenceConfiguration: Sendable {
         visibilityTimeout: Duration = .seconds(60), heartbeatInterval: Duration? = nil,
         receiveWait: Duration = .seconds(20), prefetch: Int = 1, maxUploadsInFlight: Int = 4,
         progressGranularity: Double = 0.05, progressInterval: Duration = .seconds(2),
-        fetchPolicy: OutboundURLPolicy = OutboundURLPolicy(), previewInterval: Duration? = .seconds(1)
+        fetchPolicy: OutboundURLPolicy = OutboundURLPolicy(), previewInterval: Duration? = nil
     ) {
         self.previewInterval = previewInterval
         self.progressInterval = progressInterval
