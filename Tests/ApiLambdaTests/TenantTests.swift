@@ -151,12 +151,65 @@ import Testing
         for (text, complaint) in [
             ("keys: []", "lists no key"), ("nothing: 1", "keys list"), ("keys:\n  - name: a\n", "exactly one of key"),
             ("keys:\n  - key: x\n    role: admin\n", "client or operator"), ("keys:\n  - key: x\n    name: anonymous\n", "name must be"),
-            ("keys:\n  - key: x\n    name: a\n  - key: y\n    name: a\n", "appears twice"), ("keys:\n  - key: x\n    colour: red\n", "colour"),
+            ("keys:\n  - key: x\n    name: a\n  - key: y\n    name: A\n", "only in case"), ("keys:\n  - key: x\n    colour: red\n", "colour"),
+            ("keys:\n  - key: x\n    name: a\n  - key: y\n    name: a\n    role: operator\n", "another role"),
+            ("keys:\n  - key: x\n    name: a\n  - key: x\n    name: b\n", "same key appears twice"),
             ("keys:\n  - key_sha256: abc\n", "64 hex"),
         ] {
             #expect(throws: ConfigurationError.self) { try APIKeyring.parse(file: text, source: "f") }
             do { _ = try APIKeyring.parse(file: text, source: "f") } catch { #expect(error.message.contains(complaint), "\(error.message)") }
         }
+    }
+
+    /// Rotation without a redeploy: the key file is re-read while the API runs; two keys are one
+    /// tenant while clients move; a removed key stops working at the next read; a file that
+    /// breaks keeps the keys in force.
+    @Test func aRotatedKeyFileTakesEffectWithoutARestart() async throws {
+        let directory = try TemporaryDirectory()
+        let file = directory.url.appendingPathComponent("keys.yaml")
+        func write(_ text: String) throws { try text.write(to: file, atomically: true, encoding: .utf8) }
+        try write("keys:\n  - name: alice\n    key: old-key\n")
+        let environment = ["SDQ_API_KEYS_FILE": file.path]
+        let first = try await APIKeyring.load(environment: environment)
+        let keys = LiveKeyring(first, interval: .milliseconds(50)) { () async throws(ConfigurationError) -> APIKeyring in
+            try await APIKeyring.load(environment: environment)
+        }
+        let base = try await APIHandlerTests.Harness.make()
+        let harness = APIHandlerTests.Harness(
+            fixture: base.fixture, handler: APIHandler(context: base.fixture.context, logger: testLogger(), keys: keys))
+        let submitted = await harness.post(#"{"prompt": "before the rotation"}"#, headers: Self.auth("old-key"))
+        #expect(submitted.status == 202)
+        let id = try #require(try JSONValue.parse(submitted.body)["id"]?.stringValue)
+        #expect(await harness.get("/v1/tasks/\(id)", headers: Self.auth("new-key")).status == 401)
+
+        // Step 1: both keys, one tenant.
+        try write("keys:\n  - name: alice\n    key: old-key\n  - name: alice\n    key: new-key\n")
+        try await Task.sleep(for: .milliseconds(80))
+        #expect(await harness.get("/v1/tasks/\(id)", headers: Self.auth("new-key")).status == 200, "the new key is the same tenant")
+        #expect(await harness.get("/v1/tasks/\(id)", headers: Self.auth("old-key")).status == 200)
+
+        // Step 2: the old key is revoked.
+        try write("keys:\n  - name: alice\n    key: new-key\n")
+        try await Task.sleep(for: .milliseconds(80))
+        #expect(await harness.get("/v1/tasks/\(id)", headers: Self.auth("old-key")).status == 401, "a revoked key stops working")
+        #expect(await harness.get("/v1/tasks/\(id)", headers: Self.auth("new-key")).status == 200)
+
+        // A broken file keeps the keys in force.
+        try write("keys: [")
+        try await Task.sleep(for: .milliseconds(80))
+        #expect(await harness.get("/v1/tasks/\(id)", headers: Self.auth("new-key")).status == 200)
+        try await Task.sleep(for: .milliseconds(60))
+        guard case .failed = await keys.refreshIfDue() else {
+            Issue.record("a broken key file is reported")
+            return
+        }
+        #expect(keys.current.tenant(presenting: "new-key")?.name == "alice")
+    }
+
+    @Test func twoKeysOfOneTenantShareItsTasks() throws {
+        let ring = try APIKeyring.parse(file: "keys:\n  - name: alice\n    key: a1\n  - name: alice\n    key: a2\n", source: "f")
+        #expect(ring.tenant(presenting: "a1") == ring.tenant(presenting: "a2"))
+        #expect(ring.tenant(presenting: "a1")?.name == "alice")
     }
 
     @Test func aKeyListThatYieldsNothingRefusesToStart() async throws {

@@ -59,8 +59,10 @@ import Testing
             await effects.log.wait(for: "stopped a")
             await effects.mailbox.close()
             #expect(await running.value.isEmpty)
+            await effects.log.wait(for: "handed back 2")
         }
         let log = await effects.log.entries
+        #expect(log.contains("handed back 2"), "the hand-back is reported (operators and the container check read its log line)")
         #expect(!log.contains("run b"))
         #expect(!log.contains { $0.hasPrefix("settle") })
         #expect(log.filter { $0.hasPrefix("release") }.sorted() == ["release a hand back", "release b hand back"])
@@ -179,6 +181,9 @@ final class ScriptedEffects: WorkerEffects {
     func report(_ trouble: WorkerTrouble) {
         if case .leaseLost(let labels) = trouble {
             Task { [log] in for label in labels { await log.append("lost \(label)") } }
+        }
+        if case .handedBack(let count) = trouble {
+            Task { [log] in await log.append("handed back \(count)") }
         }
     }
 }

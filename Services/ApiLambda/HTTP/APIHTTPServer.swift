@@ -61,6 +61,7 @@ public struct APIHTTPServer: Service {
             // Refusals that need no body are answered before any of it is read; Hummingbird then
             // discards the rest as it arrives (so the answer reaches the client, rather than a
             // reset), holding none of it.
+            await handler.refreshKeys()
             if let refusal = handler.refusalBeforeBody(head) { return Self.response(refusal) }
             if request.method == .put, path.hasPrefix("/v1/objects/uploads/") {
                 return Self.response(await Self.streamUpload(request, head: head, handler: handler))

@@ -51,6 +51,9 @@ public struct Tenant: Sendable, Equatable, CustomStringConvertible {
 ///     quotas: {}             # reserved for per-tenant quotas
 /// ```
 ///
+/// Several keys may name one tenant (with the same role and quotas): that is how a key is
+/// rotated. A running API re-reads the file (``LiveKeyring``).
+///
 /// Only digests are kept in memory; a presented key is hashed once and compared with every
 /// configured digest in constant time.
 public struct APIKeyring: Sendable {
@@ -165,13 +168,21 @@ public struct APIKeyring: Sendable {
             } else {
                 name = hashedName(digest)
             }
-            // Names differing only in case would share folders on case-insensitive file systems.
-            guard names.insert(name.lowercased()).inserted else { throw fail("keys[\(index)]: tenant \(name) appears twice") }
             guard !entries.contains(where: { $0.digest == digest }) else { throw fail("keys[\(index)]: the same key appears twice") }
             var quotas: JSONValue?
             if let raw = spec["quotas"] {
                 guard raw.mapping != nil else { throw fail("keys[\(index)].quotas must be an object") }
                 quotas = Self.json(raw)
+            }
+            // Several keys may be one tenant (a rotation: the new key is added, clients move, the
+            // old one is removed) when they agree on its role and quotas. Names differing only in
+            // case would share folders on case-insensitive file systems.
+            if let same = entries.first(where: { $0.tenant.name == name }) {
+                guard same.tenant.role == role, same.quotas == quotas else {
+                    throw fail("keys[\(index)]: tenant \(name) appears again with another role or other quotas")
+                }
+            } else if !names.insert(name.lowercased()).inserted {
+                throw fail("keys[\(index)]: tenant \(name) differs from another only in case")
             }
             entries.append(Entry(tenant: Tenant(name: name, role: role), digest: digest, quotas: quotas))
         }

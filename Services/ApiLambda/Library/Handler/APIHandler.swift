@@ -21,8 +21,10 @@ public protocol ObjectURLProvider: Sendable {
 public struct APIHandler: Sendable {
     public let context: StackContext
     public let logger: Logger
-    /// Accepted API keys and the tenant of each (``APIKeyring``); open when empty.
-    public var keyring: APIKeyring
+    /// Accepted API keys and the tenant of each, re-read from a key file while the API runs.
+    public let keys: LiveKeyring
+    /// The keys in force now (``APIKeyring``); open when empty.
+    public var keyring: APIKeyring { keys.current }
     /// Signs embedded object URLs; nil when objects are served elsewhere (S3).
     public var signer: ObjectURLSigner?
     /// Fixed public base URL (`SDQ_PUBLIC_URL`) of links to this API.
@@ -44,12 +46,12 @@ public struct APIHandler: Sendable {
     let poolDurations = PoolDurations()
 
     public init(
-        context: StackContext, logger: Logger, apiKeys: [String] = [], keyring: APIKeyring? = nil, signer: ObjectURLSigner? = nil,
-        publicBaseURL: String? = nil, webhookPolicy: OutboundURLPolicy = OutboundURLPolicy()
+        context: StackContext, logger: Logger, apiKeys: [String] = [], keyring: APIKeyring? = nil, keys: LiveKeyring? = nil,
+        signer: ObjectURLSigner? = nil, publicBaseURL: String? = nil, webhookPolicy: OutboundURLPolicy = OutboundURLPolicy()
     ) {
         self.context = context
         self.logger = logger
-        self.keyring = keyring ?? APIKeyring(keys: apiKeys)
+        self.keys = keys ?? LiveKeyring(keyring ?? APIKeyring(keys: apiKeys))
         self.signer = signer
         self.publicBaseURL = publicBaseURL
         self.webhookPolicy = webhookPolicy
@@ -61,7 +63,8 @@ public struct APIHandler: Sendable {
     /// derives from `Lambda-Runtime-Trace-Id`); a task submitted under it carries the span's
     /// context to the dispatcher and beyond, so the whole task is one trace.
     public func handle(_ request: APIRequest) async -> APIResponse {
-        await withSpan(Self.spanName(request), context: TraceCarrier.context(headers: request.headers), ofKind: .server) { span in
+        await refreshKeys()
+        return await withSpan(Self.spanName(request), context: TraceCarrier.context(headers: request.headers), ofKind: .server) { span in
             span.attributes["http.request.method"] = request.method
             span.attributes["url.path"] = request.path
             span.attributes["sdq.service"] = "api"
@@ -69,6 +72,17 @@ public struct APIHandler: Sendable {
             span.attributes["http.response.status_code"] = response.status
             if response.status >= 500 { span.setStatus(SpanStatus(code: .error)) }
             return response
+        }
+    }
+
+    /// Re-reads the key file when due (``LiveKeyring``), saying what changed.
+    public func refreshKeys() async {
+        switch await keys.refreshIfDue() {
+        case .notDue, .unchanged: break
+        case .changed(let keyring):
+            logger.notice("API keys reloaded", metadata: ["tenants": "\(Set(keyring.entries.map(\.tenant.name)).sorted().joined(separator: ","))"])
+        case .failed(let error):
+            logger.error("cannot re-read the API keys; the ones loaded before stay in force", metadata: ["error": "\(error)"])
         }
     }
 
@@ -344,8 +358,14 @@ extension APIHandler {
         } else {
             logger.notice("API keys loaded", metadata: ["tenants": "\(keyring.entries.map(\.tenant.name).joined(separator: ","))"])
         }
+        // A key file (not SDQ_API_KEYS, which cannot change while the process runs) is re-read
+        // every 30 s, so a rotation or revocation takes effect within a minute.
+        var reload: LiveKeyring.Loader?
+        if let file = environment["SDQ_API_KEYS_FILE"], !file.trimmingWhitespace().isEmpty {
+            reload = { () async throws(ConfigurationError) -> APIKeyring in try await APIKeyring.load(environment: environment) }
+        }
         var handler = APIHandler(
-            context: context, logger: logger, keyring: keyring, signer: signer,
+            context: context, logger: logger, keys: LiveKeyring(keyring, interval: .seconds(30), loader: reload), signer: signer,
             publicBaseURL: configuration.publicURL,
             webhookPolicy: OutboundURLPolicy(allowPrivate: configuration.webhookAllowPrivate))
         // Stream tokens: SDQ_STREAM_TOKEN_SECRET where set (every instance must share it); else a

@@ -131,6 +131,8 @@ extension InferenceWorker: WorkerEffects {
             logger.warning("receive failed", metadata: ["error": "\(error)"])
         case .extendFailed(let error):
             logger.warning("extending visibility failed", metadata: ["error": "\(error)"])
+        case .handedBack(let count):
+            logger.info("handed unfinished tasks back", metadata: ["count": "\(count)"])
         case .leaseLost(let labels):
             for label in labels {
                 logger.error(

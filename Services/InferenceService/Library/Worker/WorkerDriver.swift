@@ -39,6 +39,8 @@ enum WorkerTrouble: Sendable {
     case extendFailed(any Error)
     /// The lease on these tasks' messages ran out before an extension succeeded.
     case leaseLost([String])
+    /// Not a trouble: graceful shutdown handed these messages back to the queue (visible at once).
+    case handedBack(Int)
 }
 
 /// Runs a ``WorkerMachine``: feeds it events and performs its actions, each in a child task that
@@ -88,6 +90,7 @@ final class WorkerDriver<Effects: WorkerEffects>: Sendable {
             for await action in actions {
                 if case .finish(let receipts) = action {
                     for receipt in receipts { await effects.release(receipt, .retry(after: .zero)) }
+                    if !receipts.isEmpty { effects.report(.handedBack(receipts.count)) }
                     break
                 }
                 group.addTask { await self.perform(action) }
