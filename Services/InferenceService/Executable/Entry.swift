@@ -24,7 +24,7 @@ struct Entry {
             let settings = InferenceConfiguration(
                 pool: configuration.pool, visibilityTimeout: context.pools.queues.workerVisibilityTimeout,
                 fetchPolicy: OutboundURLPolicy(allowPrivate: configuration.fetchAllowPrivate),
-                    previewInterval: configuration.previewIntervalMilliseconds > 0 ? .milliseconds(configuration.previewIntervalMilliseconds) : nil)
+                    previewInterval: configuration.previewInterval)
             return [InferenceWorker(context: context, runtime: runtime, configuration: settings, logger: logger)]
         }
     }

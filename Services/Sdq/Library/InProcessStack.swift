@@ -74,7 +74,7 @@ public struct InProcessStack: Sendable {
                 let configuration = InferenceConfiguration(
                     pool: pool.name, visibilityTimeout: workerVisibilityTimeout, receiveWait: receiveWait, progressInterval: progressInterval,
                     fetchPolicy: OutboundURLPolicy(allowPrivate: configuration.fetchAllowPrivate),
-                    previewInterval: configuration.previewIntervalMilliseconds > 0 ? .milliseconds(configuration.previewIntervalMilliseconds) : nil)
+                    previewInterval: configuration.previewInterval)
                 services.append(
                     InferenceWorker(
                         context: context, runtime: runtime, configuration: configuration,

@@ -52,6 +52,8 @@ public struct SDQConfiguration: Sendable {
     /// `SDQ_PREVIEW_INTERVAL_MS`: least time between two live previews a worker stores for a
     /// running task (one object write and one record update each); 0 turns previews off.
     public var previewIntervalMilliseconds: Int = 1000
+    /// ``previewIntervalMilliseconds`` as a duration; nil when previews are off.
+    public var previewInterval: Duration? { previewIntervalMilliseconds > 0 ? .milliseconds(previewIntervalMilliseconds) : nil }
     /// `SDQ_SERVER`: the API the `sdq` client commands talk to; nil: this machine's `httpPort`.
     public var server: String?
     /// `SDQ_HEALTH_FILE`: a file a port-less service keeps fresh while it runs (container health).

@@ -145,6 +145,10 @@ public struct APIError: CodedError, Equatable {
     static func invalid(_ field: String, _ message: String) -> APIError {
         APIError(status: 400, code: "invalid_field", message: message, field: field)
     }
+    /// A `pool` no configuration has (submission and list filters answer it alike).
+    static func unknownPool(_ name: String) -> APIError {
+        APIError(status: 422, code: "unknown_pool", message: "no pool named \(name)", field: "pool")
+    }
     static func missing(_ field: String) -> APIError {
         APIError(status: 400, code: "missing_field", message: "\(field) is required", field: field)
     }

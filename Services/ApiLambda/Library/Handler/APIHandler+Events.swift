@@ -218,9 +218,7 @@ extension APIHandler {
             query.status = status
         }
         if let pool = request.query["pool"] {
-            guard context.pools.pool(named: pool) != nil else {
-                throw APIError(status: 422, code: "unknown_pool", message: "no pool named \(pool)", field: "pool")
-            }
+            guard context.pools.pool(named: pool) != nil else { throw .unknownPool(pool) }
             query.pool = pool
         }
         query.since = try Self.time(request.query["since"], field: "since")

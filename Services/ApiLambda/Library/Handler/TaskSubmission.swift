@@ -142,9 +142,7 @@ public struct TaskSubmission: Sendable, Equatable {
         s.pool = try fields.string("pool")
         s.model = try fields.string("model")
         if let name = s.pool {
-            guard let pool = pools.pool(named: name) else {
-                throw APIError(status: 422, code: "unknown_pool", message: "no pool named \(name)", field: "pool")
-            }
+            guard let pool = pools.pool(named: name) else { throw .unknownPool(name) }
             if let model = s.model, !pool.models.contains(model) {
                 throw APIError(status: 422, code: "unknown_model", message: "pool \(name) does not serve model \(model)", field: "model")
             }
