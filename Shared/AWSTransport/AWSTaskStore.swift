@@ -33,35 +33,92 @@ public struct AWSTaskStore: TaskStore {
         return expires * 1000 > EpochClock.nowMillis() ? item : nil
     }
 
-    public func create(_ record: TaskRecord) async throws(TransportError) -> CreateOutcome {
+    public func create(_ record: TaskRecord, inFlightLimit: Int?) async throws(TransportError) -> CreateOutcome {
         let taskPut = DynamoPut(table: table, item: try item(record, version: 1), condition: "attribute_not_exists(id)")
-        for _ in 0..<3 {
+        // Concurrent submissions of one tenant meet on its quota item; DynamoDB cancels all but
+        // one transaction on it (TransactionConflict), so a lost race waits a moment and retries.
+        for attempt in 0..<(record.inFlightSlot == nil ? 3 : 20) {
+            if attempt > 0, record.inFlightSlot != nil { try? await Task.sleep(for: .milliseconds(Int.random(in: 5...(20 * min(attempt, 5))))) }
             do throws(AWSError) {
+                var writes: [DynamoWrite] = []
                 if let key = record.idempotencyKey {
-                    let idem = DynamoPut(
+                    writes.append(.put(DynamoPut(
                         table: table,
                         item: ["id": .string("idem#\(key)"), "task_id": .string(record.id), Self.ttlAttribute: .int(record.expiresAt / 1000)],
                         condition: "attribute_not_exists(id) OR #ttl < :now", names: ["#ttl": Self.ttlAttribute],
-                        values: [":now": .int(EpochClock.nowMillis() / 1000)])
-                    try await dynamo.transactPut([idem, taskPut])
-                } else {
-                    try await dynamo.putItem(taskPut)
+                        values: [":now": .int(EpochClock.nowMillis() / 1000)])))
                 }
+                writes.append(.put(taskPut))
+                if let slot = record.inFlightSlot { writes.append(.update(slotChange(slot, by: 1, limit: inFlightLimit))) }
+                if writes.count == 1 { try await dynamo.putItem(taskPut) } else { try await dynamo.transactWrite(writes) }
                 return .created(record)
             } catch where error.code == "TransactionCanceledException" || error.code == "ConditionalCheckFailedException" {
-                // Taken: by the idempotency key, or (vanishingly rarely) by the id.
+                // Taken: by the idempotency key, or (vanishingly rarely) by the id; or refused by the limit.
                 var existingID = record.id
                 if let key = record.idempotencyKey, let idem = live(try await fetch("idem#\(key)")), let taskID = idem["task_id"]?.stringValue {
                     existingID = taskID
                 }
                 if let existing = live(try await fetch(existingID)) { return .existing(try decode(existing).0) }
-                // The key points at an expired or missing task: try again (the condition lets an expired key be reused).
+                if let slot = record.inFlightSlot, let inFlightLimit, try await inFlight(tenant: slot) >= inFlightLimit {
+                    return .inFlightLimitReached(limit: inFlightLimit)
+                }
+                // The key points at an expired or missing task, or a slot came free: try again
+                // (the condition lets an expired key be reused).
                 continue
             } catch {
                 throw TransportError(aws: error)
             }
         }
-        throw .storage("cannot create task \(record.id): its idempotency key is contended")
+        throw .storage("cannot create task \(record.id): its idempotency key or its tenant's in-flight count is contended")
+    }
+
+    /// The key of a tenant's quota item: its in-flight count (`in_flight`) and its submission
+    /// rate's theoretical arrival time (`rate_tat`). No TTL: it lives as long as the tenant.
+    static func quotaKey(_ tenant: String) -> DynamoItem { ["id": .string("quota#\(tenant)")] }
+
+    /// Moves a tenant's in-flight count by `delta`, refusing to go past `limit` when one is given
+    /// (a decrement is never refused: the ending it belongs to must happen).
+    private func slotChange(_ tenant: String, by delta: Int64, limit: Int?) -> DynamoUpdate {
+        var values: DynamoItem = [":zero": .int(0), ":delta": .int(delta)]
+        var condition: String?
+        if let limit, delta > 0 {
+            values[":limit"] = .int(Int64(limit))
+            condition = "attribute_not_exists(#n) OR #n < :limit"
+        }
+        return DynamoUpdate(
+            table: table, key: Self.quotaKey(tenant), update: "SET #n = if_not_exists(#n, :zero) + :delta", condition: condition,
+            names: ["#n": "in_flight"], values: values)
+    }
+
+    public func takeSubmission(tenant: String, rate: SubmissionRate, now: Int64) async throws(TransportError) -> RateDecision {
+        for _ in 0..<50 {
+            let stored = try await fetch("quota#\(tenant)")?["rate_tat"]?.intValue
+            let decision = rate.decide(arrivalTime: stored, now: now)
+            guard decision.allowed else { return decision }
+            var values: DynamoItem = [":new": .int(decision.arrivalTime)]
+            let condition: String
+            if let stored {
+                values[":old"] = .int(stored)
+                condition = "#t = :old"
+            } else {
+                condition = "attribute_not_exists(#t)"
+            }
+            do throws(AWSError) {
+                _ = try await dynamo.updateItem(
+                    table: table, key: Self.quotaKey(tenant), update: "SET #t = :new", condition: condition, names: ["#t": "rate_tat"],
+                    values: values)
+                return decision
+            } catch where error.code == "ConditionalCheckFailedException" {
+                continue  // another instance took a submission meanwhile: decide again
+            } catch {
+                throw TransportError(aws: error)
+            }
+        }
+        throw .storage("the submission rate of \(tenant) is contended")
+    }
+
+    public func inFlight(tenant: String) async throws(TransportError) -> Int {
+        max(0, Int(try await fetch("quota#\(tenant)")?["in_flight"]?.intValue ?? 0))
     }
 
     public func get(id: String) async throws(TransportError) -> TaskRecord? {
@@ -74,18 +131,22 @@ public struct AWSTaskStore: TaskStore {
         guard let fields = transition.fields, !transition.guards.contains(.submitFailed) else {
             return try await readModifyWrite(id: id, permits: transition.permits) { TaskLifecycle.apply(event, to: &$0) }
         }
-        let expression = try UpdateExpression(fields: fields, transition: transition, ttlAttribute: Self.ttlAttribute)
+        // An ending of a task that holds an in-flight slot must give the slot back in the same
+        // write: the fast path is only for tasks without one; the others take the transaction.
+        let expression = try UpdateExpression(
+            fields: fields, transition: transition, ttlAttribute: Self.ttlAttribute,
+            requireNoSlot: TaskLifecycle.mayEnd(event) ? TaskItemLayout.slotAttribute : nil)
         let updated: DynamoItem?
         do throws(AWSError) {
             updated = try await dynamo.updateItem(
                 table: table, key: ["id": .string(id)], update: expression.update, condition: expression.condition,
                 names: expression.names, values: expression.values)
         } catch where error.code == "ConditionalCheckFailedException" {
-            // Missing, expired, refused by the lifecycle, or still in layout 1.
+            // Missing, expired, refused by the lifecycle, still in layout 1, or holding a slot.
             guard let item = live(try await fetch(id)) else { return .notFound }
             let (current, _) = try decode(item)
             guard transition.permits(current) else { return .conflict(current) }
-            return try await readModifyWrite(id: id, permits: transition.permits) { TaskLifecycle.apply(event, to: &$0) }
+            return try await readModifyWrite(id: id, first: item, permits: transition.permits) { TaskLifecycle.apply(event, to: &$0) }
         } catch {
             throw TransportError(aws: error)
         }
@@ -155,13 +216,19 @@ public struct AWSTaskStore: TaskStore {
         return TaskPage(records: records, next: TaskListPosition(submittedAt: submitted, id: id))
     }
 
-    /// Reads the item, applies `mutate` if `permits` allows, and puts the whole item back in
-    /// layout 2 on condition that nobody wrote it meanwhile (`version`).
+    /// Reads the item (the first time, `first` when given), applies `mutate` if `permits`
+    /// allows, and puts the whole item back in layout 2 on condition that nobody wrote it
+    /// meanwhile (`version`). A change that ends (or revives) a task holding an in-flight slot
+    /// moves its tenant's count in the same transaction.
     private func readModifyWrite(
-        id: String, permits: (TaskRecord) -> Bool, _ mutate: (inout TaskRecord) -> Void
+        id: String, first: DynamoItem? = nil, permits: (TaskRecord) -> Bool, _ mutate: (inout TaskRecord) -> Void
     ) async throws(TransportError) -> UpdateOutcome {
+        var first = first
         for _ in 0..<50 {
-            guard let item = live(try await fetch(id)) else { return .notFound }
+            let read: DynamoItem?
+            if let given = first { read = given } else { read = try await fetch(id) }
+            first = nil
+            guard let item = live(read) else { return .notFound }
             let (current, version) = try decode(item)
             guard permits(current) else { return .conflict(current) }
             var updated = current
@@ -169,11 +236,16 @@ public struct AWSTaskStore: TaskStore {
             updated.id = current.id
             if updated == current, item[TaskItemLayout.layoutAttribute]?.intValue == TaskItemLayout.current { return .applied(current) }
             let newItem = try self.item(updated, version: version + 1)
+            let put = DynamoPut(table: table, item: newItem, condition: "#v = :v", names: ["#v": "version"], values: [":v": .int(version)])
+            let delta = current.inFlightSlot == nil ? 0 : TaskLifecycle.inFlightDelta(from: current.status, to: updated.status)
             do throws(AWSError) {
-                try await dynamo.putItem(DynamoPut(
-                    table: table, item: newItem, condition: "#v = :v", names: ["#v": "version"], values: [":v": .int(version)]))
+                if let slot = current.inFlightSlot, delta != 0 {
+                    try await dynamo.transactWrite([.put(put), .update(slotChange(slot, by: Int64(delta), limit: nil))])
+                } else {
+                    try await dynamo.putItem(put)
+                }
                 return .applied(updated)
-            } catch where error.code == "ConditionalCheckFailedException" {
+            } catch where error.code == "ConditionalCheckFailedException" || error.code == "TransactionCanceledException" {
                 continue  // lost a race: read again
             } catch {
                 throw TransportError(aws: error)
@@ -191,7 +263,9 @@ struct UpdateExpression {
     var names: [String: String] = [:]
     var values: DynamoItem = [:]
 
-    init(fields: [TaskField], transition: TaskTransition, ttlAttribute: String) throws(TransportError) {
+    init(fields: [TaskField], transition: TaskTransition, ttlAttribute: String, requireNoSlot slotAttribute: String? = nil)
+        throws(TransportError)
+    {
         var names: [String: String] = [:]
         var values: DynamoItem = [:]
         var sets: [String] = ["#version = #version + :one"]
@@ -221,6 +295,7 @@ struct UpdateExpression {
 
         var clauses = ["\(name(TaskItemLayout.layoutAttribute)) = :layout", "\(name(ttlAttribute)) > :now"]
         values[":layout"] = .int(TaskItemLayout.current)
+        if let slotAttribute { clauses.append("attribute_not_exists(\(name(slotAttribute)))") }
         values[":now"] = .int(EpochClock.nowMillis() / 1000)
         let statuses = TaskStatus.allCases.filter(transition.allowedFrom.contains)
         if statuses.count < TaskStatus.allCases.count {

@@ -21,6 +21,8 @@ import SDQPlatform
 enum TaskItemLayout {
     static let current: Int64 = 2
     static let layoutAttribute = "layout"
+    /// The tenant whose in-flight slot the task holds (``TaskRecord/inFlightSlot``).
+    static let slotAttribute = "in_flight_slot"
 
     private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
@@ -92,6 +94,9 @@ enum TaskItemLayout {
             for (name, value) in try attributes(field) { item[name] = value }
         }
         if let webhook = record.webhook { item["webhook"] = .string(try json(webhook)) }
+        // Set once at creation (it is in `record` too); a top-level attribute so that an
+        // ending's fast path can require its absence (AWSTaskStore.apply).
+        if let slot = record.inFlightSlot { item[slotAttribute] = .string(slot) }
         return item
     }
 

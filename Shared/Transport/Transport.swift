@@ -162,8 +162,16 @@ extension ObjectStore {
 /// The task records (DynamoDB on AWS). Every state change is a conditional write, so duplicate
 /// deliveries and races between services cannot produce two terminal states.
 public protocol TaskStore: Sendable {
-    /// Stores a new record; with an idempotency key that is already taken, returns the existing one.
-    func create(_ record: TaskRecord) async throws(TransportError) -> CreateOutcome
+    /// Stores a new record; with an idempotency key that is already taken, returns the existing
+    /// one. A record with an ``TaskRecord/inFlightSlot`` takes a slot of that tenant's in-flight
+    /// count in the same atomic write, and is refused (``CreateOutcome/inFlightLimitReached(limit:)``,
+    /// nothing stored) when `inFlightLimit` slots are taken; a repeat of an existing task takes none.
+    func create(_ record: TaskRecord, inFlightLimit: Int?) async throws(TransportError) -> CreateOutcome
+    /// Takes one submission from `tenant`'s rate bucket at `now` (epoch milliseconds) with one
+    /// conditional write on the tenant's quota record, shared by every API instance.
+    func takeSubmission(tenant: String, rate: SubmissionRate, now: Int64) async throws(TransportError) -> RateDecision
+    /// The tenant's tasks in flight that hold slots (queued, dispatched or running).
+    func inFlight(tenant: String) async throws(TransportError) -> Int
     /// Reads a record; nil when absent or expired.
     func get(id: String) async throws(TransportError) -> TaskRecord?
     /// Applies one lifecycle event atomically, if its ``TaskLifecycle`` transition permits it on
@@ -189,6 +197,11 @@ public protocol TaskStore: Sendable {
 }
 
 extension TaskStore {
+    /// Stores a new record without an in-flight limit (``create(_:inFlightLimit:)``).
+    public func create(_ record: TaskRecord) async throws(TransportError) -> CreateOutcome {
+        try await create(record, inFlightLimit: nil)
+    }
+
     public func changeGeneration(of id: String) async -> UInt64 { 0 }
     public func waitForChange(of id: String, since generation: UInt64, timeout: Duration) async {
         try? await Task.sleep(for: timeout)

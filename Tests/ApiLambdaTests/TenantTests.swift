@@ -18,7 +18,7 @@ import Testing
           - name: ops
             key_sha256: \(APIKeyringFixture.sha256("k3-ops"))
             role: operator
-            quotas: {tasks_per_minute: 60}
+            quotas: {submissions_per_minute: 600}
         """
 
     static func harness() async throws -> APIHandlerTests.Harness {
@@ -140,9 +140,11 @@ import Testing
         let ring = try APIKeyring.parse(file: Self.keyFile, source: "keys.yaml")
         #expect(ring.tenant(presenting: "k1-alice") == Tenant(name: "alice"))
         #expect(ring.tenant(presenting: "20240101")?.name == "bob")  // digits stay a key
-        #expect(ring.tenant(presenting: "k3-ops") == Tenant(name: "ops", role: .operator))
+        #expect(
+            ring.tenant(presenting: "k3-ops")
+                == Tenant(name: "ops", role: .operator, quotas: TenantQuotas(submissionRate: SubmissionRate(perMinute: 600, burst: 600))))
         #expect(ring.tenant(presenting: "k1-alicE") == nil && ring.tenant(presenting: nil) == nil)
-        #expect(ring.entries[2].quotas == .object(["tasks_per_minute": .number(60)]))
+        #expect(ring.entries[2].quotas == .object(["submissions_per_minute": .number(600)]))
         // Unnamed keys keep the key- + hash names records already carry.
         let unnamed = APIKeyring(keys: ["k-one"])
         #expect(unnamed.tenant(presenting: "k-one")?.name == "key-" + APIKeyringFixture.sha256("k-one").prefix(12))

@@ -65,6 +65,50 @@ public struct DynamoPut: Sendable {
     }
 }
 
+/// One conditional update of a transaction (``DynamoDBClient/transactWrite(_:)``).
+public struct DynamoUpdate: Sendable {
+    public var table: String
+    public var key: DynamoItem
+    public var update: String
+    public var condition: String?
+    public var names: [String: String]
+    public var values: DynamoItem
+
+    public init(
+        table: String, key: DynamoItem, update: String, condition: String? = nil, names: [String: String] = [:], values: DynamoItem = [:]
+    ) {
+        self.table = table
+        self.key = key
+        self.update = update
+        self.condition = condition
+        self.names = names
+        self.values = values
+    }
+
+    var json: JSONValue {
+        var body: [String: JSONValue] = [
+            "TableName": .string(table), "Key": DynamoDBClient.encode(key), "UpdateExpression": .string(update),
+        ]
+        if let condition { body["ConditionExpression"] = .string(condition) }
+        if !names.isEmpty { body["ExpressionAttributeNames"] = .strings(names) }
+        if !values.isEmpty { body["ExpressionAttributeValues"] = DynamoDBClient.encode(values) }
+        return .object(body)
+    }
+}
+
+/// One write of a transaction.
+public enum DynamoWrite: Sendable {
+    case put(DynamoPut)
+    case update(DynamoUpdate)
+
+    var json: JSONValue {
+        switch self {
+        case .put(let put): ["Put": put.json]
+        case .update(let update): ["Update": update.json]
+        }
+    }
+}
+
 /// DynamoDB over the AWS JSON 1.0 protocol.
 public struct DynamoDBClient: Sendable {
     public let client: AWSHTTPClient
@@ -210,7 +254,12 @@ public struct DynamoDBClient: Sendable {
 
     /// Applies all puts or none (`TransactionCanceledException` when a condition fails).
     public func transactPut(_ puts: [DynamoPut]) async throws(AWSError) {
-        _ = try await call("TransactWriteItems", ["TransactItems": .array(puts.map { ["Put": $0.json] })])
+        try await transactWrite(puts.map(DynamoWrite.put))
+    }
+
+    /// Applies all writes or none (`TransactionCanceledException` when a condition fails).
+    public func transactWrite(_ writes: [DynamoWrite]) async throws(AWSError) {
+        _ = try await call("TransactWriteItems", ["TransactItems": .array(writes.map(\.json))])
     }
 
     /// Changes attributes of an item with an update expression, if `condition` holds (throws

@@ -4,6 +4,9 @@ public enum CreateOutcome: Sendable, Equatable {
     case created(TaskRecord)
     /// A record with the same idempotency key already existed; it is returned unchanged.
     case existing(TaskRecord)
+    /// Nothing was stored: the record takes an in-flight slot (``TaskRecord/inFlightSlot``) and
+    /// its tenant already has `limit` tasks queued or running.
+    case inFlightLimitReached(limit: Int)
 }
 
 /// What a conditional update did.

@@ -214,6 +214,10 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// message (whose lane send may not have happened) may send the task again; any other
     /// message for a dispatched task is a duplicate and is dropped.
     public var dispatchMessage: String?
+    /// The tenant whose in-flight quota (`max_in_flight`) this task holds a slot of, set at
+    /// submission when the tenant has that quota. The store gives the slot back in the same
+    /// atomic write as the task's one terminal transition (``TaskLifecycle/inFlightDelta(from:to:)``).
+    public var inFlightSlot: String?
 
     public init(
         id: String, status: TaskStatus = .queued, pool: String, model: String, kind: TaskKind = .txt2img,

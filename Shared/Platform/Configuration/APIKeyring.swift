@@ -17,10 +17,13 @@ public struct Tenant: Sendable, Equatable, CustomStringConvertible {
     /// unnamed key, or `anonymous` on an open API.
     public var name: String
     public var role: APIRole
+    /// The tenant's quotas (``TenantQuotas``); none unless its key file entry sets them.
+    public var quotas: TenantQuotas
 
-    public init(name: String, role: APIRole = .client) {
+    public init(name: String, role: APIRole = .client, quotas: TenantQuotas = .none) {
         self.name = name
         self.role = role
+        self.quotas = quotas
     }
 
     /// The one tenant of an API with no keys.
@@ -48,7 +51,9 @@ public struct Tenant: Sendable, Equatable, CustomStringConvertible {
 ///     key: sk-live-…         # the key itself, or instead:
 ///     # key_sha256: 64 hex   # its SHA-256, so the file need not hold the key
 ///     role: client           # client (default) or operator
-///     quotas: {}             # reserved for per-tenant quotas
+///     quotas:                # optional, see TenantQuotas
+///       submissions_per_minute: 60
+///       max_in_flight: 20
 /// ```
 ///
 /// Several keys may name one tenant (with the same role and quotas): that is how a key is
@@ -62,7 +67,7 @@ public struct APIKeyring: Sendable {
         public var tenant: Tenant
         /// SHA-256 of the key.
         public var digest: [UInt8]
-        /// The key's `quotas` object, kept for the quota settings of a later issue.
+        /// The key's `quotas` object as written (keys of one tenant must agree on it).
         public var quotas: JSONValue?
     }
 
@@ -174,6 +179,10 @@ public struct APIKeyring: Sendable {
                 guard raw.mapping != nil else { throw fail("keys[\(index)].quotas must be an object") }
                 quotas = Self.json(raw)
             }
+            var limits = TenantQuotas.none
+            if let quotas {
+                do { limits = try TenantQuotas.parse(quotas, path: "keys[\(index)].quotas") } catch { throw fail(error.message) }
+            }
             // Several keys may be one tenant (a rotation: the new key is added, clients move, the
             // old one is removed) when they agree on its role and quotas. Names differing only in
             // case would share folders on case-insensitive file systems.
@@ -184,7 +193,7 @@ public struct APIKeyring: Sendable {
             } else if !names.insert(name.lowercased()).inserted {
                 throw fail("keys[\(index)]: tenant \(name) differs from another only in case")
             }
-            entries.append(Entry(tenant: Tenant(name: name, role: role), digest: digest, quotas: quotas))
+            entries.append(Entry(tenant: Tenant(name: name, role: role, quotas: limits), digest: digest, quotas: quotas))
         }
         guard !entries.isEmpty else { throw fail("lists no key; remove SDQ_API_KEYS_FILE to run an open API") }
         return APIKeyring(entries: entries)

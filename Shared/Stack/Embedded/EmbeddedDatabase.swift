@@ -32,6 +32,9 @@ final class EmbeddedDatabase: Sendable {
             let database = EmbeddedDatabase(connection: connection, path: path)
             _ = try await connection.query("PRAGMA journal_mode=WAL")
             _ = try await connection.query("PRAGMA synchronous=NORMAL")
+            // Several processes may share the file (API instances beside `sdq up`): a writer
+            // waits for another's write instead of failing with SQLITE_BUSY.
+            _ = try await connection.query("PRAGMA busy_timeout=10000")
             for statement in schema {
                 _ = try await connection.query(statement)
             }
@@ -132,6 +135,48 @@ final class EmbeddedDatabase: Sendable {
         CREATE INDEX IF NOT EXISTS tasks_by_tenant ON tasks(
           coalesce(json_extract(record, '$.tenant'), 'anonymous'),
           coalesce(json_extract(record, '$.timings.submittedAt'), 0), id)
+        """,
+        // Per-tenant quotas: the in-flight count of the tasks holding slots, and the submission
+        // rate's theoretical arrival time (SubmissionRate). The triggers move the count in the
+        // same statement as the task's status, so a slot comes back exactly once.
+        """
+        CREATE TABLE IF NOT EXISTS tenant_quotas (
+          tenant TEXT PRIMARY KEY,
+          in_flight INTEGER NOT NULL DEFAULT 0,
+          rate_tat INTEGER
+        )
+        """,
+        """
+        CREATE TRIGGER IF NOT EXISTS task_slot_taken AFTER INSERT ON tasks
+        WHEN json_extract(NEW.record, '$.inFlightSlot') IS NOT NULL AND NEW.status IN ('queued', 'dispatched', 'running')
+        BEGIN
+          INSERT OR IGNORE INTO tenant_quotas (tenant) VALUES (json_extract(NEW.record, '$.inFlightSlot'));
+          UPDATE tenant_quotas SET in_flight = in_flight + 1 WHERE tenant = json_extract(NEW.record, '$.inFlightSlot');
+        END
+        """,
+        """
+        CREATE TRIGGER IF NOT EXISTS task_slot_returned AFTER UPDATE OF status ON tasks
+        WHEN json_extract(NEW.record, '$.inFlightSlot') IS NOT NULL
+          AND OLD.status IN ('queued', 'dispatched', 'running') AND NEW.status NOT IN ('queued', 'dispatched', 'running')
+        BEGIN
+          UPDATE tenant_quotas SET in_flight = max(0, in_flight - 1) WHERE tenant = json_extract(NEW.record, '$.inFlightSlot');
+        END
+        """,
+        """
+        CREATE TRIGGER IF NOT EXISTS task_slot_retaken AFTER UPDATE OF status ON tasks
+        WHEN json_extract(NEW.record, '$.inFlightSlot') IS NOT NULL
+          AND OLD.status NOT IN ('queued', 'dispatched', 'running') AND NEW.status IN ('queued', 'dispatched', 'running')
+        BEGIN
+          INSERT OR IGNORE INTO tenant_quotas (tenant) VALUES (json_extract(NEW.record, '$.inFlightSlot'));
+          UPDATE tenant_quotas SET in_flight = in_flight + 1 WHERE tenant = json_extract(NEW.record, '$.inFlightSlot');
+        END
+        """,
+        """
+        CREATE TRIGGER IF NOT EXISTS task_slot_dropped AFTER DELETE ON tasks
+        WHEN json_extract(OLD.record, '$.inFlightSlot') IS NOT NULL AND OLD.status IN ('queued', 'dispatched', 'running')
+        BEGIN
+          UPDATE tenant_quotas SET in_flight = max(0, in_flight - 1) WHERE tenant = json_extract(OLD.record, '$.inFlightSlot');
+        END
         """,
     ]
 }

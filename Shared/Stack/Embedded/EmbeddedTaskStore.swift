@@ -33,28 +33,63 @@ struct EmbeddedTaskStore: TaskStore {
         return record
     }
 
-    func create(_ record: TaskRecord) async throws(TransportError) -> CreateOutcome {
+    func create(_ record: TaskRecord, inFlightLimit: Int?) async throws(TransportError) -> CreateOutcome {
         // An expired task no longer holds its id or idempotency key.
         try await database.query(
             "DELETE FROM tasks WHERE expires_at <= ? AND (id = ? OR (idempotency_key IS NOT NULL AND idempotency_key = ?))",
             [.int(EpochClock.nowMillis()), .text(record.id), .optionalText(record.idempotencyKey)])
+        var binds: [SQLiteData] = [
+            .text(record.id), .optionalText(record.idempotencyKey), .text(record.status.rawValue), .text(try encode(record)),
+            .int(record.expiresAt),
+        ]
+        // With a limit, the insert itself checks the count (the trigger task_slot_taken then
+        // takes the slot): one statement, so API processes sharing the file cannot both pass.
+        var condition = "1"
+        if let slot = record.inFlightSlot, let inFlightLimit {
+            condition = "coalesce((SELECT in_flight FROM tenant_quotas WHERE tenant = ?), 0) < ?"
+            binds += [.text(slot), .int(inFlightLimit)]
+        }
         let rows = try await database.query(
             """
             INSERT INTO tasks (id, idempotency_key, status, version, record, expires_at)
-            VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT DO NOTHING RETURNING id
-            """,
-            [.text(record.id), .optionalText(record.idempotencyKey), .text(record.status.rawValue),
-             .text(try encode(record)), .int(record.expiresAt)])
+            SELECT ?, ?, ?, 1, ?, ? WHERE \(condition) ON CONFLICT DO NOTHING RETURNING id
+            """, binds)
         if !rows.isEmpty {
             await changes.signal(queue: record.id)
             return .created(record)
         }
-        // Lost to an existing row: the same id or the same idempotency key.
+        // Lost to an existing row (the same id or the same idempotency key), or refused.
         let existing = try await database.query(
             "SELECT record FROM tasks WHERE id = ? OR (idempotency_key IS NOT NULL AND idempotency_key = ?)",
             [.text(record.id), .optionalText(record.idempotencyKey)])
-        guard let row = existing.first else { throw .storage("task \(record.id) vanished during create") }
+        guard let row = existing.first else {
+            if record.inFlightSlot != nil, let inFlightLimit { return .inFlightLimitReached(limit: inFlightLimit) }
+            throw .storage("task \(record.id) vanished during create")
+        }
         return .existing(try decode(row))
+    }
+
+    func takeSubmission(tenant: String, rate: SubmissionRate, now: Int64) async throws(TransportError) -> RateDecision {
+        for _ in 0..<100 {
+            let rows = try await database.query("SELECT rate_tat FROM tenant_quotas WHERE tenant = ?", [.text(tenant)])
+            let stored = rows.first.flatMap { $0.column("rate_tat")?.integer }.map(Int64.init)
+            let decision = rate.decide(arrivalTime: stored, now: now)
+            guard decision.allowed else { return decision }
+            // Written only if nobody wrote it since it was read (the same value, or no row).
+            let written = try await database.query(
+                """
+                INSERT INTO tenant_quotas (tenant, rate_tat) VALUES (?, ?)
+                ON CONFLICT (tenant) DO UPDATE SET rate_tat = excluded.rate_tat WHERE tenant_quotas.rate_tat IS ?
+                RETURNING tenant
+                """, [.text(tenant), .int(decision.arrivalTime), stored.map { .int($0) } ?? .null])
+            if !written.isEmpty { return decision }
+        }
+        throw .storage("the submission rate of \(tenant) is contended")
+    }
+
+    func inFlight(tenant: String) async throws(TransportError) -> Int {
+        let rows = try await database.query("SELECT in_flight FROM tenant_quotas WHERE tenant = ?", [.text(tenant)])
+        return rows.first.flatMap { $0.column("in_flight")?.integer } ?? 0
     }
 
     func get(id: String) async throws(TransportError) -> TaskRecord? {

@@ -112,7 +112,7 @@ public struct APIResponse: Sendable, Equatable {
     public static func error(_ error: APIError) -> APIResponse {
         var object: [String: JSONValue] = ["code": .string(error.code), "message": .string(error.message)]
         object["field"] = error.field.map { .string($0) } ?? .null
-        var headers: [String: String] = [:]
+        var headers = error.headers
         if error.status == 503 { headers["retry-after"] = "2" }
         if error.status == 401 { headers["www-authenticate"] = "Bearer" }
         if !error.allowedMethods.isEmpty { headers["allow"] = error.allowedMethods.joined(separator: ", ") }
@@ -128,18 +128,23 @@ public struct APIError: CodedError, Equatable {
     public let field: String?
     /// The methods a 405 answer allows (its `Allow` header).
     public let allowedMethods: [String]
+    /// Further response headers (a 429's `Retry-After` and `RateLimit` fields), lower-case names.
+    public let headers: [String: String]
 
-    public init(status: Int, code: String, message: String, field: String? = nil, allowedMethods: [String] = []) {
+    public init(
+        status: Int, code: String, message: String, field: String? = nil, allowedMethods: [String] = [], headers: [String: String] = [:]
+    ) {
         self.status = status
         self.code = code
         self.message = message
         self.field = field
         self.allowedMethods = allowedMethods
+        self.headers = headers
     }
 
     /// The same error naming another field.
     func naming(_ field: String?) -> APIError {
-        APIError(status: status, code: code, message: message, field: field, allowedMethods: allowedMethods)
+        APIError(status: status, code: code, message: message, field: field, allowedMethods: allowedMethods, headers: headers)
     }
 
     static func invalid(_ field: String, _ message: String) -> APIError {

@@ -19,9 +19,9 @@ extension APIHandler {
                 status: 400, code: "invalid_header", message: "Idempotency-Key must be 1...255 characters, without | or control characters",
                 field: "Idempotency-Key")
         }
-        let (record, replayed) = try await accept(
+        let (record, replayed, quotaHeaders) = try await accept(
             submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body), tenant: tenant)
-        return try await accepted(record, request: request, replayed: replayed)
+        return try await accepted(record, request: request, replayed: replayed, headers: quotaHeaders)
     }
 
     /// Refuses a webhook destination that is not http(s) or is, or resolves to, a loopback,
@@ -45,12 +45,14 @@ extension APIHandler {
     }
 
     /// Records and publishes a validated submission (shared by every request format). Returns the
-    /// task and whether it is a replay of an earlier request with the same idempotency key.
+    /// task, whether it is a replay of an earlier request with the same idempotency key, and the
+    /// tenant's quota headers for the answer.
     ///
     /// Idempotency keys belong to the tenant: the same key from another tenant is another task,
-    /// and never reveals that the key is in use.
+    /// and never reveals that the key is in use. Quotas (``TenantQuotas``) are checked after the
+    /// request is validated and before anything is stored: a refusal is a 429 `quota_exceeded`.
     func accept(_ submission: TaskSubmission, idempotencyKey: String?, digest: String, tenant: Tenant)
-        async throws(APIError) -> (TaskRecord, replayed: Bool)
+        async throws(APIError) -> (TaskRecord, replayed: Bool, headers: [String: String])
     {
         let now = EpochClock.nowMillis()
         let id = TaskID.generate(now: now)
@@ -59,6 +61,7 @@ extension APIHandler {
             ?? submission.model.flatMap { context.pools.pool(servingModel: $0) } ?? context.pools.defaultPool
         let model = submission.model ?? pool.models[0]
         try await checkCallback(submission)
+        let quotaHeaders = try await takeSubmission(for: tenant, now: now)
         let inputs = try await storeInputs(submission, taskID: id, tenant: tenant)
 
         var record = TaskRecord(
@@ -73,8 +76,13 @@ extension APIHandler {
             record.callback = CallbackSpec(url: url, secret: submission.callbackSecret, events: submission.callbackEvents)
             record.webhook = WebhookState()
         }
+        let inFlightLimit = tenant.quotas.maxInFlight
+        if inFlightLimit != nil { record.inFlightSlot = tenant.name }
         let created: CreateOutcome
-        do { created = try await context.transport.tasks.create(record) } catch { throw .unavailable("\(error)") }
+        do { created = try await context.transport.tasks.create(record, inFlightLimit: inFlightLimit) } catch { throw .unavailable("\(error)") }
+        if case .inFlightLimitReached(let limit) = created {
+            throw inFlightRefusal(tenant: tenant, limit: limit, headers: quotaHeaders)
+        }
         if case .existing(let existing) = created {
             guard existing.tenant ?? Tenant.anonymous.name == tenant.name else {
                 // Unreachable with scoped keys; refused as a store fault rather than shown.
@@ -85,10 +93,10 @@ extension APIHandler {
                     status: 409, code: "idempotency_conflict",
                     message: "Idempotency-Key was already used for a different request", field: "Idempotency-Key")
             }
-            return (try await replay(existing, submission: submission, now: now, tenant: tenant), true)
+            return (try await replay(existing, submission: submission, now: now, tenant: tenant), true, quotaHeaders)
         }
         try await publish(generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now))
-        return (record, false)
+        return (record, false, quotaHeaders)
     }
 
     /// Publishes a recorded task. If that fails the task is marked `submit_failed` (nothing would
@@ -139,8 +147,11 @@ extension APIHandler {
 
     /// 202 with the task's document; with `Prefer: wait=N`, 200 with the final document when the
     /// task ends within N seconds (`Location` either way).
-    private func accepted(_ record: TaskRecord, request: APIRequest, replayed: Bool) async throws(APIError) -> APIResponse {
-        var headers = ["location": "/v1/tasks/\(record.id)"]
+    private func accepted(_ record: TaskRecord, request: APIRequest, replayed: Bool, headers quotaHeaders: [String: String])
+        async throws(APIError) -> APIResponse
+    {
+        var headers = quotaHeaders
+        headers["location"] = "/v1/tasks/\(record.id)"
         if replayed { headers["idempotent-replayed"] = "true" }
         var record = record
         if let (budget, seconds) = waitBudget(request) {

@@ -138,7 +138,7 @@ extension APIHandler {
         let limits = try checkedLimits(request)
         let reference = try ReferenceTask.parse(request.body, limits: limits, pools: context.pools)
         let key = reference.clientID.map { "v1alpha2:" + $0 }
-        let (record, replayed) = try await accept(
+        let (record, replayed, quotaHeaders) = try await accept(
             reference.submission, idempotencyKey: key, digest: Self.digest(request.body), tenant: tenant)
         let bucket = context.transport.objects.bucket
         let answer: JSONValue = .object([
@@ -148,7 +148,8 @@ extension APIHandler {
             "output_location": .string("s3://\(bucket)/outputs/\(record.id)/"),
             "status_url": .string(baseURL(request) + "/v1/tasks/\(record.id)"),
         ])
-        var headers = ["location": "/v1/tasks/\(record.id)"]
+        var headers = quotaHeaders
+        headers["location"] = "/v1/tasks/\(record.id)"
         if replayed { headers["idempotent-replayed"] = "true" }
         return .json(200, answer.serialized(), headers: headers)
     }
