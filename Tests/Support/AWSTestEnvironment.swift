@@ -63,7 +63,7 @@ public enum AWSTestEnvironment {
         return address
     }
 
-    static func freePort() -> Int? {
+    public static func freePort() -> Int? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

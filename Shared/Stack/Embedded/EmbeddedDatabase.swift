@@ -30,11 +30,11 @@ final class EmbeddedDatabase: Sendable {
         do {
             let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
             let database = EmbeddedDatabase(connection: connection, path: path)
-            _ = try await connection.query("PRAGMA journal_mode=WAL")
-            _ = try await connection.query("PRAGMA synchronous=NORMAL")
             // Several processes may share the file (API instances beside `sdq up`): a writer
             // waits for another's write instead of failing with SQLITE_BUSY.
             _ = try await connection.query("PRAGMA busy_timeout=10000")
+            _ = try await connection.query("PRAGMA journal_mode=WAL")
+            _ = try await connection.query("PRAGMA synchronous=NORMAL")
             for statement in schema {
                 _ = try await connection.query(statement)
             }
