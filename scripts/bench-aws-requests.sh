@@ -11,7 +11,11 @@
 #   4. event streams: one long task (BENCH_STREAM_STEPS x 50 ms) with no stream open, then one with
 #      BENCH_STREAMS (5) event streams open on it; the difference in requests, per stream and per
 #      second of the second task's run, is what an open stream costs (goal: at most one record
-#      read a second).
+#      read a second);
+#   5. quotas: the same BENCH_TASKS tasks again from a tenant with a submission rate and an
+#      in-flight limit (both too high to refuse anything); the difference per task and operation
+#      from phase 2 (each net of idle polling) is what quotas cost.
+# Phases 1-4 submit as the key file's tenant `plain` (no quotas), phase 5 as `quota`.
 # Prints a table (and writes JSON to $OUT_JSON when set). Needs moto: pip install 'moto[server]'.
 # Usage: scripts/bench-aws-requests.sh [path/to/sdq]   (default .build/release/sdq)
 set -euo pipefail
@@ -71,7 +75,13 @@ stage "moto + proxy"
 export SDQ_TRANSPORT=aws AWS_ENDPOINT_URL="http://127.0.0.1:$proxy_port" AWS_ACCESS_KEY_ID=test \
   AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
   SDQ_STACK="bench$(date +%s)$$" SDQ_DATA_DIR="$work/data" LOG_LEVEL="${LOG_LEVEL:-warning}"
-unset AWS_SESSION_TOKEN AWS_PROFILE SDQ_POOLS_FILE SDQ_API_KEYS SDQ_API_KEYS_FILE \
+cat >"$work/keys.yaml" <<'KEYS'
+keys:
+  - {name: plain, key: bench-plain}
+  - {name: quota, key: bench-quota, quotas: {submissions_per_minute: 100000, max_in_flight: 100000}}
+KEYS
+export SDQ_API_KEYS_FILE="$work/keys.yaml"
+unset AWS_SESSION_TOKEN AWS_PROFILE SDQ_POOLS_FILE SDQ_API_KEYS \
   AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_SNS AWS_ENDPOINT_URL_S3 AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_STS
 "$sdq" aws init >"$work/init.log" 2>&1
 stage "sdq aws init"
@@ -142,33 +152,38 @@ idle_rate = {op: n / idle_elapsed for op, n in idle["counts"].items()}
 stage("idle")
 
 # 2. Tasks: submit all at once, watch completion on moto, settle, count.
-run_before = reset()
-started = time.time()
-def submit(i):
-    body = json.dumps({"prompt": f"aws request count {i}", "seed": i, "width": 512, "height": 512, "steps": STEPS}).encode()
-    request = urllib.request.Request(api_url + "/v1/tasks", data=body, method="POST", headers={"Content-Type": "application/json"})
-    return json.load(urllib.request.urlopen(request, timeout=30))["id"]
-with concurrent.futures.ThreadPoolExecutor(min(tasks, 20)) as pool:
-    ids = list(pool.map(submit, range(tasks)))
-submitted = time.time()
-final = {}
-while time.time() - started < TIMEOUT_SECONDS:
-    final = statuses(ids)
-    if len(final) == len(ids) and all(s in ("succeeded", "failed", "cancelled") for s in final.values()):
-        break
-    time.sleep(1)
-else:
-    sys.exit(f"tasks not terminal after {TIMEOUT_SECONDS} s: {final}")
-finished = time.time()
-time.sleep(SETTLE_SECONDS)
-run = counts()
+PLAIN, QUOTA = {"Authorization": "Bearer bench-plain"}, {"Authorization": "Bearer bench-quota"}
+def run_tasks(auth, first_seed):
+    """Submits `tasks` tasks at once as `auth`'s tenant; counts until all are terminal plus settling."""
+    before = reset()
+    began = time.time()
+    def submit(i):
+        body = json.dumps({"prompt": f"aws request count {i}", "seed": i, "width": 512, "height": 512, "steps": STEPS}).encode()
+        request = urllib.request.Request(api_url + "/v1/tasks", data=body, method="POST",
+                                         headers={"Content-Type": "application/json", **auth})
+        return json.load(urllib.request.urlopen(request, timeout=30))["id"]
+    with concurrent.futures.ThreadPoolExecutor(min(tasks, 20)) as pool:
+        task_ids = list(pool.map(submit, range(first_seed, first_seed + tasks)))
+    sent = time.time()
+    seen = {}
+    while time.time() - began < TIMEOUT_SECONDS:
+        seen = statuses(task_ids)
+        if len(seen) == len(task_ids) and all(s in ("succeeded", "failed", "cancelled") for s in seen.values()):
+            break
+        time.sleep(1)
+    else:
+        sys.exit(f"tasks not terminal after {TIMEOUT_SECONDS} s: {seen}")
+    ended = time.time()
+    time.sleep(SETTLE_SECONDS)
+    return before, began, task_ids, sent, seen, ended, counts()
+run_before, started, ids, submitted, final, finished, run = run_tasks(PLAIN, 0)
 run_elapsed = run["elapsed"]
 stage("tasks")
 
 # 3. What one status read of a finished task costs.
 before_reads = reset()
 for _ in range(STATUS_READS):
-    urllib.request.urlopen(f"{api_url}/v1/tasks/{ids[0]}", timeout=30).read()
+    urllib.request.urlopen(urllib.request.Request(f"{api_url}/v1/tasks/{ids[0]}", headers=PLAIN), timeout=30).read()
 reads = counts()
 stage("status reads")
 
@@ -176,12 +191,13 @@ stage("status reads")
 STREAMS, STREAM_STEPS = int(os.environ.get("BENCH_STREAMS", "5")), int(os.environ.get("BENCH_STREAM_STEPS", "100"))
 def long_task(seed, streams):
     body = json.dumps({"prompt": f"stream cost {seed}", "seed": seed, "width": 64, "height": 64, "steps": STREAM_STEPS}).encode()
-    request = urllib.request.Request(api_url + "/v1/tasks", data=body, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(api_url + "/v1/tasks", data=body, method="POST",
+                                     headers={"Content-Type": "application/json", **PLAIN})
     task = json.load(urllib.request.urlopen(request, timeout=30))["id"]
     events = []
     def follow(_):
         connection = http.client.HTTPConnection("127.0.0.1", int(api), timeout=120)
-        connection.request("GET", f"/v1/tasks/{task}/events", headers={"Accept": "text/event-stream"})
+        connection.request("GET", f"/v1/tasks/{task}/events", headers={"Accept": "text/event-stream", **PLAIN})
         response, seen = connection.getresponse(), 0
         while line := response.readline():
             seen += line.startswith(b"event:")
@@ -203,6 +219,10 @@ _, streamed_seconds, stream_events = long_task(10_002, STREAMS)
 time.sleep(2)
 streamed = counts()
 stage("event streams")
+
+# 5. Quotas: the same tasks from the tenant with quotas (too high to refuse any).
+_, _, quota_ids, _, quota_final, _, quota_run = run_tasks(QUOTA, 20_000)
+stage("quotas")
 
 # Report.
 ops = sorted(set(run["counts"]) | set(idle["counts"]))
@@ -255,6 +275,16 @@ print(f"event streams: one task of {STREAM_STEPS} steps x 50 ms alone ({quiet_se
 print("  extra requests per stream per second (scaled to equal counted time): "
       + (", ".join(f"{op} {rate:.2f}" for op, rate in sorted(per_stream_second.items())) or "none"))
 
+def net_per_task(counted):
+    return {op: (n - idle_rate.get(op, 0.0) * counted["elapsed"]) / tasks for op, n in counted["counts"].items()}
+plain_net, quota_net = net_per_task(run), net_per_task(quota_run)
+quota_extra = {op: quota_net.get(op, 0.0) - plain_net.get(op, 0.0) for op in sorted(set(plain_net) | set(quota_net))}
+quota_extra = {op: n for op, n in quota_extra.items() if abs(n) >= 0.05}
+quota_outcome = {s: list(quota_final.values()).count(s) for s in sorted(set(quota_final.values()))}
+print(f"quotas (submissions_per_minute and max_in_flight, {tasks} tasks, {quota_outcome}): requests per task "
+      f"{sum(quota_net.values()):.1f} vs {sum(plain_net.values()):.1f} without, net of idle polling; difference by operation: "
+      + (", ".join(f"{op} {n:+.2f}" for op, n in quota_extra.items()) or "none"))
+
 if out_json:
     with open(out_json, "w") as f:
         json.dump({"binary": binary, "tasks": tasks, "steps": STEPS, "step_ms": 50, "workers": 1, "outcome": outcome,
@@ -265,7 +295,9 @@ if out_json:
                    "idle_seconds": idle_elapsed, "idle_requests_per_second": idle_rate,
                    "status_read_cost": per_read, "moto_cpu_seconds": {"idle": idle_cpu, "tasks": run_cpu},
                    "event_streams": {"streams": STREAMS, "steps": STREAM_STEPS, "seconds": streamed_seconds,
-                                     "events": stream_events, "extra_per_stream_second": per_stream_second}}, f, indent=2)
+                                     "events": stream_events, "extra_per_stream_second": per_stream_second},
+                   "quotas": {"outcome": quota_outcome, "net_requests_per_task": sum(quota_net.values()),
+                              "extra_per_task": quota_extra}}, f, indent=2)
         f.write("\n")
     print(f"wrote {out_json}")
 PY

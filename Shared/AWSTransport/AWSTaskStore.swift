@@ -53,6 +53,15 @@ public struct AWSTaskStore: TaskStore {
                 if writes.count == 1 { try await dynamo.putItem(taskPut) } else { try await dynamo.transactWrite(writes) }
                 return .created(record)
             } catch where error.code == "TransactionCanceledException" || error.code == "ConditionalCheckFailedException" {
+                // The reasons say, without a read, whether only the in-flight count refused (or
+                // only a concurrent transaction on the tenant's quota item got in the way).
+                if record.inFlightSlot != nil, let reasons = DynamoDBClient.cancellationReasons(error), reasons.count >= 2 {
+                    let others = reasons.dropLast()
+                    if !others.contains("ConditionalCheckFailed") {
+                        if reasons.last == "ConditionalCheckFailed", let inFlightLimit { return .inFlightLimitReached(limit: inFlightLimit) }
+                        if reasons.contains("TransactionConflict") { continue }
+                    }
+                }
                 // Taken: by the idempotency key, or (vanishingly rarely) by the id; or refused by the limit.
                 var existingID = record.id
                 if let key = record.idempotencyKey, let idem = live(try await fetch("idem#\(key)")), let taskID = idem["task_id"]?.stringValue {
@@ -90,29 +99,37 @@ public struct AWSTaskStore: TaskStore {
             names: ["#n": "in_flight"], values: values)
     }
 
+    /// One conditional `UpdateItem` in the common case, with no read: DynamoDB applies an update
+    /// and its condition atomically, so concurrent API instances never lose each other's tokens.
+    /// A rested bucket (arrival time absent or past) moves the time to now + interval; a bucket in
+    /// use moves it by one interval while that stays within the burst. When neither condition
+    /// holds, one read tells a refusal (its `Retry-After`) from a race, which is tried again.
     public func takeSubmission(tenant: String, rate: SubmissionRate, now: Int64) async throws(TransportError) -> RateDecision {
-        for _ in 0..<50 {
+        let interval = rate.intervalMillis
+        let latest = rate.latestArrival(now: now)
+        let names = ["#t": "rate_tat"]
+        let rested = (update: "SET #t = :next", condition: "attribute_not_exists(#t) OR #t <= :now",
+                      values: [":next": DynamoValue.int(now + interval), ":now": .int(now)])
+        let inUse = (update: "SET #t = #t + :interval", condition: "#t > :now AND #t <= :latest",
+                     values: [":interval": DynamoValue.int(interval), ":now": .int(now), ":latest": .int(latest)])
+        for _ in 0..<10 {
+            for attempt in [rested, inUse] {
+                do throws(AWSError) {
+                    let item = try await dynamo.updateItem(
+                        table: table, key: Self.quotaKey(tenant), update: attempt.update, condition: attempt.condition, names: names,
+                        values: attempt.values)
+                    let stored = item?["rate_tat"]?.intValue ?? now + interval
+                    // The decision the pure algorithm makes for the time just stored.
+                    return rate.decide(arrivalTime: stored - interval, now: now)
+                } catch where error.code == "ConditionalCheckFailedException" {
+                    continue
+                } catch {
+                    throw TransportError(aws: error)
+                }
+            }
             let stored = try await fetch("quota#\(tenant)")?["rate_tat"]?.intValue
             let decision = rate.decide(arrivalTime: stored, now: now)
-            guard decision.allowed else { return decision }
-            var values: DynamoItem = [":new": .int(decision.arrivalTime)]
-            let condition: String
-            if let stored {
-                values[":old"] = .int(stored)
-                condition = "#t = :old"
-            } else {
-                condition = "attribute_not_exists(#t)"
-            }
-            do throws(AWSError) {
-                _ = try await dynamo.updateItem(
-                    table: table, key: Self.quotaKey(tenant), update: "SET #t = :new", condition: condition, names: ["#t": "rate_tat"],
-                    values: values)
-                return decision
-            } catch where error.code == "ConditionalCheckFailedException" {
-                continue  // another instance took a submission meanwhile: decide again
-            } catch {
-                throw TransportError(aws: error)
-            }
+            if !decision.allowed { return decision }
         }
         throw .storage("the submission rate of \(tenant) is contended")
     }
@@ -314,7 +331,7 @@ struct UpdateExpression {
             case .claimHeld(let token):
                 values[":token"] = .string(token)
                 clauses.append("\(name("claim")) = :token")
-            case .submitFailed:
+            case .submitFailed, .announced:
                 break  // never here: read-modify-write
             case .queuedOrDispatchedBy(let message):
                 values[":queued"] = .string(TaskStatus.queued.rawValue)

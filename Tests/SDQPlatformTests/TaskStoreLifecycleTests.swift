@@ -61,9 +61,14 @@ import Testing
             .cancelled(at: 30, message: "too late"),
             .claimAnnouncement(other),  // the first claim is fresh
             .releaseAnnouncement(token: "writer-2"),
+            .purged(at: 39),  // refused: the ending is not announced yet
             .announced(token: "writer-1", at: 40, webhookNotRequested: true),
             .webhookDeadLettered,
+            .purged(at: 41),  // a tombstone from here on
+            .purged(at: 42),  // again: the first time stands
         ], on: fixture.transport.tasks, start: record)
+        #expect(try await fixture.transport.tasks.get(id: record.id)?.purgedAt == 41)
+        #expect(try await fixture.transport.tasks.get(id: record.id)?.callback?.secret == nil)
         #expect(try await fixture.transport.tasks.apply(.progressed(0.5), to: "no-such-task") == .notFound)
     }
 

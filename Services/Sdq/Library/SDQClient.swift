@@ -74,6 +74,20 @@ public struct SDQClient: Sendable {
         }
     }
 
+    /// `GET /v1/usage`: the tenant's usage (every tenant's for an operator key) as JSON.
+    public func usage(from: String? = nil, to: String? = nil, groupBy: String? = nil, tenant: String? = nil)
+        async throws(ClientError) -> JSONValue
+    {
+        var components = URLComponents()
+        let items: [(String, String?)] = [("from", from), ("to", to), ("group_by", groupBy), ("tenant", tenant)]
+        components.queryItems = items.compactMap { name, value in value.map { URLQueryItem(name: name, value: $0) } }
+        let query = components.percentEncodedQuery.map { "?" + $0 } ?? ""
+        let data = try await call("GET", "/v1/usage" + query, expect: [200])
+        do { return try JSONValue.parse(data) } catch {
+            throw ClientError(code: "invalid_response", message: "unexpected response: \(error)", field: nil, status: 0)
+        }
+    }
+
     /// Downloads an image URL (relative URLs are resolved against the base URL).
     public func download(_ url: String) async throws(ClientError) -> Data {
         let absolute = url.hasPrefix("/") ? baseURL + url : url

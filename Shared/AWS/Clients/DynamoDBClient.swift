@@ -257,6 +257,18 @@ public struct DynamoDBClient: Sendable {
         try await transactWrite(puts.map(DynamoWrite.put))
     }
 
+    /// The per-write reasons of a `TransactionCanceledException` (`None`,
+    /// `ConditionalCheckFailed`, `TransactionConflict`, …), in the order of the writes, as its
+    /// message lists them; nil when the message lists none.
+    public static func cancellationReasons(_ error: AWSError) -> [String]? {
+        guard error.code == "TransactionCanceledException", let open = error.message.lastIndex(of: "["),
+            let close = error.message.lastIndex(of: "]"), open < close
+        else { return nil }
+        let list = error.message[error.message.index(after: open)..<close]
+        let reasons = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        return reasons.isEmpty ? nil : reasons
+    }
+
     /// Applies all writes or none (`TransactionCanceledException` when a condition fails).
     public func transactWrite(_ writes: [DynamoWrite]) async throws(AWSError) {
         _ = try await call("TransactWriteItems", ["TransactItems": .array(writes.map(\.json))])

@@ -16,33 +16,35 @@ public struct SubmissionRate: Sendable, Equatable {
         self.burst = max(1, burst)
     }
 
-    /// Milliseconds between two submissions at the sustained rate.
-    public var intervalMillis: Double { 60_000 / perMinute }
+    /// Milliseconds between two submissions at the sustained rate (whole milliseconds, rounded
+    /// up, so every store computes the same times).
+    public var intervalMillis: Int64 { max(1, Int64((60_000 / perMinute).rounded(.up))) }
 
     /// The window, in seconds, that the IETF `RateLimit-Policy` field names: the time a full
     /// bucket takes to refill, so `q=burst;w=window` states the policy exactly.
-    public var windowSeconds: Int { max(1, Int((Double(burst) * intervalMillis / 1000).rounded(.up))) }
+    public var windowSeconds: Int { max(1, Self.seconds(Int64(burst) * intervalMillis)) }
+
+    /// The latest stored arrival time at which a submission at `now` is still allowed.
+    public func latestArrival(now: Int64) -> Int64 { now + Int64(burst - 1) * intervalMillis }
 
     /// The decision for a submission at `now` (epoch milliseconds), given the stored theoretical
     /// arrival time (nil: never used). An allowed submission stores ``RateDecision/arrivalTime``.
     public func decide(arrivalTime stored: Int64?, now: Int64) -> RateDecision {
         let interval = intervalMillis
         let base = max(stored ?? now, now)
-        let next = Double(base) + interval
-        let capacity = Double(burst) * interval
-        if next - Double(now) <= capacity + 0.5 {
-            let remaining = Int(((capacity - (next - Double(now))) / interval).rounded(.down))
+        if base <= latestArrival(now: now) {
+            let next = base + interval
+            let capacity = Int64(burst) * interval
             return RateDecision(
-                allowed: true, arrivalTime: Int64(next.rounded(.up)), remaining: max(0, remaining),
-                resetSeconds: Self.seconds(next - Double(now)), retryAfterSeconds: 0)
+                allowed: true, arrivalTime: next, remaining: Int((capacity - (next - now)) / interval),
+                resetSeconds: Self.seconds(next - now), retryAfterSeconds: 0)
         }
-        let wait = Double(base) + interval - capacity - Double(now)
         return RateDecision(
-            allowed: false, arrivalTime: base, remaining: 0, resetSeconds: Self.seconds(Double(base - now)),
-            retryAfterSeconds: max(1, Self.seconds(wait)))
+            allowed: false, arrivalTime: base, remaining: 0, resetSeconds: Self.seconds(base - now),
+            retryAfterSeconds: max(1, Self.seconds(base - latestArrival(now: now))))
     }
 
-    private static func seconds(_ millis: Double) -> Int { max(0, Int((millis / 1000).rounded(.up))) }
+    private static func seconds(_ millis: Int64) -> Int { max(0, Int((millis + 999) / 1000)) }
 }
 
 /// What ``SubmissionRate/decide(arrivalTime:now:)`` decided.

@@ -37,6 +37,10 @@ public enum TaskEvent: Sendable, Equatable {
     case webhookAttempted(WebhookAttempt, delivery: WebhookDelivery?)
     /// The `completed` webhook could not be processed at all (its message was dead-lettered).
     case webhookDeadLettered
+    /// The owner (or an operator) deleted the ended task's data on request: the record stays as a
+    /// tombstone (status, timings, usage, idempotency key), without the prompt, parameters,
+    /// context, webhook secret or object keys.
+    case purged(at: Int64)
 }
 
 /// How a task ended, as its `TaskResult` says.

@@ -72,6 +72,8 @@ public enum TaskGuard: Sendable, Equatable {
     case submitFailed
     /// The task is queued, or its dispatch was recorded for this dispatch message.
     case queuedOrDispatchedBy(message: String)
+    /// The task's ending was announced (its manifest written): nothing writes its objects again.
+    case announced
 
     /// Whether the record meets the condition.
     public func holds(for record: TaskRecord) -> Bool {
@@ -86,6 +88,8 @@ public enum TaskGuard: Sendable, Equatable {
             return record.error?.code == TaskLifecycle.submitFailedCode
         case .queuedOrDispatchedBy(let message):
             return record.status == .queued || record.dispatchMessage == message
+        case .announced:
+            return record.announcedAt != nil
         }
     }
 }

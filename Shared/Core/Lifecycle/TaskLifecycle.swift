@@ -90,6 +90,8 @@ public enum TaskLifecycle {
                 fields: notRequested ? nil : [.announcedAt(at), .announceClaim(token: nil, at: nil)])
         case .webhookAttempted, .webhookDeadLettered:
             return TaskTransition(allowedFrom: Set(TaskStatus.allCases), guards: [], fields: nil)
+        case .purged:
+            return TaskTransition(allowedFrom: terminal, guards: [.announced], fields: nil)
         }
     }
 
@@ -143,6 +145,14 @@ public enum TaskLifecycle {
             var state = record.webhook ?? WebhookState()
             if state.status != .succeeded { state.status = .failed }
             record.webhook = state
+        case .purged(let at):
+            if record.purgedAt == nil { record.purgedAt = at }
+            record.parameters = nil
+            record.context = nil
+            record.callback?.secret = nil
+            record.previewKey = nil
+            record.previewAt = nil
+            record.manifestKey = nil
         default:
             break
         }

@@ -90,6 +90,23 @@ public struct TaskDocument: Sendable, Codable, Equatable {
     /// when the API needs a key, for clients that cannot send headers (`EventSource`). Set by the
     /// API while the task is not over.
     public var eventsURL: String?
+    /// What the task used, once it ended: GPU seconds (its runtime's own window) and images.
+    public var usage: Usage?
+    /// When the task's data was deleted on request (epoch ms); its images are then gone.
+    public var purgedAt: Int64?
+
+    /// A task's own usage figures (the same that `GET /v1/usage` adds up).
+    public struct Usage: Sendable, Codable, Equatable {
+        public var gpuSeconds: Double
+        public var images: Int
+        public init(gpuSeconds: Double, images: Int) {
+            self.gpuSeconds = gpuSeconds
+            self.images = images
+        }
+        enum CodingKeys: String, CodingKey {
+            case gpuSeconds = "gpu_seconds", images
+        }
+    }
 
     /// A live preview: an image of the task's current step.
     public struct Preview: Sendable, Codable, Equatable {
@@ -132,6 +149,11 @@ public struct TaskDocument: Sendable, Codable, Equatable {
                     Webhook.Attempt(event: $0.event, attempt: $0.attempt, at: $0.at, statusCode: $0.statusCode, error: $0.error, durationMs: $0.durationMs)
                 })
         }
+        purgedAt = record.purgedAt
+        if record.purgedAt != nil { images = [] }
+        if record.status.isTerminal {
+            usage = Usage(gpuSeconds: Double(record.gpuMillis ?? 0) / 1000, images: record.images.count)
+        }
         if manifest {
             parameters = record.parameters.flatMap { try? JSONValue.parse(Data($0.utf8), maxDepth: .max) } ?? .object([:])
             seeds = record.images.isEmpty ? [record.seed] : record.images.map(\.seed)
@@ -158,11 +180,13 @@ public struct TaskDocument: Sendable, Codable, Equatable {
         try c.encodeIfPresent(seeds, forKey: .seeds)
         try c.encodeIfPresent(preview, forKey: .preview)
         try c.encodeIfPresent(eventsURL, forKey: .eventsURL)
+        try c.encodeIfPresent(usage, forKey: .usage)
+        try c.encodeIfPresent(purgedAt, forKey: .purgedAt)
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, status, pool, model, progress, images, error, worker, timings, context, webhook, attempts, parameters, seeds, preview
-        case queuePosition = "queue_position", eventsURL = "events_url"
+        case id, status, pool, model, progress, images, error, worker, timings, context, webhook, attempts, parameters, seeds, preview, usage
+        case queuePosition = "queue_position", eventsURL = "events_url", purgedAt = "purged_at"
     }
 
     /// JSON with sorted keys. Throws rather than answer an empty or partial document.

@@ -218,6 +218,9 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// submission when the tenant has that quota. The store gives the slot back in the same
     /// atomic write as the task's one terminal transition (``TaskLifecycle/inFlightDelta(from:to:)``).
     public var inFlightSlot: String?
+    /// When the task's data was deleted on request (``TaskEvent/purged(at:)``): the record is a
+    /// tombstone, kept for idempotency and usage; its images, inputs, previews and manifest are gone.
+    public var purgedAt: Int64?
 
     public init(
         id: String, status: TaskStatus = .queued, pool: String, model: String, kind: TaskKind = .txt2img,
@@ -261,5 +264,15 @@ extension TaskRecord {
     public var clientIdempotencyKey: String? {
         guard let key = idempotencyKey, let tenant, tenant != "anonymous", key.hasPrefix("\(tenant)|") else { return idempotencyKey }
         return String(key.dropFirst(tenant.count + 1))
+    }
+}
+
+extension TaskRecord {
+    /// The GPU time the task used, in milliseconds: its runtime's own window (from the runtime's
+    /// start of the generation to its end, as the worker measures it at the runtime: see
+    /// ``TaskTimings/runtimeStartedAt``); nil when it never reached a runtime.
+    public var gpuMillis: Int64? {
+        guard let start = timings.runtimeStartedAt, let end = timings.runtimeFinishedAt, end >= start else { return nil }
+        return end - start
     }
 }

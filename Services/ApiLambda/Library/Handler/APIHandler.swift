@@ -142,14 +142,24 @@ public struct APIHandler: Sendable {
         case ("tasks", 2):
             try allow(request, ["GET", "DELETE"])
             let id = segments[1]
-            return request.method == "GET"
-                ? try await status(id, request: request, tenant: tenant) : try await cancel(id, request: request, tenant: tenant)
+            if request.method == "GET" { return try await status(id, request: request, tenant: tenant) }
+            switch request.query["purge"] {
+            case nil, "false": return try await cancel(id, request: request, tenant: tenant)
+            case "true": return try await purge(id, request: request, tenant: tenant)
+            default: throw .invalid("purge", "purge must be true or false")
+            }
         case ("tasks", 3) where segments[2] == "events":
             try allow(request, ["GET"])
             return try await events(segments[1], request: request, tenant: tenant)
         case ("pools", 1):
             try allow(request, ["GET"])
             return try await listPools()
+        case ("tenants", 3) where segments[2] == "tasks":
+            try allow(request, ["DELETE"])
+            return try await purgeTenant(segments[1], request: request, tenant: tenant)
+        case ("usage", 1):
+            try allow(request, ["GET"])
+            return try await usage(request, tenant: tenant)
         case ("uploads", 1):
             try allow(request, ["POST"])
             return try await createUpload(request, tenant: tenant)
