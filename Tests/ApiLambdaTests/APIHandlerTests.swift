@@ -27,6 +27,17 @@ import Testing
                     context: fixture.context, logger: testLogger(), apiKeys: apiKeys, signer: signer, publicBaseURL: "http://api.test"))
         }
 
+        /// A harness whose API takes the keys of a key file (tenants, roles, quotas).
+        static func make(keyFile: String) async throws -> Harness {
+            let base = try await make()
+            let keyring = try APIKeyring.parse(file: keyFile, source: "keys.yaml")
+            return Harness(
+                fixture: base.fixture,
+                handler: APIHandler(
+                    context: base.fixture.context, logger: testLogger(), keyring: keyring,
+                    signer: ObjectURLSigner(secret: Data(repeating: 7, count: 32)), publicBaseURL: "http://api.test"))
+        }
+
         func post(_ body: String, headers: [String: String] = [:]) async -> APIResponse {
             await handler.handle(APIRequest(method: "POST", path: "/v1/tasks", headers: headers.merging(["host": "api.test"]) { a, _ in a }, body: Data(body.utf8)))
         }

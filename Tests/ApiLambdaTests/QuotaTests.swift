@@ -20,14 +20,7 @@ import Testing
             key: k-free
         """
 
-    static func harness() async throws -> APIHandlerTests.Harness {
-        let base = try await APIHandlerTests.Harness.make()
-        return APIHandlerTests.Harness(
-            fixture: base.fixture,
-            handler: APIHandler(
-                context: base.fixture.context, logger: testLogger(), keyring: try APIKeyring.parse(file: keyFile, source: "keys.yaml"),
-                signer: ObjectURLSigner(secret: Data(repeating: 7, count: 32)), publicBaseURL: "http://api.test"))
-    }
+    static func harness() async throws -> APIHandlerTests.Harness { try await .make(keyFile: keyFile) }
 
     static func auth(_ key: String) -> [String: String] { ["Authorization": "Bearer \(key)"] }
 

@@ -17,14 +17,7 @@ import Testing
     static let day1: Int64 = 1_796_000_000_000  // 2026-11-30T00:53:20Z
     static let day2: Int64 = day1 + 86_400_000
 
-    static func harness() async throws -> APIHandlerTests.Harness {
-        let base = try await APIHandlerTests.Harness.make()
-        return APIHandlerTests.Harness(
-            fixture: base.fixture,
-            handler: APIHandler(
-                context: base.fixture.context, logger: testLogger(), keyring: try APIKeyring.parse(file: keyFile, source: "keys.yaml"),
-                signer: ObjectURLSigner(secret: Data(repeating: 7, count: 32)), publicBaseURL: "http://api.test"))
-    }
+    static func harness() async throws -> APIHandlerTests.Harness { try await .make(keyFile: keyFile) }
 
     /// A task of `tenant` submitted at `at`, ended `status` after `gpu` ms on the runtime with `images` images.
     static func task(_ tenant: String, at: Int64, status: TaskStatus, gpu: Int64?, images: Int, pool: String = "default") -> TaskRecord {
