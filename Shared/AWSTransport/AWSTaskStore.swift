@@ -134,6 +134,49 @@ public struct AWSTaskStore: TaskStore {
         throw .storage("the submission rate of \(tenant) is contended")
     }
 
+    /// The partition of the task-list index that holds audit records (no tenant name can start
+    /// with `#`), so reading them by time is a Query like the task list, never a scan.
+    static let auditPartition = "#audit"
+
+    /// An item of its own (`id` = `audit#<id>`), expiring by the table's TTL.
+    public func appendAudit(_ record: AuditRecord) async throws(TransportError) {
+        let item: DynamoItem = [
+            "id": .string("audit#\(record.id)"), "tenant": .string(Self.auditPartition), "submitted_at": .int(record.at),
+            "audit": .string(try TaskItemLayout.json(record)), Self.ttlAttribute: .int(record.expiresAt / 1000),
+        ]
+        do { try await dynamo.putItem(DynamoPut(table: table, item: item)) } catch { throw TransportError(aws: error) }
+    }
+
+    public func audit(_ query: AuditQuery) async throws(TransportError) -> (records: [AuditRecord], more: Bool) {
+        let values: DynamoItem = [
+            ":t": .string(Self.auditPartition), ":lo": .int(query.since ?? 0), ":hi": .int((query.until ?? Int64.max / 2) - 1),
+        ]
+        var startKey = query.after.map { after -> DynamoItem in
+            ["id": .string("audit#\(after.id)"), "tenant": .string(Self.auditPartition), "submitted_at": .int(after.at)]
+        }
+        var records: [AuditRecord] = []
+        let now = EpochClock.nowMillis()
+        for _ in 0..<8 {
+            let page: DynamoDBClient.QueryPage
+            do {
+                page = try await dynamo.query(
+                    table: table, index: Self.listIndex.name, keyCondition: "#t = :t AND #s BETWEEN :lo AND :hi", filter: nil,
+                    names: ["#t": "tenant", "#s": "submitted_at"], values: values, forward: false, limit: query.limit + 1 - records.count,
+                    startKey: startKey)
+            } catch {
+                throw TransportError(aws: error)
+            }
+            for item in page.items {
+                guard let record = TaskItemLayout.parse(AuditRecord.self, item["audit"]), record.expiresAt > now else { continue }
+                records.append(record)
+            }
+            startKey = page.lastEvaluatedKey
+            if records.count > query.limit || startKey == nil { break }
+        }
+        let more = records.count > query.limit || startKey != nil
+        return (Array(records.prefix(query.limit)), more)
+    }
+
     public func inFlight(tenant: String) async throws(TransportError) -> Int {
         max(0, Int(try await fetch("quota#\(tenant)")?["in_flight"]?.intValue ?? 0))
     }

@@ -172,6 +172,11 @@ public protocol TaskStore: Sendable {
     func takeSubmission(tenant: String, rate: SubmissionRate, now: Int64) async throws(TransportError) -> RateDecision
     /// The tenant's tasks in flight that hold slots (queued, dispatched or running).
     func inFlight(tenant: String) async throws(TransportError) -> Int
+    /// Stores an audit record (kept until its ``AuditRecord/expiresAt``).
+    func appendAudit(_ record: AuditRecord) async throws(TransportError)
+    /// A page of audit records, newest first, from an index on time (never a scan); `more` when
+    /// another page follows.
+    func audit(_ query: AuditQuery) async throws(TransportError) -> (records: [AuditRecord], more: Bool)
     /// Reads a record; nil when absent or expired.
     func get(id: String) async throws(TransportError) -> TaskRecord?
     /// Applies one lifecycle event atomically, if its ``TaskLifecycle`` transition permits it on

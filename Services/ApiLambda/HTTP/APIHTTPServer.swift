@@ -62,7 +62,10 @@ public struct APIHTTPServer: Service {
             // discards the rest as it arrives (so the answer reaches the client, rather than a
             // reset), holding none of it.
             await handler.refreshKeys()
-            if let refusal = handler.refusalBeforeBody(head) { return Self.response(refusal) }
+            if let refusal = handler.refusalBeforeBody(head) {
+                if refusal.status == 401 { await handler.auditRefusedKey(head) }
+                return Self.response(refusal)
+            }
             if request.method == .put, path.hasPrefix("/v1/objects/uploads/") {
                 return Self.response(await Self.streamUpload(request, head: head, handler: handler))
             }

@@ -214,6 +214,14 @@ public struct APIKeyring: Sendable {
         }
     }
 
+    /// Whether `name` can be a tenant's name at all: a key file's name, `anonymous`, or
+    /// `key-` and 12 hex digits (an operator naming a tenant in a request is checked with it).
+    public static func isTenantName(_ name: String) -> Bool {
+        if isValidName(name) || name == Tenant.anonymous.name { return true }
+        let hex = name.dropFirst(4)
+        return name.hasPrefix("key-") && hex.count == 12 && hex.allSatisfy { $0.isHexDigit && !$0.isUppercase }
+    }
+
     /// Whether `name` may name a tenant: it becomes part of object keys and SNS attributes.
     static func isValidName(_ name: String) -> Bool {
         guard (1...64).contains(name.utf8.count), name != Tenant.anonymous.name, !name.hasPrefix("key-"),

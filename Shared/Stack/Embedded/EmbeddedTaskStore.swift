@@ -87,6 +87,37 @@ struct EmbeddedTaskStore: TaskStore {
         throw .storage("the submission rate of \(tenant) is contended")
     }
 
+    func appendAudit(_ record: AuditRecord) async throws(TransportError) {
+        guard let data = try? Self.encoder.encode(record) else { throw .storage("cannot encode audit record \(record.id)") }
+        try await database.query(
+            "INSERT OR IGNORE INTO audit (id, at, record, expires_at) VALUES (?, ?, ?, ?)",
+            [.text(record.id), .int(record.at), .text(String(decoding: data, as: UTF8.self)), .int(record.expiresAt)])
+    }
+
+    func audit(_ query: AuditQuery) async throws(TransportError) -> (records: [AuditRecord], more: Bool) {
+        var sql = "SELECT record FROM audit WHERE expires_at > ?"
+        var binds: [SQLiteData] = [.int(EpochClock.nowMillis())]
+        if let since = query.since {
+            sql += " AND at >= ?"
+            binds.append(.int(since))
+        }
+        if let until = query.until {
+            sql += " AND at < ?"
+            binds.append(.int(until))
+        }
+        if let after = query.after {
+            sql += " AND (at < ? OR (at = ? AND id < ?))"
+            binds += [.int(after.at), .int(after.at), .text(after.id)]
+        }
+        sql += " ORDER BY at DESC, id DESC LIMIT ?"
+        binds.append(.int(query.limit + 1))
+        let rows = try await database.query(sql, binds)
+        let records = rows.prefix(query.limit).compactMap { row in
+            row.text("record").flatMap { try? JSONDecoder().decode(AuditRecord.self, from: Data($0.utf8)) }
+        }
+        return (records, rows.count > query.limit)
+    }
+
     func inFlight(tenant: String) async throws(TransportError) -> Int {
         let rows = try await database.query("SELECT in_flight FROM tenant_quotas WHERE tenant = ?", [.text(tenant)])
         return rows.first.flatMap { $0.column("in_flight")?.integer } ?? 0

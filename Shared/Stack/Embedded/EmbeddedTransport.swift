@@ -138,6 +138,7 @@ public final class EmbeddedTransport: Transport {
     public func purgeExpired(messageRetention: Duration = .seconds(4 * 24 * 3600)) async throws(TransportError) {
         let now = EpochClock.nowMillis()
         try await database.query("DELETE FROM tasks WHERE expires_at <= ?", [.int(now)])
+        try await database.query("DELETE FROM audit WHERE expires_at <= ?", [.int(now)])
         try await database.query("DELETE FROM messages WHERE sent_at <= ?", [.int(now - messageRetention.milliseconds)])
     }
 

@@ -18,6 +18,9 @@ public struct APIRequest: Sendable, Equatable {
     /// The address of the connection's other end, when the transport knows it; `Host` and
     /// `X-Forwarded-*` are believed only when it is a trusted proxy.
     public var peerAddress: String?
+    /// The client's address as a front door that terminates the connection reports it (the
+    /// Lambda event's `sourceIp`); believed as it is. Nil on a plain connection.
+    public var sourceAddress: String?
     /// This server as the connection reached it (`http://address:port`), the base of links when
     /// no public URL is configured and no trusted proxy says otherwise.
     public var localBaseURL: String?

@@ -19,7 +19,9 @@ extension APIHandler {
         }
         let tombstone = try await writeTombstone(current)
         try await deleteObjects(of: current)
-        logger.notice("task purged", metadata: ["task_id": "\(id)", "tenant": "\(current.tenant ?? Tenant.anonymous.name)", "by": "\(tenant.name)"])
+        let owner = current.tenant ?? Tenant.anonymous.name
+        logger.notice("task purged", metadata: ["task_id": "\(id)", "tenant": "\(owner)", "by": "\(tenant.name)"])
+        await audit("task.purge", by: tenant, target: id, detail: "owner \(owner)", request: request)
         return try await documentResponse(200, tombstone, request: request)
     }
 
@@ -62,6 +64,7 @@ extension APIHandler {
         guard tenant.role == .operator else {
             throw APIError(status: 403, code: "operator_only", message: "purging a tenant needs an operator key")
         }
+        guard APIKeyring.isTenantName(name) else { throw .invalid("name", "not a tenant name") }
         var query = TaskListQuery(tenant: name, limit: 100)
         var purged = 0
         var cancelled = 0
@@ -89,6 +92,8 @@ extension APIHandler {
         }
         logger.notice(
             "tenant purged", metadata: ["tenant": "\(name)", "by": "\(tenant.name)", "purged": "\(purged)", "pending": "\(pending)"])
+        await audit(
+            "tenant.purge", by: tenant, target: name, detail: "purged \(purged), cancelled \(cancelled), pending \(pending)", request: request)
         let body: JSONValue = .object([
             "tenant": .string(name), "purged": .number(Double(purged)), "cancelled": .number(Double(cancelled)),
             "pending": .number(Double(pending)),

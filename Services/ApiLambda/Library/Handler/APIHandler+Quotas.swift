@@ -9,7 +9,7 @@ extension APIHandler {
     /// fields (draft-ietf-httpapi-ratelimit-headers, structured-field form) for the answer; throws
     /// 429 `quota_exceeded` naming `submissions_per_minute`, with `Retry-After`, when the bucket
     /// is empty. A tenant without a rate costs nothing.
-    func takeSubmission(for tenant: Tenant, now: Int64) async throws(APIError) -> [String: String] {
+    func takeSubmission(for tenant: Tenant, now: Int64, request: APIRequest) async throws(APIError) -> [String: String] {
         guard let rate = tenant.quotas.submissionRate else { return [:] }
         let decision: RateDecision
         do {
@@ -21,6 +21,9 @@ extension APIHandler {
             logger.notice(
                 "submission refused by the tenant's rate",
                 metadata: ["tenant": "\(tenant.name)", "retry_after_s": "\(decision.retryAfterSeconds)"])
+            if auditThrottle.admits("quota|\(tenant.name)|rate", now: now) {
+                await audit("quota.refused", by: tenant, target: "submissions_per_minute", detail: "retry after \(decision.retryAfterSeconds) s", request: request)
+            }
             throw APIError(
                 status: 429, code: "quota_exceeded",
                 message: "tenant \(tenant.name) may submit \(Self.format(rate.perMinute)) tasks a minute (\(rate.burst) at once); "
@@ -32,7 +35,10 @@ extension APIHandler {
 
     /// The 429 of a submission beyond the tenant's `max_in_flight`. `Retry-After` is a polling
     /// hint: a slot comes free when one of the tenant's tasks ends (its event stream tells when).
-    func inFlightRefusal(tenant: Tenant, limit: Int, headers: [String: String]) -> APIError {
+    func inFlightRefusal(tenant: Tenant, limit: Int, headers: [String: String], request: APIRequest) async -> APIError {
+        if auditThrottle.admits("quota|\(tenant.name)|in_flight", now: EpochClock.nowMillis()) {
+            await audit("quota.refused", by: tenant, target: "max_in_flight", detail: "limit \(limit)", request: request)
+        }
         var headers = headers
         headers["retry-after"] = String(Self.inFlightRetryAfterSeconds)
         logger.notice("submission refused by the tenant's in-flight limit", metadata: ["tenant": "\(tenant.name)", "limit": "\(limit)"])

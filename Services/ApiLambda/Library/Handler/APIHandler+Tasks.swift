@@ -20,7 +20,7 @@ extension APIHandler {
                 field: "Idempotency-Key")
         }
         let (record, replayed, quotaHeaders) = try await accept(
-            submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body), tenant: tenant)
+            submission, idempotencyKey: idempotencyKey, digest: Self.digest(request.body), tenant: tenant, request: request)
         return try await accepted(record, request: request, replayed: replayed, headers: quotaHeaders)
     }
 
@@ -51,7 +51,7 @@ extension APIHandler {
     /// Idempotency keys belong to the tenant: the same key from another tenant is another task,
     /// and never reveals that the key is in use. Quotas (``TenantQuotas``) are checked after the
     /// request is validated and before anything is stored: a refusal is a 429 `quota_exceeded`.
-    func accept(_ submission: TaskSubmission, idempotencyKey: String?, digest: String, tenant: Tenant)
+    func accept(_ submission: TaskSubmission, idempotencyKey: String?, digest: String, tenant: Tenant, request: APIRequest)
         async throws(APIError) -> (TaskRecord, replayed: Bool, headers: [String: String])
     {
         let now = EpochClock.nowMillis()
@@ -61,7 +61,7 @@ extension APIHandler {
             ?? submission.model.flatMap { context.pools.pool(servingModel: $0) } ?? context.pools.defaultPool
         let model = submission.model ?? pool.models[0]
         try await checkCallback(submission)
-        let quotaHeaders = try await takeSubmission(for: tenant, now: now)
+        let quotaHeaders = try await takeSubmission(for: tenant, now: now, request: request)
         let inputs = try await storeInputs(submission, taskID: id, tenant: tenant)
 
         var record = TaskRecord(
@@ -81,7 +81,7 @@ extension APIHandler {
         let created: CreateOutcome
         do { created = try await context.transport.tasks.create(record, inFlightLimit: inFlightLimit) } catch { throw .unavailable("\(error)") }
         if case .inFlightLimitReached(let limit) = created {
-            throw inFlightRefusal(tenant: tenant, limit: limit, headers: quotaHeaders)
+            throw await inFlightRefusal(tenant: tenant, limit: limit, headers: quotaHeaders, request: request)
         }
         if case .existing(let existing) = created {
             guard existing.tenant ?? Tenant.anonymous.name == tenant.name else {
@@ -243,6 +243,9 @@ extension APIHandler {
         case .conflict(let current):
             throw APIError(status: 409, code: "task_finished", message: "task \(id) already \(current.status.rawValue)", field: "id")
         case .applied(let record):
+            if tenant.role == .operator {
+                await audit("task.cancel", by: tenant, target: id, detail: "owner \(record.tenant ?? Tenant.anonymous.name)", request: request)
+            }
             // The result-writer writes the manifest of the cancelled task and announces it (SNS,
             // webhook). If this send fails, the cancel still ends the same way: the task's own
             // message is still on a queue or held by a worker, and whoever meets a cancelled,

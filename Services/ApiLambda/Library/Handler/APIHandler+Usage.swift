@@ -35,6 +35,7 @@ extension APIHandler {
         let tenants: [String]
         if let named = request.query["tenant"] {
             guard tenant.role == .operator else { throw .invalid("tenant", "tenant is for operator keys; a client key sees its own usage") }
+            guard APIKeyring.isTenantName(named) else { throw .invalid("tenant", "not a tenant name") }
             tenants = [named]
         } else if tenant.role == .operator {
             tenants = Array(Set(keyring.entries.map(\.tenant.name) + [Tenant.anonymous.name])).sorted()

@@ -44,6 +44,10 @@ public struct APIHandler: Sendable {
     public let openStreams = OpenStreams()
     /// Recent task durations per pool (ETAs before a task starts).
     let poolDurations = PoolDurations()
+    /// How long audit records are kept (`SDQ_AUDIT_RETENTION_DAYS`, default 90).
+    public var auditRetention: Duration = .seconds(90 * 86_400)
+    /// Repeated security events from one source are recorded once a minute (``AuditThrottle``).
+    let auditThrottle = AuditThrottle()
 
     public init(
         context: StackContext, logger: Logger, apiKeys: [String] = [], keyring: APIKeyring? = nil, keys: LiveKeyring? = nil,
@@ -69,6 +73,7 @@ public struct APIHandler: Sendable {
             span.attributes["url.path"] = request.path
             span.attributes["sdq.service"] = "api"
             let response = await respond(request)
+            if response.status == 401 { await auditRefusedKey(request) }
             span.attributes["http.response.status_code"] = response.status
             if response.status >= 500 { span.setStatus(SpanStatus(code: .error)) }
             return response
@@ -157,6 +162,9 @@ public struct APIHandler: Sendable {
         case ("tenants", 3) where segments[2] == "tasks":
             try allow(request, ["DELETE"])
             return try await purgeTenant(segments[1], request: request, tenant: tenant)
+        case ("audit", 1):
+            try allow(request, ["GET"])
+            return try await auditLog(request, tenant: tenant)
         case ("usage", 1):
             try allow(request, ["GET"])
             return try await usage(request, tenant: tenant)
@@ -390,6 +398,12 @@ extension APIHandler {
         }
         handler.streamTokens = StreamTokens(secret: streamSecret)
         handler.trustedProxies = try AddressRange.parseList(configuration.trustedProxies, field: "SDQ_TRUSTED_PROXIES")
+        if let text = environment["SDQ_AUDIT_RETENTION_DAYS"], !text.isEmpty {
+            guard let days = Int(text), (1...3650).contains(days) else {
+                throw ConfigurationError(message: "must be a number of days, 1...3650, not \(text)", field: "SDQ_AUDIT_RETENTION_DAYS")
+            }
+            handler.auditRetention = .seconds(days * 86_400)
+        }
         return handler
     }
 }

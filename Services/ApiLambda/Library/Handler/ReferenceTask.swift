@@ -139,7 +139,7 @@ extension APIHandler {
         let reference = try ReferenceTask.parse(request.body, limits: limits, pools: context.pools)
         let key = reference.clientID.map { "v1alpha2:" + $0 }
         let (record, replayed, quotaHeaders) = try await accept(
-            reference.submission, idempotencyKey: key, digest: Self.digest(request.body), tenant: tenant)
+            reference.submission, idempotencyKey: key, digest: Self.digest(request.body), tenant: tenant, request: request)
         let bucket = context.transport.objects.bucket
         let answer: JSONValue = .object([
             "id": .string(reference.clientID ?? record.id),

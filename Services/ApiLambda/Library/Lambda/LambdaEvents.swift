@@ -53,6 +53,7 @@ public enum LambdaEvent: Sendable, Equatable {
         var request = APIRequest(
             method: http["method"]?.stringValue ?? "GET", path: path, query: query, headers: headers, body: body(object))
         request.localBaseURL = baseURL(object)
+        request.sourceAddress = http["sourceIp"]?.stringValue.map { String($0.prefix(64)) }
         return .apiGatewayV2(request, cookies: cookies)
     }
 
@@ -72,6 +73,7 @@ public enum LambdaEvent: Sendable, Equatable {
         let path = object["path"]?.stringValue ?? "/"
         var request = APIRequest(method: method, path: path, query: query, headers: headers, body: body(object))
         request.localBaseURL = baseURL(object)
+        request.sourceAddress = object["requestContext"]?["identity"]?["sourceIp"]?.stringValue.map { String($0.prefix(64)) }
         return .apiGatewayV1(request)
     }
 
