@@ -19,11 +19,14 @@ public struct Tenant: Sendable, Equatable, CustomStringConvertible {
     public var role: APIRole
     /// The tenant's quotas (``TenantQuotas``); none unless its key file entry sets them.
     public var quotas: TenantQuotas
+    /// The tenant's prompt policy (``PromptPolicy``), from its key file entry.
+    public var policy: PromptPolicy?
 
-    public init(name: String, role: APIRole = .client, quotas: TenantQuotas = .none) {
+    public init(name: String, role: APIRole = .client, quotas: TenantQuotas = .none, policy: PromptPolicy? = nil) {
         self.name = name
         self.role = role
         self.quotas = quotas
+        self.policy = policy
     }
 
     /// The one tenant of an API with no keys.
@@ -143,7 +146,7 @@ public struct APIKeyring: Sendable {
                 return scalar.string
             }
             for key in spec.keys {
-                guard let name = key.string, ["name", "key", "key_sha256", "role", "quotas"].contains(name) else {
+                guard let name = key.string, ["name", "key", "key_sha256", "role", "quotas", "policy"].contains(name) else {
                     throw fail("keys[\(index)].\(key.string ?? "?") is not a key setting")
                 }
             }
@@ -179,6 +182,10 @@ public struct APIKeyring: Sendable {
                 guard raw.mapping != nil else { throw fail("keys[\(index)].quotas must be an object") }
                 quotas = Self.json(raw)
             }
+            var policy: PromptPolicy?
+            if let raw = spec["policy"] {
+                do { policy = try PromptPolicy.parse(Self.json(raw), path: "keys[\(index)].policy") } catch { throw fail(error.message) }
+            }
             var limits = TenantQuotas.none
             if let quotas {
                 do { limits = try TenantQuotas.parse(quotas, path: "keys[\(index)].quotas") } catch { throw fail(error.message) }
@@ -187,13 +194,13 @@ public struct APIKeyring: Sendable {
             // old one is removed) when they agree on its role and quotas. Names differing only in
             // case would share folders on case-insensitive file systems.
             if let same = entries.first(where: { $0.tenant.name == name }) {
-                guard same.tenant.role == role, same.quotas == quotas else {
-                    throw fail("keys[\(index)]: tenant \(name) appears again with another role or other quotas")
+                guard same.tenant.role == role, same.quotas == quotas, same.tenant.policy == policy else {
+                    throw fail("keys[\(index)]: tenant \(name) appears again with another role, other quotas or another policy")
                 }
             } else if !names.insert(name.lowercased()).inserted {
                 throw fail("keys[\(index)]: tenant \(name) differs from another only in case")
             }
-            entries.append(Entry(tenant: Tenant(name: name, role: role, quotas: limits), digest: digest, quotas: quotas))
+            entries.append(Entry(tenant: Tenant(name: name, role: role, quotas: limits, policy: policy), digest: digest, quotas: quotas))
         }
         guard !entries.isEmpty else { throw fail("lists no key; remove SDQ_API_KEYS_FILE to run an open API") }
         return APIKeyring(entries: entries)

@@ -12,6 +12,8 @@ public struct PoolSpec: Sendable, Equatable, Codable {
     /// `runtime_url`: the base URL of the pool's HTTP runtime (`sdwebui`, `comfyui`), for stacks
     /// with several HTTP runtimes; nil takes `SDQ_RUNTIME_URL` (see ``RuntimeSelection``).
     public var runtimeURL: String?
+    /// The pool's prompt policy (``PromptPolicy``), checked at submission.
+    public var policy: PromptPolicy?
 
     /// The runtime as a kind (a pool's `runtime` is checked against ``RuntimeKind`` when the
     /// configuration is loaded; an unchecked spec reads as the emulator).
@@ -25,7 +27,7 @@ public struct PoolSpec: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, runtime, models
+        case name, runtime, models, policy
         case runtimeURL = "runtime_url"
     }
 }

@@ -62,6 +62,7 @@ extension APIHandler {
         let model = submission.model ?? pool.models[0]
         try await checkCallback(submission)
         let quotaHeaders = try await takeSubmission(for: tenant, now: now, request: request)
+        try await checkPolicy(submission, pool: pool, model: model, tenant: tenant, request: request)
         let inputs = try await storeInputs(submission, taskID: id, tenant: tenant)
 
         var record = TaskRecord(
