@@ -104,6 +104,13 @@ struct SdqProcess: @unchecked Sendable {
         let none = try SdqProcess.start(["ls", "--server", secondURL, "--status", "failed", "--json"], environment: environment, in: directory)
         #expect(await none.waitForExit() == 0)
         #expect(none.log.contains(#"{"next_cursor":null,"tasks":[]}"#), "sdq ls --json: \(none.log)")
+        let usage = try SdqProcess.start(["usage", "--server", secondURL], environment: environment, in: directory)
+        #expect(await usage.waitForExit() == 0)
+        #expect(usage.log.contains("anonymous") && usage.log.contains("GPU SECONDS"), "sdq usage: \(usage.log)")
+        let purged = try SdqProcess.start(["cancel", accepted.id, "--purge", "--server", secondURL], environment: environment, in: directory)
+        #expect(await purged.waitForExit() == 0)
+        #expect(purged.log.contains("\(accepted.id) succeeded purged"), "sdq cancel --purge: \(purged.log)")
+        #expect(try await SDQClient(baseURL: secondURL).status(accepted.id).images.isEmpty)
 
         second.kill(SIGTERM)
         #expect(await second.waitForExit() == 0, "graceful shutdown on SIGTERM: \(second.log)")

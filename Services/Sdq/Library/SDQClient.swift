@@ -42,6 +42,11 @@ public struct SDQClient: Sendable {
         try decode(try await call("DELETE", "/v1/tasks/\(id)", expect: [200]))
     }
 
+    /// `DELETE /v1/tasks/{id}?purge=true`: deletes an ended task's data, leaving a tombstone.
+    public func purge(_ id: String) async throws(ClientError) -> TaskDocument {
+        try decode(try await call("DELETE", "/v1/tasks/\(id)?purge=true", expect: [200]))
+    }
+
     /// A page of the tenant's tasks, newest first.
     public struct TaskList: Sendable {
         public var tasks: [TaskDocument]

@@ -66,15 +66,18 @@ struct WaitCommand: AsyncParsableCommand {
 
 /// `sdq cancel ID`.
 struct CancelCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a task.")
+    static let configuration = CommandConfiguration(
+        commandName: "cancel", abstract: "Cancel a task, or with --purge delete an ended task's images, input, preview and manifest.")
 
     @Argument(help: "Task id.") var id: String
+    @Flag(help: "Delete the ended task's data instead, leaving a tombstone (DELETE /v1/tasks/{id}?purge=true).") var purge = false
     @OptionGroup var server: ServerOptions
 
     func run() async throws {
         try await reportingFailures {
-            let document = try await server.client().cancel(id)
-            print("\(document.id) \(document.status.rawValue)")
+            let client = try server.client()
+            let document = purge ? try await client.purge(id) : try await client.cancel(id)
+            print("\(document.id) \(document.status.rawValue)" + (document.purgedAt != nil ? " purged" : ""))
         }
     }
 }
