@@ -62,10 +62,7 @@ extension APIHandler {
         guard tenant.role == .operator else {
             throw APIError(status: 403, code: "operator_only", message: "the audit log needs an operator key")
         }
-        let known: Set<String> = ["since", "until", "limit", "cursor"]
-        if let unknown = request.query.keys.sorted().first(where: { !known.contains($0) }) {
-            throw .invalid(unknown, "unknown parameter \(unknown); the audit log takes \(known.sorted().joined(separator: ", "))")
-        }
+        try Self.refuseUnknownParameters(request, known: ["since", "until", "limit", "cursor"], of: "the audit log")
         var query = AuditQuery(since: try Self.time(request.query["since"], field: "since"), until: try Self.time(request.query["until"], field: "until"))
         if let text = request.query["limit"] {
             guard let limit = Int(text), (1...500).contains(limit) else { throw .invalid("limit", "limit must be an integer from 1 to 500") }

@@ -206,10 +206,7 @@ extension APIHandler {
 
     /// `GET /v1/tasks?status=&pool=&since=&until=&limit=&cursor=`: the tenant's tasks, newest first.
     func listTasks(_ request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
-        let known: Set<String> = ["status", "pool", "since", "until", "limit", "cursor"]
-        if let unknown = request.query.keys.sorted().first(where: { !known.contains($0) }) {
-            throw .invalid(unknown, "unknown parameter \(unknown); the list takes \(known.sorted().joined(separator: ", "))")
-        }
+        try Self.refuseUnknownParameters(request, known: ["status", "pool", "since", "until", "limit", "cursor"], of: "the list")
         var query = TaskListQuery(tenant: tenant.name)
         if let text = request.query["status"] {
             guard let status = TaskStatus(rawValue: text) else {
@@ -247,6 +244,13 @@ extension APIHandler {
             body["next"] = .string("/v1/tasks?" + (components.percentEncodedQuery ?? ""))
         }
         return .json(200, JSONValue.object(body).serialized())
+    }
+
+    /// A 400 naming the first query parameter that is not in `known` (`what` names the route).
+    static func refuseUnknownParameters(_ request: APIRequest, known: Set<String>, of what: String) throws(APIError) {
+        if let unknown = request.query.keys.sorted().first(where: { !known.contains($0) }) {
+            throw .invalid(unknown, "unknown parameter \(unknown); \(what) takes \(known.sorted().joined(separator: ", "))")
+        }
     }
 
     /// A time parameter: epoch milliseconds, or an RFC 3339 / ISO 8601 date-time.

@@ -1,5 +1,4 @@
 import Foundation
-import SDQMessages
 import SDQPlatform
 
 extension APIHandler {
@@ -83,7 +82,8 @@ extension APIHandler {
                     try await deleteObjects(of: record)
                     purged += 1
                 } else {
-                    if try await cancelForPurge(record) { cancelled += 1 }
+                    let message = "cancelled: the tenant's data is being purged"
+                    if case .applied = try await applyCancel(record.id, message: message) { cancelled += 1 }
                     pending += 1
                 }
             }
@@ -99,18 +99,5 @@ extension APIHandler {
             "pending": .number(Double(pending)),
         ])
         return .json(200, body.serialized())
-    }
-
-    /// Cancels an unfinished task of a tenant being purged (as ``cancel(_:request:tenant:)``).
-    private func cancelForPurge(_ record: TaskRecord) async throws(APIError) -> Bool {
-        let outcome: UpdateOutcome
-        do {
-            outcome = try await context.transport.tasks.apply(.cancelled(at: EpochClock.nowMillis(), message: "cancelled: the tenant's data is being purged"), to: record.id)
-        } catch { throw .unavailable("\(error)") }
-        guard case .applied(let cancelled) = outcome else { return false }
-        var result = Sdq_V1_TaskResult.cancelled(taskID: cancelled.id, message: "cancelled: the tenant's data is being purged")
-        result.pool = cancelled.pool
-        try? await context.results.send(result)  // if lost, the task's own message ends it (TaskLifecycle.onSkipped)
-        return true
     }
 }

@@ -234,12 +234,7 @@ extension APIHandler {
     /// 404 and is left alone; an operator key may cancel any task.
     func cancel(_ id: String, request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
         _ = try await visibleTask(id, tenant: tenant)
-        let now = EpochClock.nowMillis()
-        let outcome: UpdateOutcome
-        do {
-            outcome = try await context.transport.tasks.apply(.cancelled(at: now, message: "cancelled by the client"), to: id)
-        } catch { throw .unavailable("\(error)") }
-        switch outcome {
+        switch try await applyCancel(id, message: "cancelled by the client") {
         case .notFound: throw .notFound(id)
         case .conflict(let current):
             throw APIError(status: 409, code: "task_finished", message: "task \(id) already \(current.status.rawValue)", field: "id")
@@ -247,21 +242,30 @@ extension APIHandler {
             if tenant.role == .operator {
                 await audit("task.cancel", by: tenant, target: id, detail: "owner \(record.tenant ?? Tenant.anonymous.name)", request: request)
             }
-            // The result-writer writes the manifest of the cancelled task and announces it (SNS,
-            // webhook). If this send fails, the cancel still ends the same way: the task's own
-            // message is still on a queue or held by a worker, and whoever meets a cancelled,
-            // unannounced task forwards a `cancelled` result (``TaskLifecycle/onSkipped(_:)``).
-            var result = Sdq_V1_TaskResult.cancelled(taskID: id)
-            result.pool = record.pool
-            do {
-                try await context.results.send(result)
-            } catch {
-                logger.warning(
-                    "cannot send the cancel's result; the task's own message will end it",
-                    metadata: ["task_id": "\(id)", "error": "\(error)"])
-            }
             return try await documentResponse(200, record, request: request)
         }
+    }
+
+    /// Cancels task `id` (``TaskEvent/cancelled(at:message:)``) and, when that applied, sends its
+    /// `cancelled` result. The result-writer writes the manifest of the cancelled task and
+    /// announces it (SNS, webhook). If this send fails, the cancel still ends the same way: the
+    /// task's own message is still on a queue or held by a worker, and whoever meets a cancelled,
+    /// unannounced task forwards a `cancelled` result (``TaskLifecycle/onSkipped(_:)``).
+    func applyCancel(_ id: String, message: String) async throws(APIError) -> UpdateOutcome {
+        let outcome: UpdateOutcome
+        do {
+            outcome = try await context.transport.tasks.apply(.cancelled(at: EpochClock.nowMillis(), message: message), to: id)
+        } catch { throw .unavailable("\(error)") }
+        guard case .applied(let record) = outcome else { return outcome }
+        var result = Sdq_V1_TaskResult.cancelled(taskID: id, message: message)
+        result.pool = record.pool
+        do {
+            try await context.results.send(result)
+        } catch {
+            logger.warning(
+                "cannot send the cancel's result; the task's own message will end it", metadata: ["task_id": "\(id)", "error": "\(error)"])
+        }
+        return outcome
     }
 
     static func digest(_ body: Data) -> String {

@@ -13,10 +13,7 @@ extension APIHandler {
     /// scan. An operator key sees every tenant the key file names (and `anonymous`), or the one
     /// `tenant` names. `from` defaults to 30 days before `to`, `to` to now.
     func usage(_ request: APIRequest, tenant: Tenant) async throws(APIError) -> APIResponse {
-        let known: Set<String> = ["from", "to", "group_by", "tenant"]
-        if let unknown = request.query.keys.sorted().first(where: { !known.contains($0) }) {
-            throw .invalid(unknown, "unknown parameter \(unknown); usage takes \(known.sorted().joined(separator: ", "))")
-        }
+        try Self.refuseUnknownParameters(request, known: ["from", "to", "group_by", "tenant"], of: "usage")
         let to = try Self.time(request.query["to"], field: "to") ?? EpochClock.nowMillis()
         let from = try Self.time(request.query["from"], field: "from") ?? max(0, to - 30 * 86_400_000)
         guard from < to else { throw .invalid("from", "from must be before to") }
