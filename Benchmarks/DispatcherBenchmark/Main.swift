@@ -28,6 +28,21 @@ struct Main {
         }
         var logger = Logger(label: "bench")
         logger.logLevel = .error
+        print("dispatcher benchmark: \(tasks) tasks, \(awsEndpoint == nil ? "embedded" : "aws (\(awsEndpoint!))")")
+        // Fair share off (every task straight to its lane), then on with lanes that never fill
+        // (every task held, then fed): what holding costs when nothing has to wait.
+        var rates: [Double] = []
+        for (label, fairShare) in [("fair share off", FairShareSettings(laneDepth: 0)),
+                                   ("fair share on (held, then fed)", FairShareSettings(laneDepth: tasks + 10, hold: 10_000))] {
+            let seconds = try await run(tasks: tasks, awsEndpoint: awsEndpoint, fairShare: fairShare, logger: logger)
+            rates.append(Double(tasks) / seconds)
+            print(String(format: "  %@: routed in %.2f s: %.0f tasks/s (includes up to 0.2 s of polling for the end)", label, seconds, rates.last!))
+        }
+        print(String(format: "  on/off throughput ratio: %.2f", rates[1] / rates[0]))
+    }
+
+    /// Seconds one dispatcher takes to route `tasks` queued tasks on a fresh stack.
+    static func run(tasks: Int, awsEndpoint: String?, fairShare: FairShareSettings, logger: Logger) async throws -> Double {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sdq-dispatch-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         var configuration = SDQConfiguration()
@@ -41,7 +56,10 @@ struct Main {
             environment["AWS_ACCESS_KEY_ID"] = environment["AWS_ACCESS_KEY_ID"] ?? "bench"
             environment["AWS_SECRET_ACCESS_KEY"] = environment["AWS_SECRET_ACCESS_KEY"] ?? "bench"
         }
-        let context = try await StackContext.open(configuration, logger: logger, environment: environment)
+        let opened = try await StackContext.open(configuration, logger: logger, environment: environment)
+        var pools = opened.pools
+        pools.fairShare = fairShare
+        let context = StackContext(transport: opened.transport, names: opened.names, pools: pools)
         if awsEndpoint != nil { try await context.transport.provision(context.topology) }
         let now = EpochClock.nowMillis()
         let dispatchQueue = context.transport.queue(named: context.names.dispatchQueue)
@@ -75,7 +93,6 @@ struct Main {
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         if let embedded = context.transport as? EmbeddedTransport { await embedded.close() }
-        print("dispatcher benchmark: \(tasks) tasks, \(awsEndpoint == nil ? "embedded" : "aws (\(awsEndpoint!))")")
-        print(String(format: "  routed in %.2f s: %.0f tasks/s (includes up to 0.2 s of polling for the end)", seconds, Double(tasks) / seconds))
+        return seconds
     }
 }

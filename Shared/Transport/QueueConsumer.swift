@@ -91,7 +91,8 @@ public struct QueueConsumer: Sendable {
         }
     }
 
-    private func settle(_ message: QueueMessage, disposition: MessageDisposition) async {
+    /// Acts on one message's disposition now (delete, delay or reject).
+    public func settle(_ message: QueueMessage, disposition: MessageDisposition) async {
         do {
             switch disposition {
             case .delete:

@@ -45,7 +45,13 @@ public enum SDQMetrics {
         Counter(label: "sdq_webhook_deliveries_total", dimensions: [("event", event), ("outcome", outcome)]).increment()
     }
 
+    /// Tasks the dispatcher holds back for a lane (fair share), `sdq_dispatch_held_tasks`.
+    public static func held(pool: String, lane: String, count: Int) {
+        Gauge(label: "sdq_dispatch_held_tasks", dimensions: [("pool", pool), ("lane", lane)]).record(count)
+    }
+
     /// Messages waiting on a pool lane (`lane`: high, normal), sampled by the dispatcher.
+
     public static func backlog(pool: String, lane: String, visible: Int, inFlight: Int) {
         Gauge(label: "sdq_backlog_messages", dimensions: [("pool", pool), ("lane", lane), ("state", "visible")]).record(visible)
         Gauge(label: "sdq_backlog_messages", dimensions: [("pool", pool), ("lane", lane), ("state", "in_flight")]).record(inFlight)

@@ -32,6 +32,13 @@ public struct Dispatcher: Service {
     public var receiveWait: Duration
     /// How often pool backlogs are sampled for the metrics.
     public var backlogInterval: Duration = .seconds(15)
+    /// With fair share, how often a full lane's depth is read again while tasks wait for it.
+    public var refillInterval: Duration = .milliseconds(500)
+    /// With fair share, how long a held message stays invisible on the dispatch queue before it
+    /// is renewed: long enough that renewals cost little (about one request per held task per
+    /// three and a half minutes), short enough that a crashed dispatcher's tasks return within
+    /// minutes.
+    public var holdLease: Duration = .seconds(300)
     /// The lanes' depths as last sampled, for queue positions without a request per task.
     let depths = LaneDepths()
 
@@ -45,10 +52,15 @@ public struct Dispatcher: Service {
         let names = context.names
         // Each consumer stops receiving on graceful shutdown and finishes what it holds.
         await withTaskGroup(of: Void.self) { group in
-            let dispatch = QueueConsumer(
-                queue: context.transport.queue(named: names.dispatchQueue), logger: logger, wait: receiveWait)
-            // The lane sends of one received batch leave together (one `SendMessageBatch` per lane).
-            group.addTask { await dispatch.run(round: { await self.route($0, round: $1, participant: $2) }) }
+            if context.pools.fairShare.isEnabled {
+                // Lanes kept short, the rest held per tenant and fed round-robin (Dispatcher+FairShare).
+                group.addTask { await self.runFairShare(self.context.pools.fairShare) }
+            } else {
+                let dispatch = QueueConsumer(
+                    queue: context.transport.queue(named: names.dispatchQueue), logger: logger, wait: receiveWait)
+                // The lane sends of one received batch leave together (one `SendMessageBatch` per lane).
+                group.addTask { await dispatch.run(round: { await self.route($0, round: $1, participant: $2) }) }
+            }
             let watched = [names.dispatchQueue] + context.pools.pools.flatMap { names.workerQueues($0.name) }
             group.addTask { await cancelWhenGracefulShutdown { await self.sampleBacklog() } }
             for source in watched {
@@ -62,32 +74,26 @@ public struct Dispatcher: Service {
 
     /// Routes one dispatch-queue message, in a consumer span under the API's (the task's trace).
     /// With a `round`, its lane send leaves with the other sends of the round.
-    public func route(_ message: QueueMessage, round: SendRound? = nil, participant: Int = 0) async -> MessageDisposition {
+    /// `chosen` is the pool picked when the message was received and held (fair share), so it
+    /// is not looked up again.
+    public func route(
+        _ message: QueueMessage, round: SendRound? = nil, participant: Int = 0, chosen: PoolSpec? = nil
+    ) async -> MessageDisposition {
         await ChannelConsumer<Sdq_V1_GenerationTask>(service: "dispatcher", operation: "dispatch", logger: logger)
             .handle(message) { task, _, span in
-                let disposition = await route(task, message: message, round: round, participant: participant)
+                let disposition = await route(task, message: message, round: round, participant: participant, chosen: chosen)
                 span.attributes["sdq.pool"] = task.pool
                 return disposition
             }
     }
 
     private func route(
-        _ decoded: Sdq_V1_GenerationTask, message: QueueMessage, round: SendRound?, participant: Int
+        _ decoded: Sdq_V1_GenerationTask, message: QueueMessage, round: SendRound?, participant: Int, chosen: PoolSpec?
     ) async -> MessageDisposition {
         var task = decoded
         let now = EpochClock.nowMillis()
-        if task.deadlineMs > 0, now > task.deadlineMs {
-            return await failIfQueued(task, code: "deadline_exceeded", message: "the task's deadline passed before it was dispatched")
-        }
         let pool: PoolSpec
-        var resolved = Self.resolvePool(for: task, in: context.pools)
-        if task.pool.isEmpty, !task.model.isEmpty, case .success = resolved,
-            let warm = await LoadedModels.preferred(
-                context.pools.pools(servingModel: task.model), model: task.model, in: context.transport.objects, now: now)
-        {
-            resolved = .success(warm)
-        }
-        switch resolved {
+        switch await choosePool(for: task, now: now, chosen: chosen) {
         case .success(let resolved): pool = resolved
         case .failure(let error): return await failIfQueued(task, code: error.code, message: error.message)
         }
@@ -122,6 +128,24 @@ public struct Dispatcher: Service {
         return .delete
     }
 
+    /// The pool `task` goes to, or why it cannot be dispatched: its deadline passed, or no pool
+    /// fits (``resolvePool(for:in:)``). Among several pools serving its model, the one with the
+    /// model loaded now (``LoadedModels``) — unless `chosen` was already picked.
+    func choosePool(for task: Sdq_V1_GenerationTask, now: Int64, chosen: PoolSpec? = nil) async -> Result<PoolSpec, RoutingError> {
+        if task.deadlineMs > 0, now > task.deadlineMs {
+            return .failure(RoutingError(code: "deadline_exceeded", message: "the task's deadline passed before it was dispatched"))
+        }
+        if let chosen { return .success(chosen) }
+        let resolved = Self.resolvePool(for: task, in: context.pools)
+        if task.pool.isEmpty, !task.model.isEmpty, case .success = resolved,
+            let warm = await LoadedModels.preferred(
+                context.pools.pools(servingModel: task.model), model: task.model, in: context.transport.objects, now: now)
+        {
+            return .success(warm)
+        }
+        return resolved
+    }
+
     /// Records every pool lane's depth (`sdq_backlog_messages`) every ``backlogInterval``.
     func sampleBacklog() async {
         while !Task.isCancelled {
@@ -130,7 +154,7 @@ public struct Dispatcher: Service {
                 for (lane, queue) in [("high", lanes.high), ("normal", lanes.normal)] {
                     if let depth = try? await queue.depth() {
                         SDQMetrics.backlog(pool: pool.name, lane: lane, visible: depth.visible, inFlight: depth.inFlight)
-                        depths.record(queue.name, visible: depth.visible)
+                        depths.record(queue.name, visible: depth.visible, inFlight: depth.inFlight)
                     }
                 }
             }
@@ -257,17 +281,28 @@ public struct Dispatcher: Service {
 final class LaneDepths: Sendable {
     private struct Sample {
         var visible: Int
+        var inFlight: Int
         var at: ContinuousClock.Instant
         var sentSince: Int
     }
     private let samples = Mutex<[String: Sample]>([:])
 
-    func record(_ lane: String, visible: Int) {
-        samples.withLock { $0[lane] = Sample(visible: visible, at: .now, sentSince: 0) }
+    func record(_ lane: String, visible: Int, inFlight: Int) {
+        samples.withLock { $0[lane] = Sample(visible: visible, inFlight: inFlight, at: .now, sentSince: 0) }
+    }
+
+    /// The messages workers held (received, not yet deleted) at the last sample.
+    func inFlight(_ lane: String) -> Int {
+        samples.withLock { $0[lane]?.inFlight ?? 0 }
     }
 
     func noteSent(_ lane: String) {
         samples.withLock { $0[lane]?.sentSince += 1 }
+    }
+
+    /// How long ago `lane` was last sampled.
+    func age(_ lane: String) -> Duration? {
+        samples.withLock { samples in samples[lane].map { ContinuousClock.now - $0.at } }
     }
 
     /// The sampled depth plus what was sent since, when the sample is younger than `maxAge`.

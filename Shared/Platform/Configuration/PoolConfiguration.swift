@@ -154,12 +154,15 @@ public struct ConfigurationError: CodedError {
 /// limits: { max_width: 2048, max_height: 2048, max_steps: 150 }
 /// queues: { max_receive_count: 5, worker_visibility_timeout_seconds: 60 }
 /// webhooks: { retry_delays_seconds: [5, 30, 120], timeout_seconds: 10 }
+/// fair_share: { lane_depth: 10, hold: 10000 }
 /// ```
 public struct PoolConfiguration: Sendable, Equatable, Codable {
     public var pools: [PoolSpec]
     public var limits: RequestLimits
     public var queues: QueueSettings
     public var webhooks: WebhookSettings = WebhookSettings()
+    /// How the dispatcher shares each lane among tenants.
+    public var fairShare: FairShareSettings = FairShareSettings()
 
     /// The runtimes a pool may name.
     public static let knownRuntimes: Set<String> = Set(RuntimeKind.allCases.map(\.rawValue))
@@ -204,7 +207,10 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
         return try PoolConfiguration(pools: [PoolSpec(name: "default", runtime: runtime, models: [model], runtimeURL: runtimeURL)])
     }
 
-    enum CodingKeys: String, CodingKey { case pools, limits, queues, webhooks }
+    enum CodingKeys: String, CodingKey {
+        case pools, limits, queues, webhooks
+        case fairShare = "fair_share"
+    }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -212,6 +218,7 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
         limits = try c.decodeIfPresent(RequestLimits.self, forKey: .limits) ?? RequestLimits()
         queues = try c.decodeIfPresent(QueueSettings.self, forKey: .queues) ?? QueueSettings()
         webhooks = try c.decodeIfPresent(WebhookSettings.self, forKey: .webhooks) ?? WebhookSettings()
+        fairShare = try c.decodeIfPresent(FairShareSettings.self, forKey: .fairShare) ?? FairShareSettings()
     }
 
     /// Parses YAML text.
@@ -287,5 +294,6 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
         guard webhooks.timeoutSeconds > 0, webhooks.timeoutSeconds <= 60 else {
             throw ConfigurationError(message: "timeout_seconds must be in (0, 60]", field: "webhooks.timeout_seconds")
         }
+        try fairShare.validate()
     }
 }

@@ -96,7 +96,7 @@ extension APIHandler {
             }
             return (try await replay(existing, submission: submission, now: now, tenant: tenant), true, quotaHeaders)
         }
-        try await publish(generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now))
+        try await publish(generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now, tenant: tenant))
         return (record, false, quotaHeaders)
     }
 
@@ -136,7 +136,8 @@ extension APIHandler {
         }
         if publishFailed || stale {
             let inputs = try await storeInputs(submission, taskID: existing.id, tenant: tenant)
-            var task = generationTask(submission, id: existing.id, model: existing.model, seed: existing.seed, inputs: inputs, now: now)
+            var task = generationTask(
+                submission, id: existing.id, model: existing.model, seed: existing.seed, inputs: inputs, now: now, tenant: tenant)
             task.submittedAtMs = existing.timings.submittedAt ?? now
             try await publish(task)
         }
@@ -195,10 +196,11 @@ extension APIHandler {
     }
 
     private func generationTask(
-        _ s: TaskSubmission, id: String, model: String, seed: Int64, inputs: [Sdq_V1_ObjectRef], now: Int64
+        _ s: TaskSubmission, id: String, model: String, seed: Int64, inputs: [Sdq_V1_ObjectRef], now: Int64, tenant: Tenant
     ) -> Sdq_V1_GenerationTask {
         var task = Sdq_V1_GenerationTask()
         task.id = id
+        task.tenant = tenant.name  // the dispatcher's fair share keeps one line per tenant
         task.pool = s.pool ?? ""  // empty: the dispatcher routes by model affinity
         task.model = model
         task.kind = s.kind.message
