@@ -44,7 +44,7 @@ import Testing
         again.tenant = "t"
         try await Self.send(again, to: fixture)
         var dispatcher = Dispatcher(context: fixture.context, logger: testLogger(), receiveWait: .milliseconds(100))
-        dispatcher.holdLease = .seconds(2)
+        dispatcher.holdLease = .seconds(3)
         dispatcher.refillInterval = .milliseconds(100)
         let lane = fixture.queue(names.poolQueue("default"))
         let dispatchQueue = fixture.queue(names.dispatchQueue)

@@ -36,17 +36,19 @@ extension Dispatcher {
                 for await _ in wakeups { await self.feed(hold, settings: settings, consumer: consumer) }
             }
             group.addTask {
-                var renewed = ContinuousClock.now
+                // Full lanes are looked at again every refill interval.
                 while !Task.isCancelled, !Task.isShuttingDownGracefully {
                     do { try await Task.sleep(for: self.refillInterval) } catch { return }
                     bell.yield()
                     for (lane, tenants) in hold.waiting {
                         SDQMetrics.held(pool: lane.pool, lane: lane.high ? "high" : "normal", count: tenants.values.reduce(0, +))
                     }
-                    if ContinuousClock.now - renewed >= min(.seconds(15), self.holdLease / 4) {
-                        await self.renewLeases(hold, on: queue)
-                        renewed = .now
-                    }
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                    do { try await Task.sleep(for: min(.seconds(15), self.holdLease / 4)) } catch { return }
+                    await self.renewLeases(hold, on: queue)
                 }
             }
         }
@@ -153,10 +155,10 @@ extension Dispatcher {
         return max(0, max(limit, depth.inFlight) - depth.visible)
     }
 
-    /// Renews the leases of held messages that lapse within 30% of ``holdLease``.
+    /// Renews the leases of held messages that lapse within half of ``holdLease``.
     private func renewLeases(_ hold: DispatchHold, on queue: any MessageQueue) async {
         let now = ContinuousClock.now
-        let receipts = hold.renewing(lapsingBefore: now + holdLease * 0.3, until: now + holdLease)
+        let receipts = hold.renewing(lapsingBefore: now + holdLease / 2, until: now + holdLease)
         await forEach(receipts) { receipt in
             do { try await queue.changeVisibility(receiptHandle: receipt, timeout: holdLease) } catch {
                 // Taken meanwhile, or the lease lapsed: the message comes back and is held again.

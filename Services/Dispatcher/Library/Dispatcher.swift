@@ -22,6 +22,11 @@ import Tracing
 ///    the pool's queue — the high-priority lane for `priority: high`, which workers drain first
 ///    (``PriorityLanes``). The lane sends of one received batch leave together (``SendRound``).
 ///
+/// With fair share on (the pools file's `fair_share`, on by default), a lane is kept short and
+/// the tasks beyond it are held, one line per tenant, and fed to it round-robin
+/// (Dispatcher+FairShare.swift): a task's deadline and pool are settled when it is received,
+/// step 4 (and the deadline again) when its turn comes.
+///
 /// Failures go to the results queue as a `TaskResult`, so the result-writer remains the one place
 /// that finalises tasks. The dead-letter queues of the dispatch queue and of every pool queue are
 /// watched: a message that lands there fails its task with code `dead_lettered`.
@@ -36,7 +41,7 @@ public struct Dispatcher: Service {
     public var refillInterval: Duration = .milliseconds(500)
     /// With fair share, how long a held message stays invisible on the dispatch queue before it
     /// is renewed: long enough that renewals cost little (about one request per held task per
-    /// three and a half minutes), short enough that a crashed dispatcher's tasks return within
+    /// two and a half minutes), short enough that a crashed dispatcher's tasks return within
     /// minutes.
     public var holdLease: Duration = .seconds(300)
     /// The lanes' depths as last sampled, for queue positions without a request per task.

@@ -259,7 +259,9 @@ public struct APIHandler: Sendable {
 
     /// The approximate place in line of a waiting task, from queue depths (SQS's approximate
     /// counts on AWS, read at most once a second per queue: ``QueueDepthCache``), never below 1:
-    /// - `queued` (not yet routed): the visible messages on the dispatch queue;
+    /// - `queued` (not yet routed): the messages on the dispatch queue, visible (not yet seen by
+    ///   the dispatcher) or in flight (held by it for fair share) — an upper bound under fair
+    ///   share, where a tenant with few tasks waiting overtakes a large backlog;
     /// - `dispatched`: the messages that were ahead of it when it joined its pool's lane
     ///   (recorded by the dispatcher; for a normal task the high lane counts as ahead), capped by
     ///   what is visible on those lanes now — the queues are consumed roughly in order, so the
@@ -270,7 +272,7 @@ public struct APIHandler: Sendable {
         switch record.status {
         case .queued:
             guard let depth = await depths.depth(of: context.transport.queue(named: context.names.dispatchQueue)) else { return nil }
-            return max(1, depth.visible)
+            return max(1, depth.visible + depth.inFlight)
         case .dispatched:
             let lanes = context.workerQueue(pool: record.pool)
             guard let high = await depths.depth(of: lanes.high) else { return record.queuePositionAtDispatch }
