@@ -16,6 +16,9 @@
 #      in-flight limit (both too high to refuse anything); the difference per task and operation
 #      from phase 2 (each net of idle polling) is what quotas cost.
 # Phases 1-4 submit as the key file's tenant `plain` (no quotas), phase 5 as `quota`.
+# BENCH_FAIR_SHARE=off runs the stack with `fair_share: {lane_depth: 0}` (every task straight to
+# its lane); the default is fair share on with its default lane depth (10), so phase 2's 20 tasks
+# on one worker hold about half of them back: run it both ways to see what holding costs.
 # Prints a table (and writes JSON to $OUT_JSON when set). Needs moto: pip install 'moto[server]'.
 # Usage: scripts/bench-aws-requests.sh [path/to/sdq]   (default .build/release/sdq)
 set -euo pipefail
@@ -83,6 +86,14 @@ KEYS
 export SDQ_API_KEYS_FILE="$work/keys.yaml"
 unset AWS_SESSION_TOKEN AWS_PROFILE SDQ_POOLS_FILE SDQ_API_KEYS \
   AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_SNS AWS_ENDPOINT_URL_S3 AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_STS
+case ${BENCH_FAIR_SHARE:-on} in
+  on) ;;
+  off)
+    printf 'pools:\n  - {name: default, runtime: emulator, models: [emulator-v1]}\nfair_share: {lane_depth: 0}\n' >"$work/pools.yaml"
+    export SDQ_POOLS_FILE="$work/pools.yaml" ;;
+  *) echo "BENCH_FAIR_SHARE is on or off" >&2; exit 2 ;;
+esac
+echo "fair share: ${BENCH_FAIR_SHARE:-on}"
 "$sdq" aws init >"$work/init.log" 2>&1
 stage "sdq aws init"
 
