@@ -35,20 +35,25 @@ extension Dispatcher {
             group.addTask {
                 for await _ in wakeups { await self.feed(hold, settings: settings, consumer: consumer) }
             }
+            // The two timed loops end at once on graceful shutdown (a sleep would hold the stop).
             group.addTask {
                 // Full lanes are looked at again every refill interval.
-                while !Task.isCancelled, !Task.isShuttingDownGracefully {
-                    do { try await Task.sleep(for: self.refillInterval) } catch { return }
-                    bell.yield()
-                    for (lane, tenants) in hold.waiting {
-                        SDQMetrics.held(pool: lane.pool, lane: lane.high ? "high" : "normal", count: tenants.values.reduce(0, +))
+                await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                        do { try await Task.sleep(for: self.refillInterval) } catch { return }
+                        bell.yield()
+                        for (lane, tenants) in hold.waiting {
+                            SDQMetrics.held(pool: lane.pool, lane: lane.high ? "high" : "normal", count: tenants.values.reduce(0, +))
+                        }
                     }
                 }
             }
             group.addTask {
-                while !Task.isCancelled, !Task.isShuttingDownGracefully {
-                    do { try await Task.sleep(for: min(.seconds(15), self.holdLease / 4)) } catch { return }
-                    await self.renewLeases(hold, on: queue)
+                await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                        do { try await Task.sleep(for: min(.seconds(15), self.holdLease / 4)) } catch { return }
+                        await self.renewLeases(hold, on: queue)
+                    }
                 }
             }
         }
