@@ -177,6 +177,48 @@ public struct AWSTaskStore: TaskStore {
         return (Array(records.prefix(query.limit)), more)
     }
 
+    /// The partition of the task-list index that holds worker heartbeats (sorted by when they
+    /// were written), so listing the fleet is a Query, never a scan.
+    static let workersPartition = "#workers"
+
+    /// An item per worker (`id` = `worker#<pool>#<worker>`), replaced by each heartbeat and
+    /// expiring by the table's TTL (reads skip expired ones: the TTL deletes lazily).
+    public func recordHeartbeat(_ heartbeat: WorkerHeartbeat) async throws(TransportError) {
+        let item: DynamoItem = [
+            "id": .string("worker#\(heartbeat.pool)#\(heartbeat.worker)"), "tenant": .string(Self.workersPartition),
+            "submitted_at": .int(heartbeat.seenAt), "worker": .string(try TaskItemLayout.json(heartbeat)),
+            Self.ttlAttribute: .int(heartbeat.expiresAt / 1000 + 1),
+        ]
+        do { try await dynamo.putItem(DynamoPut(table: table, item: item)) } catch { throw TransportError(aws: error) }
+    }
+
+    public func heartbeats(pool: String?) async throws(TransportError) -> [WorkerHeartbeat] {
+        let now = EpochClock.nowMillis()
+        var found: [WorkerHeartbeat] = []
+        var startKey: DynamoItem?
+        // Only heartbeats written within the last hour can still be live (a heartbeat lives a few intervals).
+        let values: DynamoItem = [":t": .string(Self.workersPartition), ":lo": .int(now - 3_600_000), ":hi": .int(Int64.max / 2)]
+        for _ in 0..<20 {
+            let page: DynamoDBClient.QueryPage
+            do {
+                page = try await dynamo.query(
+                    table: table, index: Self.listIndex.name, keyCondition: "#t = :t AND #s BETWEEN :lo AND :hi", filter: nil,
+                    names: ["#t": "tenant", "#s": "submitted_at"], values: values, forward: false, limit: 500, startKey: startKey)
+            } catch {
+                throw TransportError(aws: error)
+            }
+            for item in page.items {
+                guard let heartbeat = TaskItemLayout.parse(WorkerHeartbeat.self, item["worker"]), heartbeat.expiresAt > now,
+                    pool == nil || heartbeat.pool == pool
+                else { continue }
+                found.append(heartbeat)
+            }
+            startKey = page.lastEvaluatedKey
+            if startKey == nil { break }
+        }
+        return found.sorted { ($0.pool, $0.worker) < ($1.pool, $1.worker) }
+    }
+
     public func inFlight(tenant: String) async throws(TransportError) -> Int {
         max(0, Int(try await fetch("quota#\(tenant)")?["in_flight"]?.intValue ?? 0))
     }

@@ -177,6 +177,10 @@ public protocol TaskStore: Sendable {
     /// A page of audit records, newest first, from an index on time (never a scan); `more` when
     /// another page follows.
     func audit(_ query: AuditQuery) async throws(TransportError) -> (records: [AuditRecord], more: Bool)
+    /// Writes (replaces) a worker's heartbeat.
+    func recordHeartbeat(_ heartbeat: WorkerHeartbeat) async throws(TransportError)
+    /// The workers whose heartbeat has not expired, by pool then worker; one pool's with `pool`.
+    func heartbeats(pool: String?) async throws(TransportError) -> [WorkerHeartbeat]
     /// Reads a record; nil when absent or expired.
     func get(id: String) async throws(TransportError) -> TaskRecord?
     /// Applies one lifecycle event atomically, if its ``TaskLifecycle`` transition permits it on

@@ -118,6 +118,24 @@ struct EmbeddedTaskStore: TaskStore {
         return (records, rows.count > query.limit)
     }
 
+    func recordHeartbeat(_ heartbeat: WorkerHeartbeat) async throws(TransportError) {
+        guard let data = try? Self.encoder.encode(heartbeat) else { throw .storage("cannot encode the heartbeat of \(heartbeat.worker)") }
+        try await database.query(
+            "INSERT OR REPLACE INTO workers (pool, worker, record, expires_at) VALUES (?, ?, ?, ?)",
+            [.text(heartbeat.pool), .text(heartbeat.worker), .text(String(decoding: data, as: UTF8.self)), .int(heartbeat.expiresAt)])
+    }
+
+    func heartbeats(pool: String?) async throws(TransportError) -> [WorkerHeartbeat] {
+        var sql = "SELECT record FROM workers WHERE expires_at > ?"
+        var binds: [SQLiteData] = [.int(EpochClock.nowMillis())]
+        if let pool {
+            sql += " AND pool = ?"
+            binds.append(.text(pool))
+        }
+        let rows = try await database.query(sql + " ORDER BY pool, worker", binds)
+        return rows.compactMap { row in row.text("record").flatMap { try? JSONDecoder().decode(WorkerHeartbeat.self, from: Data($0.utf8)) } }
+    }
+
     func inFlight(tenant: String) async throws(TransportError) -> Int {
         let rows = try await database.query("SELECT in_flight FROM tenant_quotas WHERE tenant = ?", [.text(tenant)])
         return rows.first.flatMap { $0.column("in_flight")?.integer } ?? 0

@@ -158,7 +158,10 @@ public struct APIHandler: Sendable {
             return try await events(segments[1], request: request, tenant: tenant)
         case ("pools", 1):
             try allow(request, ["GET"])
-            return try await listPools()
+            return try await listPools(request)
+        case ("workers", 1):
+            try allow(request, ["GET"])
+            return try await listWorkers(request, tenant: tenant)
         case ("tenants", 3) where segments[2] == "tasks":
             try allow(request, ["DELETE"])
             return try await purgeTenant(segments[1], request: request, tenant: tenant)
@@ -329,20 +332,6 @@ public struct APIHandler: Sendable {
         guard first == "v1alpha2" || (first == "v1" && !head.path.hasPrefix("/v1/objects/")) else { return nil }
         do { _ = try authenticate(head) } catch { return .error(error) }
         return nil
-    }
-
-    private func listPools() async throws(APIError) -> APIResponse {
-        var pools: [JSONValue] = []
-        for pool in context.pools.pools {
-            var entry: [String: JSONValue] = [
-                "name": .string(pool.name), "runtime": .string(pool.runtime), "models": .array(pool.models.map { .string($0) }),
-            ]
-            if let depth = await depths.depth(of: context.transport.queue(named: context.names.poolQueue(pool.name))) {
-                entry["queue"] = .object(["visible": .number(Double(depth.visible)), "in_flight": .number(Double(depth.inFlight))])
-            }
-            pools.append(.object(entry))
-        }
-        return .json(200, JSONValue.object(["pools": .array(pools)]).serialized())
     }
 
     private func serveObject(_ request: APIRequest, key: String) async throws(APIError) -> APIResponse {

@@ -28,6 +28,9 @@ public struct InferenceConfiguration: Sendable {
     public var previewInterval: Duration?
     /// Which input URLs the worker may fetch (`SDQ_FETCH_ALLOW_PRIVATE` opens private addresses).
     public var fetchPolicy: OutboundURLPolicy
+    /// How often the worker writes its ``WorkerHeartbeat`` to the task store (one write each);
+    /// a heartbeat counts for three of these.
+    public var fleetHeartbeatInterval: Duration = .seconds(10)
 
     public init(
         pool: String = "default", workerID: String = InferenceConfiguration.defaultWorkerID(),

@@ -83,6 +83,7 @@ extension InferenceWorker {
         }
         defer { previewPublisher.untrack(task.id) }
         let callStarted = EpochClock.nowMillis()
+        activity.began(task: task.id, model: task.model, at: callStarted)
         let result: Result<[RuntimeImage], RuntimeError> = await withSpan("runtime \(job.kind)", ofKind: .client) { span in
           span.attributes["sdq.runtime"] = runtime.name
           return await withTaskGroup(of: Void.self) { group in
@@ -107,6 +108,11 @@ extension InferenceWorker {
         window.close()
         timings.runtimeStartedAtMs = window.startedAt ?? window.submittedAt ?? callStarted
         timings.runtimeFinishedAtMs = max(timings.runtimeStartedAtMs, window.finishedAt ?? callFinished)
+        if case .failure(let error) = result {
+            activity.ended(task: task.id, start: timings.runtimeStartedAtMs, end: timings.runtimeFinishedAtMs, error: error)
+        } else {
+            activity.ended(task: task.id, start: timings.runtimeStartedAtMs, end: timings.runtimeFinishedAtMs, error: nil)
+        }
         if let refused = refusal(await marked, prepared, reporter) { return refused }
         switch result {
         case .success(let images):

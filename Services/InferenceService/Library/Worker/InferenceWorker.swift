@@ -24,6 +24,8 @@ public struct InferenceWorker: Service {
     let gpuClock = GPUClock()
     /// Stores the running tasks' live previews (``InferenceConfiguration/previewInterval``).
     let previewPublisher = PreviewPublisher()
+    /// What the worker's heartbeat reports (``WorkerHeartbeat``).
+    let activity = WorkerActivity()
     /// The clock of heartbeats, back-offs and visibility deadlines (a test clock in tests).
     let clock: ServiceClock
 
@@ -47,9 +49,40 @@ public struct InferenceWorker: Service {
     var maxAttempts: Int { max(1, context.pools.queues.maxReceiveCount - 1) }
 
     public func run() async throws {
+        // The heartbeat goes on beside the work, from the start (the fleet sees a worker that
+        // waits for its runtime), and says `draining` last.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.beat() }
+            await self.work()
+            group.cancelAll()
+        }
+        activity.drain()
+        await writeHeartbeat(lifetime: configuration.fleetHeartbeatInterval)
+    }
+
+    /// Writes the heartbeat every ``InferenceConfiguration/fleetHeartbeatInterval`` until cancelled.
+    func beat() async {
+        while !Task.isCancelled {
+            if Task.isShuttingDownGracefully { activity.drain() }
+            await writeHeartbeat(lifetime: configuration.fleetHeartbeatInterval * 3)
+            do { try await Task.sleep(for: configuration.fleetHeartbeatInterval) } catch { return }
+        }
+    }
+
+    /// One heartbeat, counting for `lifetime`; a failure is logged (the next one may succeed).
+    func writeHeartbeat(lifetime: Duration) async {
+        let heartbeat = activity.heartbeat(
+            pool: configuration.pool, worker: configuration.workerID, now: EpochClock.nowMillis(), lifetime: lifetime.milliseconds)
+        do { try await context.transport.tasks.recordHeartbeat(heartbeat) } catch {
+            logger.warning("writing the worker's heartbeat failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func work() async {
         // Take no message before the runtime can run it (a WebUI loads its model for minutes).
         await cancelWhenGracefulShutdown { await runtime.waitUntilReady() }
         if Task.isShuttingDownGracefully || Task.isCancelled { return }
+        activity.ready()
         let driver = WorkerDriver(
             effects: self,
             limits: .init(prefetch: configuration.prefetch, queueAhead: runtime.queueAhead, uploads: configuration.maxUploadsInFlight),

@@ -1,0 +1,55 @@
+/// A pool's health, judged from its workers' heartbeats and its queues, with the evidence.
+///
+/// In order of precedence:
+/// - `crash_looping`: a worker that was ready cannot reach its runtime (the runtime died or
+///   keeps restarting);
+/// - `capacity_short`: tasks wait on the pool's lanes and no worker is ready to take them (none
+///   running, or all still starting: no GPU capacity, or runtimes that never come up);
+/// - `degraded`: messages sit in the pool's dead-letter queues (tasks failed after every retry);
+/// - `scaled_to_zero`: no worker and nothing waiting;
+/// - `healthy`.
+public struct PoolHealth: Sendable, Equatable {
+    public enum Status: String, Sendable, CaseIterable {
+        case healthy, scaledToZero = "scaled_to_zero", capacityShort = "capacity_short"
+        case crashLooping = "crash_looping", degraded
+    }
+
+    public var status: Status
+    /// One sentence of evidence.
+    public var reason: String
+    /// Workers with a live heartbeat, and how many of them are ready (idle or running).
+    public var workers: Int
+    public var readyWorkers: Int
+    /// Messages waiting on the pool's lanes (visible, both lanes).
+    public var backlog: Int
+    /// Messages in the pool's dead-letter queues.
+    public var deadLetters: Int
+    /// Workers whose runtime does not answer.
+    public var unreachable: [String]
+
+    /// Judges a pool from its live heartbeats, its lanes' visible messages and its dead letters.
+    public static func assess(_ heartbeats: [WorkerHeartbeat], backlog: Int, deadLetters: Int) -> PoolHealth {
+        let ready = heartbeats.filter { $0.state == .idle || $0.state == .running }
+        let unreachable = ready.filter { !$0.runtimeReachable }
+        var health = PoolHealth(
+            status: .healthy, reason: "\(ready.count) ready workers, \(backlog) tasks waiting", workers: heartbeats.count,
+            readyWorkers: ready.count, backlog: backlog, deadLetters: deadLetters, unreachable: unreachable.map(\.worker))
+        if let first = unreachable.first {
+            health.status = .crashLooping
+            health.reason = "worker \(first.worker) cannot reach its runtime: \(first.runtimeError ?? "no answer")"
+                + (unreachable.count > 1 ? " (and \(unreachable.count - 1) more)" : "")
+        } else if backlog > 0, ready.isEmpty {
+            health.status = .capacityShort
+            health.reason = heartbeats.isEmpty
+                ? "\(backlog) tasks waiting and no worker: no GPU capacity, or the pool is not scaled up yet"
+                : "\(backlog) tasks waiting and \(heartbeats.count) workers still starting (their runtimes have not answered)"
+        } else if deadLetters > 0 {
+            health.status = .degraded
+            health.reason = "\(deadLetters) messages in the pool's dead-letter queues"
+        } else if heartbeats.isEmpty, backlog == 0 {
+            health.status = .scaledToZero
+            health.reason = "no workers and nothing waiting"
+        }
+        return health
+    }
+}
