@@ -7,7 +7,7 @@ public enum SettingsCheck {
     /// Every `SDQ_*` variable a service or the `sdq` command reads. A new setting is added here in
     /// the same change that reads it (`SettingsCheckTests` holds the sources to this list).
     public static let knownVariables: Set<String> = [
-        "SDQ_API_KEYS", "SDQ_API_KEYS_FILE", "SDQ_AUDIT_RETENTION_DAYS", "SDQ_DATA_DIR", "SDQ_EMULATOR_STEP_MS", "SDQ_FETCH_ALLOW_PRIVATE", "SDQ_HEALTH_FILE",
+        "SDQ_API_KEYS", "SDQ_API_KEYS_FILE", "SDQ_AUDIT_RETENTION_DAYS", "SDQ_CONSOLE_DIR", "SDQ_DATA_DIR", "SDQ_EMULATOR_STEP_MS", "SDQ_FETCH_ALLOW_PRIVATE", "SDQ_HEALTH_FILE",
         "SDQ_HTTP_HOST", "SDQ_HTTP_PORT", "SDQ_LAMBDA_RESPONSE_STREAMING", "SDQ_LOG_FORMAT", "SDQ_POOL", "SDQ_POOLS_FILE", "SDQ_PREVIEW_INTERVAL_MS", "SDQ_PUBLIC_URL",
         "SDQ_RUNTIME", "SDQ_RUNTIME_QUEUE_AHEAD", "SDQ_RUNTIME_URL", "SDQ_SERVER", "SDQ_STACK", "SDQ_STREAM_TOKEN_SECRET", "SDQ_TRANSPORT", "SDQ_TRUSTED_PROXIES", "SDQ_WEBHOOK_ALLOW_PRIVATE",
     ]

@@ -42,6 +42,8 @@ public struct APIHandler: Sendable {
     public var eventTiming = EventStreamTiming()
     /// The event streams open now.
     public let openStreams = OpenStreams()
+    /// The browser console's files (`/console/`).
+    public var console = ConsoleAssets()
     /// Recent task durations per pool (ETAs before a task starts).
     let poolDurations = PoolDurations()
     /// How long audit records are kept (`SDQ_AUDIT_RETENTION_DAYS`, default 90).
@@ -125,6 +127,8 @@ public struct APIHandler: Sendable {
             try allow(request, ["GET", "HEAD", "PUT"])
             let key = segments.dropFirst(2).joined(separator: "/")
             return request.method == "PUT" ? try await acceptUpload(request) : try await serveObject(request, key: key)
+        case (_, "console", _):
+            return try serveConsole(request, segments)
         case (_, "v1alpha2", 1):
             fallthrough
         case (_, "v1alpha2", 2) where segments[1] == "task":
@@ -159,6 +163,10 @@ public struct APIHandler: Sendable {
         case ("pools", 1):
             try allow(request, ["GET"])
             return try await listPools(request)
+        case ("dead-letters", 1):
+            return try await deadLetters(request, tenant: tenant)
+        case ("dead-letters", 2) where segments[1] == "redrive":
+            return try await redriveDeadLetters(request, tenant: tenant)
         case ("workers", 1):
             try allow(request, ["GET"])
             return try await listWorkers(request, tenant: tenant)
@@ -179,7 +187,7 @@ public struct APIHandler: Sendable {
         }
     }
 
-    private func allow(_ request: APIRequest, _ methods: Set<String>) throws(APIError) {
+    func allow(_ request: APIRequest, _ methods: Set<String>) throws(APIError) {
         guard methods.contains(request.method) else {
             throw APIError(
                 status: 405, code: "method_not_allowed", message: "\(request.method) is not allowed on \(request.path)",
