@@ -75,6 +75,7 @@ public final class AWSTransport: Transport {
             if let storage = topology.storage {
                 try await s3.createBucket(storage.bucket)
                 try await s3.putLifecycleExpiration(bucket: storage.bucket, prefixes: storage.expiringPrefixes, days: storage.expirationDays)
+                try await s3.putDefaultEncryption(bucket: storage.bucket)
                 try await dynamo.createTable(name: storage.table, hashKey: "id")
                 for _ in 0..<120 {
                     if try await dynamo.tableStatus(name: storage.table) == "ACTIVE" { break }

@@ -219,6 +219,27 @@ public struct DynamoDBClient: Sendable {
         }
     }
 
+    /// What `DescribeTable` says of a table: its status and each global secondary index's status,
+    /// by name; nil when the table does not exist.
+    public func describeTable(name: String) async throws(AWSError) -> (status: String, indexes: [String: String])? {
+        do {
+            let table = try await call("DescribeTable", ["TableName": .string(name)])["Table"]
+            var indexes: [String: String] = [:]
+            for index in table?["GlobalSecondaryIndexes"]?.arrayValue ?? [] {
+                if let name = index["IndexName"]?.stringValue { indexes[name] = index["IndexStatus"]?.stringValue ?? "" }
+            }
+            return (table?["TableStatus"]?.stringValue ?? "", indexes)
+        } catch where error.code == "ResourceNotFoundException" {
+            return nil
+        }
+    }
+
+    /// The table's TTL status (`ENABLED`, `DISABLED`…) and attribute (`DescribeTimeToLive`).
+    public func timeToLive(table: String) async throws(AWSError) -> (status: String, attribute: String?) {
+        let described = try await call("DescribeTimeToLive", ["TableName": .string(table)])["TimeToLiveDescription"]
+        return (described?["TimeToLiveStatus"]?.stringValue ?? "DISABLED", described?["AttributeName"]?.stringValue)
+    }
+
     /// Turns on TTL on `attribute`; already on is fine.
     public func enableTimeToLive(table: String, attribute: String) async throws(AWSError) {
         let described = try await call("DescribeTimeToLive", ["TableName": .string(table)])

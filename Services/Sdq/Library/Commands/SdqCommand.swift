@@ -15,7 +15,7 @@ public struct SdqCommand: AsyncParsableCommand {
             """,
         subcommands: [
             GenerateCommand.self, UpCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self, ListCommand.self,
-            UsageCommand.self, CancelCommand.self, EmulateRuntimeCommand.self, AWSCommand.self,
+            UsageCommand.self, CancelCommand.self, EmulateRuntimeCommand.self, AWSCommand.self, DoctorCommand.self,
         ]
     )
 

@@ -1,0 +1,102 @@
+import Foundation
+import SDQPlatform
+
+/// `sdq doctor`'s checks of the fleet, on any transport: each pool's health as `GET /v1/pools`
+/// judges it (``PoolHealth``), workers that missed their heartbeats or never became ready, and,
+/// where no resource check covers them, the dead-letter queues.
+public struct FleetChecks: Sendable {
+    let context: StackContext
+    /// A worker not seen for this long has missed at least two heartbeats (they come every 10 s).
+    public var staleAfter: Int64 = 25_000
+    /// A worker still starting after this long has a runtime that never answered.
+    public var stuckStartingAfter: Int64 = 300_000
+    /// Whether to check the dead-letter queues here (the AWS resource checks already do).
+    public var includeDeadLetters: Bool
+
+    public init(context: StackContext, includeDeadLetters: Bool) {
+        self.context = context
+        self.includeDeadLetters = includeDeadLetters
+    }
+
+    public func run(now: Int64 = EpochClock.nowMillis()) async -> [StackCheck] {
+        var checks: [StackCheck] = []
+        let heartbeats: [WorkerHeartbeat]
+        do {
+            heartbeats = try await context.transport.tasks.heartbeats(pool: nil)
+        } catch {
+            return [
+                .failed(
+                    "fleet", context.names.tasksTable, "heartbeats readable", "\(error)",
+                    fix: "the identity needs read access to the task table (dynamodb:Query on its index)")
+            ]
+        }
+        if includeDeadLetters { checks += await deadLetters() }
+        for pool in context.pools.pools {
+            let lanes = context.workerQueue(pool: pool.name)
+            var backlog = 0, deadLetters = 0
+            for lane in [lanes.high, lanes.normal] {
+                backlog += (try? await lane.depth().visible) ?? 0
+                let dlq = context.transport.queue(named: context.names.deadLetterQueue(of: lane.name))
+                if let depth = try? await dlq.depth() { deadLetters += depth.visible + depth.inFlight }
+            }
+            let mine = heartbeats.filter { $0.pool == pool.name }
+            let health = PoolHealth.assess(mine, backlog: backlog, deadLetters: deadLetters)
+            checks.append(Self.check(pool: pool.name, health))
+            for heartbeat in mine {
+                if now - heartbeat.seenAt > staleAfter, heartbeat.state != .draining {
+                    checks.append(
+                        StackCheck(
+                            area: "fleet", subject: "\(pool.name)/\(heartbeat.worker)", check: "heartbeat", status: .warning,
+                            detail: "last seen \((now - heartbeat.seenAt) / 1000) s ago (\(heartbeat.state.rawValue))",
+                            fix: "the worker stopped without draining: look at its node or task (spot interruption, OOM kill, crash)"))
+                } else if heartbeat.state == .starting, now - heartbeat.startedAt > stuckStartingAfter {
+                    checks.append(
+                        .failed(
+                            "fleet", "\(pool.name)/\(heartbeat.worker)", "runtime ready",
+                            "starting for \((now - heartbeat.startedAt) / 60_000) min: \(heartbeat.runtimeError ?? "the runtime never answered")",
+                            fix: "look at the runtime container's log: models still syncing, no GPU, or a crash at start"))
+                }
+            }
+        }
+        return checks
+    }
+
+    static func check(pool: String, _ health: PoolHealth) -> StackCheck {
+        let check = "health"
+        switch health.status {
+        case .healthy, .scaledToZero:
+            return .ok("fleet", pool, check, "\(health.status.rawValue): \(health.reason)")
+        case .capacityShort:
+            return .failed(
+                "fleet", pool, check, "capacity_short: \(health.reason)",
+                fix: "check the pool's scaling (KEDA ScaledObject or ECS step policy), GPU quota and spot capacity in the region; `kubectl describe` pending pods")
+        case .crashLooping:
+            return .failed(
+                "fleet", pool, check, "crash_looping: \(health.reason)",
+                fix: "look at the runtime container's log and restarts; a runtime needs its models and GPU memory before it answers")
+        case .degraded:
+            return .failed(
+                "fleet", pool, check, "degraded: \(health.reason)",
+                fix: "look at them with `GET /v1/dead-letters`, fix the cause, then `POST /v1/dead-letters/redrive`")
+        }
+    }
+
+    /// Each dead-letter queue's depth (embedded stacks; the AWS checks read them with the rest).
+    func deadLetters() async -> [StackCheck] {
+        var checks: [StackCheck] = []
+        for name in context.topology.queues.compactMap(\.deadLetterQueue) {
+            guard let depth = try? await context.transport.queue(named: name).depth() else {
+                checks.append(.failed("queues", name, "dead letters", "cannot read its depth", fix: "check the data directory"))
+                continue
+            }
+            let count = depth.visible + depth.inFlight
+            checks.append(
+                count == 0
+                    ? .ok("queues", name, "dead letters", "empty")
+                    : .failed(
+                        "queues", name, "dead letters", "\(count) messages",
+                        fix: "look at them with `GET /v1/dead-letters`, fix the cause, then `POST /v1/dead-letters/redrive`"))
+        }
+        return checks
+    }
+}
