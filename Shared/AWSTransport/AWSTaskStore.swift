@@ -187,13 +187,14 @@ public struct AWSTaskStore: TaskStore {
         let item: DynamoItem = [
             "id": .string("worker#\(heartbeat.pool)#\(heartbeat.worker)"), "tenant": .string(Self.workersPartition),
             "submitted_at": .int(heartbeat.seenAt), "worker": .string(try TaskItemLayout.json(heartbeat)),
-            Self.ttlAttribute: .int(heartbeat.expiresAt / 1000 + 1),
+            Self.ttlAttribute: .int((heartbeat.expiresAt + WorkerHeartbeat.retainedFor) / 1000 + 1),
         ]
         do { try await dynamo.putItem(DynamoPut(table: table, item: item)) } catch { throw TransportError(aws: error) }
     }
 
-    public func heartbeats(pool: String?) async throws(TransportError) -> [WorkerHeartbeat] {
+    public func heartbeats(pool: String?, goneWithin: Int64) async throws(TransportError) -> [WorkerHeartbeat] {
         let now = EpochClock.nowMillis()
+        let since = now - max(0, goneWithin)
         var found: [WorkerHeartbeat] = []
         var startKey: DynamoItem?
         // Only heartbeats written within the last hour can still be live (a heartbeat lives a few intervals).
@@ -208,7 +209,7 @@ public struct AWSTaskStore: TaskStore {
                 throw TransportError(aws: error)
             }
             for item in page.items {
-                guard let heartbeat = TaskItemLayout.parse(WorkerHeartbeat.self, item["worker"]), heartbeat.expiresAt > now,
+                guard let heartbeat = TaskItemLayout.parse(WorkerHeartbeat.self, item["worker"]), heartbeat.expiresAt > since,
                     pool == nil || heartbeat.pool == pool
                 else { continue }
                 found.append(heartbeat)

@@ -50,6 +50,16 @@ public enum SDQMetrics {
         Gauge(label: "sdq_dispatch_held_tasks", dimensions: [("pool", pool), ("lane", lane)]).record(count)
     }
 
+    /// A worker's state at each heartbeat (every 10 s): `sdq_worker_ready` 1 when it takes tasks
+    /// (idle or running), 0 while starting or draining; `sdq_runtime_unreachable` 1 when its
+    /// runtime does not answer; `sdq_gpu_busy_fraction`, the share of the last minute its runtime
+    /// generated. The pool-health alarms read them (deploy/sam/template.yaml).
+    public static func worker(pool: String, ready: Bool, runtimeUnreachable: Bool, gpuBusyFraction: Double) {
+        Gauge(label: "sdq_worker_ready", dimensions: [("pool", pool)]).record(ready ? 1 : 0)
+        Gauge(label: "sdq_runtime_unreachable", dimensions: [("pool", pool)]).record(runtimeUnreachable ? 1 : 0)
+        Gauge(label: "sdq_gpu_busy_fraction", dimensions: [("pool", pool)]).record(gpuBusyFraction)
+    }
+
     /// Messages waiting on a pool lane (`lane`: high, normal), sampled by the dispatcher.
 
     public static func backlog(pool: String, lane: String, visible: Int, inFlight: Int) {

@@ -179,8 +179,10 @@ public protocol TaskStore: Sendable {
     func audit(_ query: AuditQuery) async throws(TransportError) -> (records: [AuditRecord], more: Bool)
     /// Writes (replaces) a worker's heartbeat.
     func recordHeartbeat(_ heartbeat: WorkerHeartbeat) async throws(TransportError)
-    /// The workers whose heartbeat has not expired, by pool then worker; one pool's with `pool`.
-    func heartbeats(pool: String?) async throws(TransportError) -> [WorkerHeartbeat]
+    /// Workers' heartbeats by pool then worker (one pool's with `pool`): those still live, and
+    /// those whose last heartbeat expired within the last `goneWithin` milliseconds (the store
+    /// keeps a record ``WorkerHeartbeat/retainedFor`` after it expired, for churn).
+    func heartbeats(pool: String?, goneWithin: Int64) async throws(TransportError) -> [WorkerHeartbeat]
     /// Reads a record; nil when absent or expired.
     func get(id: String) async throws(TransportError) -> TaskRecord?
     /// Applies one lifecycle event atomically, if its ``TaskLifecycle`` transition permits it on
@@ -206,6 +208,11 @@ public protocol TaskStore: Sendable {
 }
 
 extension TaskStore {
+    /// The workers whose heartbeat has not expired, by pool then worker; one pool's with `pool`.
+    public func heartbeats(pool: String?) async throws(TransportError) -> [WorkerHeartbeat] {
+        try await heartbeats(pool: pool, goneWithin: 0)
+    }
+
     /// Stores a new record without an in-flight limit (``create(_:inFlightLimit:)``).
     public func create(_ record: TaskRecord) async throws(TransportError) -> CreateOutcome {
         try await create(record, inFlightLimit: nil)

@@ -87,3 +87,38 @@ import Testing
         #expect(try await Self.health(harness, pool: "sdxl").0 == "scaled_to_zero")
     }
 }
+
+/// Workers that come and go: two whose heartbeats stopped without draining make a crash loop;
+/// workers that drained, and ones gone longer than the store keeps them, do not.
+@Suite struct FleetChurnTests {
+    static func gone(_ worker: String, state: WorkerHeartbeat.State = .idle, expiredAgo: Int64) -> WorkerHeartbeat {
+        let now = EpochClock.nowMillis()
+        return WorkerHeartbeat(
+            pool: "default", worker: worker, state: state, loadedModel: "emulator-v1", runtimeReachable: true,
+            startedAt: now - expiredAgo - 40_000, seenAt: now - expiredAgo - 30_000, expiresAt: now - expiredAgo)
+    }
+
+    @Test func workersThatVanishMakeACrashLoop() async throws {
+        let harness = try await APIHandlerTests.Harness.make(keyFile: FleetTests.keyFile)
+        let store = harness.fixture.transport.tasks
+        // One drained and one long gone: nothing to see.
+        try await store.recordHeartbeat(Self.gone("w-drained", state: .draining, expiredAgo: 60_000))
+        try await store.recordHeartbeat(Self.gone("w-old", expiredAgo: WorkerHeartbeat.retainedFor + 60_000))
+        var (status, entry) = try await FleetTests.health(harness)
+        #expect(status == "scaled_to_zero" && entry["health"]?["vanished_workers"]?.arrayValue == [], "\(entry)")
+        // One vanished: a lost node, maybe; not yet a loop.
+        try await store.recordHeartbeat(Self.gone("w-1", expiredAgo: 120_000))
+        (status, entry) = try await FleetTests.health(harness)
+        #expect(status == "scaled_to_zero" && entry["health"]?["vanished_workers"]?.arrayValue == [.string("w-1")])
+        // A second: a crash loop, even with a live worker beside them.
+        try await store.recordHeartbeat(Self.gone("w-2", expiredAgo: 10_000))
+        try await store.recordHeartbeat(FleetTests.beat("w-3"))
+        (status, entry) = try await FleetTests.health(harness)
+        #expect(status == "crash_looping" && entry["workers"]?.numberValue == 1, "\(entry)")
+        #expect(Set(entry["health"]?["vanished_workers"]?.arrayValue?.compactMap(\.stringValue) ?? []) == ["w-1", "w-2"])
+        #expect(entry["health"]?["reason"]?.stringValue?.contains("without draining") == true)
+        // The worker list shows the live one only.
+        let listed = try JSONValue.parse(await harness.get("/v1/workers", headers: FleetTests.auth("k-ops")).body)
+        #expect(listed["workers"]?.arrayValue?.compactMap { $0["worker"]?.stringValue } == ["w-3"])
+    }
+}

@@ -28,5 +28,8 @@ import Testing
         #expect(all[1] == beat("sdxl", "w1", .running))
         #expect(try await store.heartbeats(pool: "sdxl").map(\.worker) == ["w1", "w2"])
         #expect(try await store.heartbeats(pool: "nope").isEmpty)
+        // The expired one is still there for churn, within the window asked for.
+        #expect(try await store.heartbeats(pool: "comfy", goneWithin: 60_000).map(\.worker) == ["gone", "w9"])
+        #expect(try await store.heartbeats(pool: "comfy", goneWithin: 0).map(\.worker) == ["w9"])
     }
 }

@@ -2,7 +2,9 @@
 ///
 /// In order of precedence:
 /// - `crash_looping`: a worker that was ready cannot reach its runtime (the runtime died or
-///   keeps restarting);
+///   keeps restarting), or workers keep going away without draining (at least
+///   ``vanishedForCrashLoop`` within ``WorkerHeartbeat/retainedFor``: a sidecar that crashes, a
+///   pod OOM-killed over and over);
 /// - `capacity_short`: tasks wait on the pool's lanes and no worker is ready to take them (none
 ///   running, or all still starting: no GPU capacity, or runtimes that never come up);
 /// - `degraded`: messages sit in the pool's dead-letter queues (tasks failed after every retry);
@@ -26,18 +28,34 @@ public struct PoolHealth: Sendable, Equatable {
     public var deadLetters: Int
     /// Workers whose runtime does not answer.
     public var unreachable: [String]
+    /// Workers that went away without draining within the last ``WorkerHeartbeat/retainedFor``.
+    public var vanished: [String] = []
 
-    /// Judges a pool from its live heartbeats, its lanes' visible messages and its dead letters.
-    public static func assess(_ heartbeats: [WorkerHeartbeat], backlog: Int, deadLetters: Int) -> PoolHealth {
+    /// Workers gone without draining, within the window, that make a crash loop (one alone may be
+    /// a lost node).
+    public static let vanishedForCrashLoop = 2
+
+    /// Judges a pool from its workers' heartbeats (live ones, and those gone recently), its lanes'
+    /// visible messages and its dead letters.
+    public static func assess(
+        _ records: [WorkerHeartbeat], backlog: Int, deadLetters: Int, now: Int64 = EpochClock.nowMillis()
+    ) -> PoolHealth {
+        let heartbeats = records.filter { $0.isLive(at: now) }
+        let vanished = records.filter { $0.vanished(at: now) }.map(\.worker)
         let ready = heartbeats.filter { $0.state == .idle || $0.state == .running }
         let unreachable = ready.filter { !$0.runtimeReachable }
         var health = PoolHealth(
             status: .healthy, reason: "\(ready.count) ready workers, \(backlog) tasks waiting", workers: heartbeats.count,
-            readyWorkers: ready.count, backlog: backlog, deadLetters: deadLetters, unreachable: unreachable.map(\.worker))
+            readyWorkers: ready.count, backlog: backlog, deadLetters: deadLetters, unreachable: unreachable.map(\.worker),
+            vanished: vanished)
         if let first = unreachable.first {
             health.status = .crashLooping
             health.reason = "worker \(first.worker) cannot reach its runtime: \(first.runtimeError ?? "no answer")"
                 + (unreachable.count > 1 ? " (and \(unreachable.count - 1) more)" : "")
+        } else if vanished.count >= vanishedForCrashLoop {
+            health.status = .crashLooping
+            health.reason = "\(vanished.count) workers went away without draining in the last \(WorkerHeartbeat.retainedFor / 60_000) minutes ("
+                + vanished.prefix(3).joined(separator: ", ") + (vanished.count > 3 ? ", …" : "") + "): they crash or are killed at start"
         } else if backlog > 0, ready.isEmpty {
             health.status = .capacityShort
             health.reason = heartbeats.isEmpty

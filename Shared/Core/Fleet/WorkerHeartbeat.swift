@@ -58,6 +58,19 @@ public struct WorkerHeartbeat: Sendable, Codable, Equatable {
         self.expiresAt = expiresAt
     }
 
+    /// How long a store keeps a heartbeat after it expired: the evidence of workers that came
+    /// and went (``PoolHealth``'s crash loop).
+    public static let retainedFor: Int64 = 600_000
+
+    /// Whether the worker still counts as present at `now`.
+    public func isLive(at now: Int64) -> Bool { expiresAt > now }
+
+    /// Whether the worker went away without saying so: its heartbeat expired while it was not
+    /// draining (a crash, an OOM kill, a node lost), within `window` before `now`.
+    public func vanished(at now: Int64, within window: Int64 = retainedFor) -> Bool {
+        !isLive(at: now) && state != .draining && expiresAt > now - window
+    }
+
     enum CodingKeys: String, CodingKey {
         case pool, worker, state
         case currentTask = "current_task", loadedModel = "loaded_model", runtimeReachable = "runtime_reachable"

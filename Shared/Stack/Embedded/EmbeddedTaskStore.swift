@@ -125,9 +125,9 @@ struct EmbeddedTaskStore: TaskStore {
             [.text(heartbeat.pool), .text(heartbeat.worker), .text(String(decoding: data, as: UTF8.self)), .int(heartbeat.expiresAt)])
     }
 
-    func heartbeats(pool: String?) async throws(TransportError) -> [WorkerHeartbeat] {
+    func heartbeats(pool: String?, goneWithin: Int64) async throws(TransportError) -> [WorkerHeartbeat] {
         var sql = "SELECT record FROM workers WHERE expires_at > ?"
-        var binds: [SQLiteData] = [.int(EpochClock.nowMillis())]
+        var binds: [SQLiteData] = [.int(EpochClock.nowMillis() - max(0, goneWithin))]
         if let pool {
             sql += " AND pool = ?"
             binds.append(.text(pool))

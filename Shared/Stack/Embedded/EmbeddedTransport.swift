@@ -139,7 +139,7 @@ public final class EmbeddedTransport: Transport {
         let now = EpochClock.nowMillis()
         try await database.query("DELETE FROM tasks WHERE expires_at <= ?", [.int(now)])
         try await database.query("DELETE FROM audit WHERE expires_at <= ?", [.int(now)])
-        try await database.query("DELETE FROM workers WHERE expires_at <= ?", [.int(now)])
+        try await database.query("DELETE FROM workers WHERE expires_at <= ?", [.int(now - WorkerHeartbeat.retainedFor)])
         try await database.query("DELETE FROM messages WHERE sent_at <= ?", [.int(now - messageRetention.milliseconds)])
     }
 

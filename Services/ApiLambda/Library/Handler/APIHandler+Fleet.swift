@@ -19,7 +19,12 @@ extension APIHandler {
     /// `GET /v1/pools`: each pool with its models, queue, workers and health.
     func listPools(_ request: APIRequest) async throws(APIError) -> APIResponse {
         let heartbeats: [WorkerHeartbeat]
-        do { heartbeats = try await context.transport.tasks.heartbeats(pool: nil) } catch { throw .unavailable("\(error)") }
+        do {
+            heartbeats = try await context.transport.tasks.heartbeats(pool: nil, goneWithin: WorkerHeartbeat.retainedFor)
+        } catch {
+            throw .unavailable("\(error)")
+        }
+        let now = EpochClock.nowMillis()
         var pools: [JSONValue] = []
         for pool in context.pools.pools {
             var entry: [String: JSONValue] = [
@@ -36,8 +41,9 @@ extension APIHandler {
                 let dlq = context.transport.queue(named: context.names.deadLetterQueue(of: lane.name))
                 if let depth = await depths.depth(of: dlq) { deadLetters += depth.visible + depth.inFlight }
             }
-            let mine = heartbeats.filter { $0.pool == pool.name }
-            let health = PoolHealth.assess(mine, backlog: backlog, deadLetters: deadLetters)
+            let records = heartbeats.filter { $0.pool == pool.name }
+            let health = PoolHealth.assess(records, backlog: backlog, deadLetters: deadLetters, now: now)
+            let mine = records.filter { $0.isLive(at: now) }
             entry["workers"] = .number(Double(health.workers))
             entry["ready_workers"] = .number(Double(health.readyWorkers))
             entry["backlog"] = .number(Double(health.backlog))
@@ -47,6 +53,7 @@ extension APIHandler {
             entry["health"] = .object([
                 "status": .string(health.status.rawValue), "reason": .string(health.reason),
                 "unreachable_workers": .array(health.unreachable.map(JSONValue.string)),
+                "vanished_workers": .array(health.vanished.map(JSONValue.string)),
             ])
             pools.append(.object(entry))
         }

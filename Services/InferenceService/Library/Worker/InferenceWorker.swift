@@ -73,6 +73,9 @@ public struct InferenceWorker: Service {
     func writeHeartbeat(lifetime: Duration) async {
         let heartbeat = activity.heartbeat(
             pool: configuration.pool, worker: configuration.workerID, now: EpochClock.nowMillis(), lifetime: lifetime.milliseconds)
+        SDQMetrics.worker(
+            pool: heartbeat.pool, ready: heartbeat.state == .idle || heartbeat.state == .running,
+            runtimeUnreachable: !heartbeat.runtimeReachable && heartbeat.state != .starting, gpuBusyFraction: heartbeat.gpuBusyFraction)
         do { try await context.transport.tasks.recordHeartbeat(heartbeat) } catch {
             logger.warning("writing the worker's heartbeat failed", metadata: ["error": "\(error)"])
         }

@@ -22,7 +22,7 @@ public struct FleetChecks: Sendable {
         var checks: [StackCheck] = []
         let heartbeats: [WorkerHeartbeat]
         do {
-            heartbeats = try await context.transport.tasks.heartbeats(pool: nil)
+            heartbeats = try await context.transport.tasks.heartbeats(pool: nil, goneWithin: WorkerHeartbeat.retainedFor)
         } catch {
             return [
                 .failed(
@@ -39,10 +39,17 @@ public struct FleetChecks: Sendable {
                 let dlq = context.transport.queue(named: context.names.deadLetterQueue(of: lane.name))
                 if let depth = try? await dlq.depth() { deadLetters += depth.visible + depth.inFlight }
             }
-            let mine = heartbeats.filter { $0.pool == pool.name }
-            let health = PoolHealth.assess(mine, backlog: backlog, deadLetters: deadLetters)
+            let records = heartbeats.filter { $0.pool == pool.name }
+            let health = PoolHealth.assess(records, backlog: backlog, deadLetters: deadLetters, now: now)
             checks.append(Self.check(pool: pool.name, health))
-            for heartbeat in mine {
+            if health.status != .crashLooping, let gone = health.vanished.first {
+                checks.append(
+                    StackCheck(
+                        area: "fleet", subject: "\(pool.name)/\(gone)", check: "went away", status: .warning,
+                        detail: "its heartbeats stopped without it draining",
+                        fix: "look at its node or task: a lost node, an OOM kill or a crash (a graceful stop says draining)"))
+            }
+            for heartbeat in records where heartbeat.isLive(at: now) {
                 if now - heartbeat.seenAt > staleAfter, heartbeat.state != .draining {
                     checks.append(
                         StackCheck(
