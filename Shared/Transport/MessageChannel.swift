@@ -70,7 +70,7 @@ public enum ChannelEnvelope {
     }
 
     /// A new root trace context, not sampled (`-00`): ids for correlation without a trace.
-    static func freshTrace() -> Sdq_V1_TraceContext {
+    public static func freshTrace() -> Sdq_V1_TraceContext {
         var generator = SystemRandomNumberGenerator()
         func hex(_ bytes: Int) -> String {
             Hex.lowercase((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) })

@@ -41,6 +41,13 @@ public enum TraceCarrier {
         return context
     }
 
+    /// The trace id (32 hex digits) of a W3C `traceparent`; nil when it is not one.
+    public static func traceID(of traceparent: String) -> String? {
+        let parts = traceparent.split(separator: "-")
+        guard parts.count == 4, parts[1].count == 32, parts[1].allSatisfy(\.isHexDigit) else { return nil }
+        return String(parts[1])
+    }
+
     /// X-Ray's header (`Root=1-xxxxxxxx-xxxxxxxxxxxxxxxxxxxxxxxx;Parent=…;Sampled=1`) for a W3C
     /// `traceparent`; nil when it is not one.
     public static func xrayHeader(traceparent: String) -> String? {

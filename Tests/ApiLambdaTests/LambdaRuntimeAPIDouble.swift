@@ -20,6 +20,10 @@ actor RuntimeAPIState {
     private var events: [Event] = []
     private var waiters: [CheckedContinuation<Event, Never>] = []
     private(set) var posted: [Posted] = []
+    /// Set by ``close()``: a `next` that arrives later (a request the runtime sent just before it
+    /// was stopped, read by the server after the test ended) is answered at once too, or the
+    /// server's shutdown would wait for it forever.
+    private var closed = false
 
     /// Queues an event whose deadline lies `deadlineInMillis` after it is handed out.
     func enqueue(id: String, payload: Data, trace: String? = nil, deadlineInMillis: Int64 = RuntimeAPIDouble.deadlineOffsetMillis) {
@@ -33,6 +37,7 @@ actor RuntimeAPIState {
 
     func next() async -> Event {
         if !events.isEmpty { return events.removeFirst() }
+        if closed { return ("closed", Data(), nil, 0) }
         return await withCheckedContinuation { waiters.append($0) }
     }
 
@@ -41,6 +46,7 @@ actor RuntimeAPIState {
     /// Answers every `next` still waiting (a runtime that is gone or no longer driven), so the
     /// server can shut down.
     func close() {
+        closed = true
         for waiter in waiters { waiter.resume(returning: ("closed", Data(), nil, 0)) }
         waiters.removeAll()
     }

@@ -200,6 +200,9 @@ def run(c):
     names = [e.text for e in d.find_elements(By.CSS_SELECTOR, ".wf-row .wf-name")]
     step(f"  waterfall: {names}")
     assert "Queue" in names and "Runtime" in names, names
+    trace_id = api(f"/v1/tasks/{task_id}").get("trace_id")
+    assert trace_id and c.el("#task-trace").text == trace_id, "the detail shows the task's trace id"
+    step(f"  trace id: {trace_id}")
     assert c.el("#tab-task").get_attribute("aria-selected") == "true"
     c.wait(lambda d: c.image_loaded("#task-body .images img"), "the task's image in the detail")
     c.shot("05-task-detail")

@@ -44,7 +44,11 @@ import Testing
             context: harness.fixture.context, runtime: EmulatorRuntime(stepDelay: .milliseconds(25)), configuration: configuration,
             logger: testLogger())
         let store = harness.fixture.transport.tasks
-        @Sendable func beat() async throws -> WorkerHeartbeat? { try await store.heartbeats(pool: "default").first { $0.worker == "worker-hb" } }
+        // The newest heartbeat, even one that expired a moment ago (a loaded machine may write
+        // them later than their 300 ms lifetime; the last, draining, one lives one interval).
+        @Sendable func beat() async throws -> WorkerHeartbeat? {
+            try await store.heartbeats(pool: "default", goneWithin: 60_000).first { $0.worker == "worker-hb" }
+        }
         try await whileRunning([worker]) { _ in
             #expect(await eventually { try await beat()?.state == .idle })
             #expect(try await beat()?.runtimeReachable == true)
@@ -69,14 +73,19 @@ import Testing
         let worker = InferenceWorker(
             context: harness.fixture.context, runtime: DeadRuntime(), configuration: configuration, logger: testLogger())
         let store = harness.fixture.transport.tasks
-        @Sendable func beat() async throws -> WorkerHeartbeat? { try await store.heartbeats(pool: "default").first { $0.worker == "worker-dead" } }
+        // The newest heartbeat, even one that expired a moment ago (a loaded machine may write
+        // them later than their 300 ms lifetime).
+        @Sendable func beat() async throws -> WorkerHeartbeat? {
+            try await store.heartbeats(pool: "default", goneWithin: 60_000).first { $0.worker == "worker-dead" }
+        }
         try await whileRunning([worker]) { _ in
             #expect(await eventually { try await beat()?.state == .idle })
-            #expect(try await beat()?.runtimeReachable == true)
+            #expect(await eventually { try await beat()?.runtimeReachable == true })
             try await harness.enqueue()
             #expect(await eventually { try await beat()?.runtimeReachable == false })
             #expect(try await beat()?.runtimeError?.hasPrefix("runtime_unavailable:") == true)
-            let health = PoolHealth.assess(try await store.heartbeats(pool: "default"), backlog: 0, deadLetters: 0)
+            let latest = try #require(try await beat())
+            let health = PoolHealth.assess([latest], backlog: 0, deadLetters: 0, now: latest.seenAt)
             #expect(health.status == .crashLooping && health.unreachable == ["worker-dead"])
         }
     }

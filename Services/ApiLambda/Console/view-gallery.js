@@ -91,14 +91,14 @@ function render() {
   $("gallery-more").hidden = !nextCursor;
 }
 
-/** The parameters the console stored in the task's context when it submitted it. */
-export function consoleParams(task) {
-  const c = task.context;
-  return c && typeof c === "object" && c.console && typeof c.console === "object" ? c.console : null;
+/** The task's request parameters (A1111 names, as the status document gives them). */
+export function taskParams(task) {
+  const p = task.parameters;
+  return p && typeof p === "object" && !Array.isArray(p) ? p : null;
 }
 
 function taskCard(task) {
-  const params = consoleParams(task);
+  const params = taskParams(task);
   const image = (task.images || [])[0];
   const previewURL = task.preview && task.preview.url;
   let thumb;
@@ -164,7 +164,7 @@ async function onAction(event) {
 
 /** Fills the submit form with the task's parameters and its first image's seed. */
 export function rerun(task) {
-  const params = consoleParams(task) || {};
+  const params = taskParams(task) || {};
   const image = (task.images || [])[0];
   const filled = { ...params };
   if (image && !filled.width) {
@@ -174,7 +174,7 @@ export function rerun(task) {
   if (!filled.pool && !filled.model) filled.pool = task.pool;
   prefill(filled, image ? image.seed : null);
   location.hash = "#submit";
-  const note = params.prompt ? "" : " The task's prompt is not known to the console: enter it.";
+  const note = params.prompt ? "" : " The task's prompt is no longer known (it was purged): enter it.";
   announce(`Form filled from task ${task.id}${image ? ` with seed ${image.seed}` : ""}. Press Submit to re-run.${note}`);
   document.getElementById("f-prompt").focus();
 }

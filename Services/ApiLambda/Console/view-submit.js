@@ -94,7 +94,6 @@ function showError(error) {
 function readForm() {
   const form = $("submit-form");
   const body = {};
-  const params = {};
   for (const name of FIELDS) {
     const raw = form.elements[name].value;
     const value = typeof raw === "string" ? raw.trim() : raw;
@@ -106,10 +105,6 @@ function readForm() {
   const target = form.elements.target.value;
   if (target.startsWith("pool:")) body.pool = target.slice(5);
   else if (target.startsWith("model:")) body.model = target.slice(6);
-  for (const [name, value] of Object.entries(body)) if (name !== "seed") params[name] = value;
-  // The status document does not carry the request's parameters; the console keeps them in the
-  // task's context so the gallery can show them and re-run the task.
-  body.context = { console: params };
   return body;
 }
 

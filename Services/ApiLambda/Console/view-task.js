@@ -2,7 +2,7 @@
 import { cancelTask, getTask, isTerminal } from "./api.js";
 import { announce, badge, errorBox, fill, formatMs, formatTime, h, percent } from "./ui.js";
 import { imageFigure } from "./view-submit.js";
-import { consoleParams, rerun } from "./view-gallery.js";
+import { taskParams, rerun } from "./view-gallery.js";
 
 let ctx = null;
 let currentId = null;
@@ -106,8 +106,8 @@ function webhookSection(webhook) {
 }
 
 function render(task, first) {
-  const params = consoleParams(task);
-  const traceId = task.trace_id || (task.trace && task.trace.id) || null;
+  const params = taskParams(task);
+  const traceId = task.trace_id || null;
   const facts = [
     ["Status", badge(task.status)],
     ["Progress", percent(task.status === "succeeded" ? 1 : task.progress)],

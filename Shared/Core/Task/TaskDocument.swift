@@ -80,8 +80,11 @@ public struct TaskDocument: Sendable, Codable, Equatable {
     public var webhook: Webhook?
     /// Dispatch attempts so far, when known (a task that ran or was dead-lettered).
     public var attempts: Int?
-    /// The request's generation parameters (manifest only).
+    /// The request's generation parameters (A1111 names, the seed as resolved), while the task
+    /// has them (a purge removes them).
     public var parameters: JSONValue?
+    /// The W3C trace id of the task's trace: find it in X-Ray, Jaeger or the logs (`trace_id`).
+    public var traceID: String?
     /// The seed of each image (manifest only).
     public var seeds: [Int64]?
     /// The newest live preview while the task runs (set by the API, which makes the URL).
@@ -154,8 +157,10 @@ public struct TaskDocument: Sendable, Codable, Equatable {
         if record.status.isTerminal {
             usage = Usage(gpuSeconds: Double(record.gpuMillis ?? 0) / 1000, images: record.images.count)
         }
+        parameters = record.parameters.flatMap { try? JSONValue.parse(Data($0.utf8), maxDepth: .max) }
+        traceID = record.traceID
         if manifest {
-            parameters = record.parameters.flatMap { try? JSONValue.parse(Data($0.utf8), maxDepth: .max) } ?? .object([:])
+            parameters = parameters ?? .object([:])
             seeds = record.images.isEmpty ? [record.seed] : record.images.map(\.seed)
         }
     }
@@ -182,11 +187,12 @@ public struct TaskDocument: Sendable, Codable, Equatable {
         try c.encodeIfPresent(eventsURL, forKey: .eventsURL)
         try c.encodeIfPresent(usage, forKey: .usage)
         try c.encodeIfPresent(purgedAt, forKey: .purgedAt)
+        try c.encodeIfPresent(traceID, forKey: .traceID)
     }
 
     enum CodingKeys: String, CodingKey {
         case id, status, pool, model, progress, images, error, worker, timings, context, webhook, attempts, parameters, seeds, preview, usage
-        case queuePosition = "queue_position", eventsURL = "events_url", purgedAt = "purged_at"
+        case queuePosition = "queue_position", eventsURL = "events_url", purgedAt = "purged_at", traceID = "trace_id"
     }
 
     /// JSON with sorted keys. Throws rather than answer an empty or partial document.

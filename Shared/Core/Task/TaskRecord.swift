@@ -221,6 +221,9 @@ public struct TaskRecord: Sendable, Codable, Equatable {
     /// When the task's data was deleted on request (``TaskEvent/purged(at:)``): the record is a
     /// tombstone, kept for idempotency and usage; its images, inputs, previews and manifest are gone.
     public var purgedAt: Int64?
+    /// The W3C trace id of the task's trace (every hop's spans and log lines carry it), set at
+    /// submission.
+    public var traceID: String?
 
     public init(
         id: String, status: TaskStatus = .queued, pool: String, model: String, kind: TaskKind = .txt2img,

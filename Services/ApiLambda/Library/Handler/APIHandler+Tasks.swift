@@ -73,6 +73,11 @@ extension APIHandler {
         record.tenant = tenant.name
         record.priority = submission.highPriority ? .high : nil
         record.parameters = submission.parameters(seed: seed, model: model)
+        // The task's trace: the request's span, else a fresh (unsampled) one, so the id the status
+        // document shows is the one every hop's logs carry.
+        var trace = TraceCarrier.current()
+        if trace.traceparent.isEmpty { trace = ChannelEnvelope.freshTrace() }
+        record.traceID = TraceCarrier.traceID(of: trace.traceparent)
         if let url = submission.callbackURL {
             record.callback = CallbackSpec(url: url, secret: submission.callbackSecret, events: submission.callbackEvents)
             record.webhook = WebhookState()
@@ -96,7 +101,9 @@ extension APIHandler {
             }
             return (try await replay(existing, submission: submission, now: now, tenant: tenant), true, quotaHeaders)
         }
-        try await publish(generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now, tenant: tenant))
+        var task = generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now, tenant: tenant)
+        task.trace = trace
+        try await publish(task)
         return (record, false, quotaHeaders)
     }
 
