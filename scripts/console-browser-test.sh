@@ -10,7 +10,7 @@ cd "$root"
 
 bin=${SDQ_BIN:-.build/debug/sdq}
 [ -x "$bin" ] || { echo "console-browser-test: no sdq binary at $bin (swift build, or set SDQ_BIN)" >&2; exit 2; }
-shots="$root/.build/console-screenshots"
+shots=${CONSOLE_SCREENSHOTS:-$root/.build/console-screenshots}
 mkdir -p "$shots"
 
 work=$(mktemp -d)
