@@ -122,3 +122,16 @@ import Testing
         #expect(listed["workers"]?.arrayValue?.compactMap { $0["worker"]?.stringValue } == ["w-3"])
     }
 }
+
+/// A pool whose only workers are draining, with nothing waiting, has scaled to zero.
+@Suite struct FleetDrainingTests {
+    @Test func drainingWorkersAreNotCapacity() {
+        let now = EpochClock.nowMillis()
+        let draining = WorkerHeartbeat(
+            pool: "default", worker: "w-out", state: .draining, runtimeReachable: true, startedAt: now - 60_000, seenAt: now,
+            expiresAt: now + 10_000)
+        #expect(PoolHealth.assess([draining], backlog: 0, deadLetters: 0, now: now).status == .scaledToZero)
+        // With tasks waiting, no ready worker is capacity short.
+        #expect(PoolHealth.assess([draining], backlog: 3, deadLetters: 0, now: now).status == .capacityShort)
+    }
+}

@@ -8,7 +8,7 @@
 /// - `capacity_short`: tasks wait on the pool's lanes and no worker is ready to take them (none
 ///   running, or all still starting: no GPU capacity, or runtimes that never come up);
 /// - `degraded`: messages sit in the pool's dead-letter queues (tasks failed after every retry);
-/// - `scaled_to_zero`: no worker and nothing waiting;
+/// - `scaled_to_zero`: no worker (or only draining ones) and nothing waiting;
 /// - `healthy`.
 public struct PoolHealth: Sendable, Equatable {
     public enum Status: String, Sendable, CaseIterable {
@@ -60,13 +60,15 @@ public struct PoolHealth: Sendable, Equatable {
             health.status = .capacityShort
             health.reason = heartbeats.isEmpty
                 ? "\(backlog) tasks waiting and no worker: no GPU capacity, or the pool is not scaled up yet"
-                : "\(backlog) tasks waiting and \(heartbeats.count) workers still starting (their runtimes have not answered)"
+                : "\(backlog) tasks waiting and no worker ready: \(heartbeats.filter { $0.state == .starting }.count) still starting "
+                    + "(their runtimes have not answered), \(heartbeats.filter { $0.state == .draining }.count) draining"
         } else if deadLetters > 0 {
             health.status = .degraded
             health.reason = "\(deadLetters) messages in the pool's dead-letter queues"
-        } else if heartbeats.isEmpty, backlog == 0 {
+        } else if heartbeats.allSatisfy({ $0.state == .draining }), backlog == 0 {
+            // Workers on their way out (scale-in, a finished `sdq generate`) are not capacity.
             health.status = .scaledToZero
-            health.reason = "no workers and nothing waiting"
+            health.reason = heartbeats.isEmpty ? "no workers and nothing waiting" : "\(heartbeats.count) workers draining and nothing waiting"
         }
         return health
     }
