@@ -123,7 +123,7 @@ public struct AWSStackDoctor: Sendable {
         }
         return .failed(
             "queues", name, "dead letters", "\(depth) messages\(oldest)",
-            fix: "look at them with `GET /v1/dead-letters` (the console's Dead letters view), fix the cause, then `POST /v1/dead-letters/redrive`")
+            fix: StackCheck.deadLetterFix)
     }
 
     // MARK: Topics and the subscription

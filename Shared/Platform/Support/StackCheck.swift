@@ -29,6 +29,10 @@ public struct StackCheck: Sendable, Equatable, Codable {
         self.fix = fix
     }
 
+    /// The fix for messages left in a dead-letter queue.
+    public static let deadLetterFix =
+        "look at them with `GET /v1/dead-letters` (the console's Dead letters view), fix the cause, then `POST /v1/dead-letters/redrive`"
+
     public static func ok(_ area: String, _ subject: String, _ check: String, _ detail: String) -> StackCheck {
         StackCheck(area: area, subject: subject, check: check, status: .ok, detail: detail)
     }

@@ -30,19 +30,12 @@ extension APIHandler {
             var entry: [String: JSONValue] = [
                 "name": .string(pool.name), "runtime": .string(pool.runtime), "models": .array(pool.models.map { .string($0) }),
             ]
-            let lanes = context.workerQueue(pool: pool.name)
-            var backlog = 0, deadLetters = 0
-            if let depth = await depths.depth(of: lanes.normal) {
+            let queues = await context.queueDepths(pool: pool.name) { await depths.depth(of: $0) }
+            if let depth = queues.normal {
                 entry["queue"] = .object(["visible": .number(Double(depth.visible)), "in_flight": .number(Double(depth.inFlight))])
-                backlog += depth.visible
-            }
-            if let depth = await depths.depth(of: lanes.high) { backlog += depth.visible }
-            for lane in [lanes.high, lanes.normal] {
-                let dlq = context.transport.queue(named: context.names.deadLetterQueue(of: lane.name))
-                if let depth = await depths.depth(of: dlq) { deadLetters += depth.visible + depth.inFlight }
             }
             let records = heartbeats.filter { $0.pool == pool.name }
-            let health = PoolHealth.assess(records, backlog: backlog, deadLetters: deadLetters, now: now)
+            let health = PoolHealth.assess(records, backlog: queues.backlog, deadLetters: queues.deadLetters, now: now)
             let mine = records.filter { $0.isLive(at: now) }
             entry["workers"] = .number(Double(health.workers))
             entry["ready_workers"] = .number(Double(health.readyWorkers))

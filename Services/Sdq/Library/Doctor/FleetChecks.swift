@@ -32,15 +32,9 @@ public struct FleetChecks: Sendable {
         }
         if includeDeadLetters { checks += await deadLetters() }
         for pool in context.pools.pools {
-            let lanes = context.workerQueue(pool: pool.name)
-            var backlog = 0, deadLetters = 0
-            for lane in [lanes.high, lanes.normal] {
-                backlog += (try? await lane.depth().visible) ?? 0
-                let dlq = context.transport.queue(named: context.names.deadLetterQueue(of: lane.name))
-                if let depth = try? await dlq.depth() { deadLetters += depth.visible + depth.inFlight }
-            }
+            let queues = await context.queueDepths(pool: pool.name) { try? await $0.depth() }
             let records = heartbeats.filter { $0.pool == pool.name }
-            let health = PoolHealth.assess(records, backlog: backlog, deadLetters: deadLetters, now: now)
+            let health = PoolHealth.assess(records, backlog: queues.backlog, deadLetters: queues.deadLetters, now: now)
             checks.append(Self.check(pool: pool.name, health))
             if health.status != .crashLooping, let gone = health.vanished.first {
                 checks.append(
@@ -84,7 +78,7 @@ public struct FleetChecks: Sendable {
         case .degraded:
             return .failed(
                 "fleet", pool, check, "degraded: \(health.reason)",
-                fix: "look at them with `GET /v1/dead-letters`, fix the cause, then `POST /v1/dead-letters/redrive`")
+                fix: StackCheck.deadLetterFix)
         }
     }
 
@@ -102,7 +96,7 @@ public struct FleetChecks: Sendable {
                     ? .ok("queues", name, "dead letters", "empty")
                     : .failed(
                         "queues", name, "dead letters", "\(count) messages",
-                        fix: "look at them with `GET /v1/dead-letters`, fix the cause, then `POST /v1/dead-letters/redrive`"))
+                        fix: StackCheck.deadLetterFix))
         }
         return checks
     }
