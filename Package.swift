@@ -307,7 +307,7 @@ let package = Package(
             name: "SDQTestSupport",
             dependencies: [
                 "SDQPlatform", "SDQStack", "SDQAWS", "SDQAWSTransport", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/Support", exclude: ["webhook_receiver.py", "otlp_receiver.py", "loopback_server.py"], swiftSettings: swiftSettings
         ),
@@ -331,7 +331,7 @@ let package = Package(
             dependencies: [
                 "SDQPlatform", "SDQAWSTransport", "SDQStack", "SDQTestSupport", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Yams", package: "Yams"),
-                .product(name: "Clocks", package: "swift-clocks"),
+                .product(name: "Clocks", package: "swift-clocks"), .product(name: "Hummingbird", package: "hummingbird"),
             ],
             path: "Tests/SDQPlatformTests", swiftSettings: swiftSettings
         ),

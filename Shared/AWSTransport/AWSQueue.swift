@@ -190,6 +190,51 @@ struct AWSObjectStore: ObjectStore {
         do { try await s3.deleteObject(bucket: bucket, key: key) } catch { throw TransportError(aws: error) }
     }
 
+    func size(key: String) async throws(TransportError) -> Int64? {
+        do { return try await s3.objectSize(bucket: bucket, key: key) } catch { throw TransportError(aws: error) }
+    }
+
+    func read(key: String, offset: Int64, length: Int) async throws(TransportError) -> Data? {
+        do { return try await s3.getObjectRange(bucket: bucket, key: key, offset: offset, length: length) } catch {
+            throw TransportError(aws: error)
+        }
+    }
+
+    /// Files up to one part go in one `PUT`; larger ones as a multipart upload of 64 MiB parts
+    /// (more for files over 640 GB), read from the file one part at a time.
+    func putFile(key: String, file: URL, contentType: String) async throws(TransportError) {
+        let handle: FileHandle
+        let size: Int64
+        do {
+            handle = try FileHandle(forReadingFrom: file)
+            size = Int64(try handle.seekToEnd())
+        } catch {
+            throw .storage("cannot read \(file.path): \(error)")
+        }
+        defer { try? handle.close() }
+        let partSize = S3Client.partSize(for: size, preferred: Self.preferredPartSize)
+        do {
+            if size <= Int64(partSize) {
+                try handle.seek(toOffset: 0)
+                let data = try handle.readToEnd() ?? Data()
+                try await s3.putObject(bucket: bucket, key: key, data: data, contentType: contentType)
+            } else {
+                try await s3.putObjectMultipart(bucket: bucket, key: key, size: size, contentType: contentType, partSize: partSize) {
+                    offset, length in
+                    try handle.seek(toOffset: UInt64(offset))
+                    return try handle.read(upToCount: length) ?? Data()
+                }
+            }
+        } catch let error as AWSError {
+            throw TransportError(aws: error)
+        } catch {
+            throw .storage("cannot read \(file.path): \(error)")
+        }
+    }
+
+    /// The part size of multipart uploads before it grows for very large files.
+    static let preferredPartSize = 64 << 20
+
     func presignedPutURL(key: String, expiresIn: Duration, headers: [(String, String)]) async throws(TransportError) -> String? {
         do {
             return try await s3.presignedURL(

@@ -149,6 +149,14 @@ public protocol ObjectStore: Sendable {
     /// Moves the file at `file` into place as a new object; false (and the file left) when the
     /// key exists already. Nil when the store takes uploads only through presigned URLs (S3).
     func createFromFile(key: String, file: URL, contentType: String) async throws(TransportError) -> Bool?
+    /// The object's size in bytes, or nil when it does not exist.
+    func size(key: String) async throws(TransportError) -> Int64?
+    /// `length` bytes of the object from `offset` (fewer at its end, none past it), or nil when
+    /// it does not exist: how large objects (model files) are read a piece at a time.
+    func read(key: String, offset: Int64, length: Int) async throws(TransportError) -> Data?
+    /// Stores the file at `file` as object `key`, never holding it in memory whole (multipart
+    /// upload on S3); the object appears whole or not at all, and the file is left in place.
+    func putFile(key: String, file: URL, contentType: String) async throws(TransportError)
 }
 
 extension ObjectStore {
@@ -183,6 +191,15 @@ public protocol TaskStore: Sendable {
     /// those whose last heartbeat expired within the last `goneWithin` milliseconds (the store
     /// keeps a record ``WorkerHeartbeat/retainedFor`` after it expired, for churn).
     func heartbeats(pool: String?, goneWithin: Int64) async throws(TransportError) -> [WorkerHeartbeat]
+    /// Stores a model's registration (``ModelRecord``); false, and nothing written, when one of
+    /// that name exists and `replace` is false.
+    func putModel(_ record: ModelRecord, replace: Bool) async throws(TransportError) -> Bool
+    /// Every registered model, by name (one query on an index, never a scan).
+    func models() async throws(TransportError) -> [ModelRecord]
+    /// The registered model with this name, or nil.
+    func model(named name: String) async throws(TransportError) -> ModelRecord?
+    /// Removes a model's registration; false when there was none.
+    func deleteModel(named name: String) async throws(TransportError) -> Bool
     /// Reads a record; nil when absent or expired.
     func get(id: String) async throws(TransportError) -> TaskRecord?
     /// Applies one lifecycle event atomically, if its ``TaskLifecycle`` transition permits it on

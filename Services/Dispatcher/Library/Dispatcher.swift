@@ -46,6 +46,10 @@ public struct Dispatcher: Service {
     public var holdLease: Duration = .seconds(300)
     /// The lanes' depths as last sampled, for queue positions without a request per task.
     let depths = LaneDepths()
+    /// How often the fleet's heartbeats are read again for routing by model (``ModelAffinity``).
+    public var fleetRefresh: Duration = .seconds(2)
+    let fleet = FleetView()
+    let placements = RecentPlacements()
 
     public init(context: StackContext, logger: Logger, receiveWait: Duration = .seconds(20)) {
         self.context = context
@@ -103,7 +107,7 @@ public struct Dispatcher: Service {
         case .failure(let error): return await failIfQueued(task, code: error.code, message: error.message)
         }
         task.pool = pool.name
-        if task.model.isEmpty { task.model = pool.models[0] }
+        if task.model.isEmpty { task.model = pool.defaultModel }
         task.runtime = pool.runtimeKind.message
         task.attempt = UInt32(max(1, message.receiveCount))
         task.trace = TraceCarrier.current()  // the worker's span is a child of this one
@@ -142,6 +146,11 @@ public struct Dispatcher: Service {
         }
         if let chosen { return .success(chosen) }
         let resolved = Self.resolvePool(for: task, in: context.pools)
+        if task.pool.isEmpty, !task.family.isEmpty, case .success = resolved, let checkpoint = task.assets.first,
+            let pool = await choosePool(forFamily: task.family, digest: checkpoint.sha256, now: now)
+        {
+            return .success(pool)
+        }
         if task.pool.isEmpty, !task.model.isEmpty, case .success = resolved,
             let warm = await LoadedModels.preferred(
                 context.pools.pools(servingModel: task.model), model: task.model, in: context.transport.objects, now: now)
@@ -194,8 +203,22 @@ public struct Dispatcher: Service {
         public let message: String
     }
 
-    /// The pool for `task`: by name, else by model, else the default pool.
+    /// The pool for `task`: by name, else by model (a registered checkpoint's family, or a fixed
+    /// model), else the default pool.
     public static func resolvePool(for task: Sdq_V1_GenerationTask, in pools: PoolConfiguration) -> Result<PoolSpec, RoutingError> {
+        if !task.family.isEmpty {
+            let serving = pools.pools(servingFamily: task.family)
+            if !task.pool.isEmpty {
+                guard let pool = serving.first(where: { $0.name == task.pool }) else {
+                    return .failure(RoutingError(code: "family_not_served", message: "pool \(task.pool) does not serve \(task.family) models"))
+                }
+                return .success(pool)
+            }
+            guard let pool = serving.first else {
+                return .failure(RoutingError(code: "family_not_served", message: "no pool serves \(task.family) models"))
+            }
+            return .success(pool)
+        }
         if !task.pool.isEmpty {
             guard let pool = pools.pool(named: task.pool) else {
                 return .failure(RoutingError(code: "unknown_pool", message: "no pool named \(task.pool)"))
@@ -308,6 +331,15 @@ final class LaneDepths: Sendable {
     /// How long ago `lane` was last sampled.
     func age(_ lane: String) -> Duration? {
         samples.withLock { samples in samples[lane].map { ContinuousClock.now - $0.at } }
+    }
+
+    /// Messages waiting or held by workers at the last sample, plus what was sent since, when
+    /// the sample is younger than `maxAge`.
+    func load(_ lane: String, maxAge: Duration) -> Int? {
+        samples.withLock { samples in
+            guard let sample = samples[lane], ContinuousClock.now - sample.at <= maxAge else { return nil }
+            return sample.visible + sample.inFlight + sample.sentSince
+        }
     }
 
     /// The sampled depth plus what was sent since, when the sample is younger than `maxAge`.

@@ -17,14 +17,16 @@ struct Entry {
             let selection = try RuntimeSelection.resolve(pool: pool, configuration: configuration, isTarget: true)
             let stepMilliseconds = configuration.emulatorStepMilliseconds
             let runtime = makeRuntimeBackend(
-                for: selection, emulatorStepDelay: .milliseconds(max(0, stepMilliseconds)), queueAhead: configuration.runtimeQueueAhead)
+                for: selection, emulatorStepDelay: .milliseconds(max(0, stepMilliseconds)), queueAhead: configuration.runtimeQueueAhead,
+                modelDirectory: configuration.effectiveModelDirectory)
             logger.info("runtime selected", metadata: [
                 "pool": "\(pool.name)", "runtime": "\(selection.runtime)", "runtime_url": "\(selection.url ?? "")",
             ])
             let settings = InferenceConfiguration(
                 pool: configuration.pool, visibilityTimeout: context.pools.queues.workerVisibilityTimeout,
                 fetchPolicy: OutboundURLPolicy(allowPrivate: configuration.fetchAllowPrivate),
-                    previewInterval: configuration.previewInterval)
+                previewInterval: configuration.previewInterval,
+                modelDirectory: configuration.effectiveModelDirectory.map { URL(fileURLWithPath: $0) })
             return [InferenceWorker(context: context, runtime: runtime, configuration: settings, logger: logger)]
         }
     }

@@ -63,7 +63,11 @@ public struct InProcessStack: Sendable {
                 publicBaseURL: handler.publicBaseURL),
         ]
         for pool in context.pools.pools {
-            let runtime = try runtime(for: pool, defaultPool: context.pools.defaultPool.name)
+            // The pool's workers share one model folder, so one cache (one download per file).
+            let modelDirectory = configuration.effectiveModelDirectory.map { URL(fileURLWithPath: $0).appendingPathComponent(pool.name) }
+            let modelCache = modelDirectory.map {
+                InferenceWorker.makeModelCache(at: $0, pool: pool, objects: context.transport.objects)
+            }
             // An HTTP runtime runs one generation at a time and its progress and interrupt endpoints
             // are global: one worker per runtime. The in-process emulator scales with workers.
             let workers = pool.runtimeKind == .emulator ? workersPerPool : 1
@@ -71,14 +75,17 @@ public struct InProcessStack: Sendable {
             // on an event stream. On DynamoDB each is a write unit: every 2 s.
             let progressInterval: Duration = configuration.transport == .embedded ? .milliseconds(250) : .seconds(2)
             for _ in 0..<workers {
+                // Each emulator worker is its own GPU: its own loaded checkpoint.
+                let runtime = try runtime(for: pool, defaultPool: context.pools.defaultPool.name)
                 let configuration = InferenceConfiguration(
                     pool: pool.name, visibilityTimeout: workerVisibilityTimeout, receiveWait: receiveWait, progressInterval: progressInterval,
                     fetchPolicy: OutboundURLPolicy(allowPrivate: configuration.fetchAllowPrivate),
-                    previewInterval: configuration.previewInterval)
+                    previewInterval: configuration.previewInterval,
+                    modelDirectory: modelDirectory)
                 services.append(
                     InferenceWorker(
                         context: context, runtime: runtime, configuration: configuration,
-                        logger: logger.with(label: "inference-service")))
+                        logger: logger.with(label: "inference-service"), modelCache: modelCache))
             }
         }
         return services.map { service in
@@ -96,7 +103,9 @@ public struct InProcessStack: Sendable {
     /// to the default pool.
     private func runtime(for pool: PoolSpec, defaultPool: String) throws -> any RuntimeBackend {
         let selection = try RuntimeSelection.resolve(pool: pool, configuration: configuration, isTarget: pool.name == defaultPool)
-        return makeRuntimeBackend(for: selection, emulatorStepDelay: emulatorStepDelay, queueAhead: configuration.runtimeQueueAhead)
+        return makeRuntimeBackend(
+            for: selection, emulatorStepDelay: emulatorStepDelay, queueAhead: configuration.runtimeQueueAhead,
+            modelDirectory: configuration.effectiveModelDirectory.map { $0 + "/" + pool.name })
     }
 
     /// Runs the services while `body` runs, then shuts them down gracefully (workers hand

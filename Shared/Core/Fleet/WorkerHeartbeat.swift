@@ -32,6 +32,18 @@ public struct WorkerHeartbeat: Sendable, Codable, Equatable {
     /// The longest time within the last minute that the runtime sat idle between two jobs
     /// while this worker ran tasks (nil when fewer than two jobs ended in that minute).
     public var idleGapMillis: Int64?
+    /// The SHA-256 (first 16 hex digits, ``digestPrefix(_:)``) of the registered checkpoint
+    /// loaded now, when the last task named one.
+    public var loadedDigest: String?
+    /// The registered checkpoints in the worker's model cache, by digest prefix: where the
+    /// dispatcher finds a pool that needs no download.
+    public var cached: [String] = []
+    /// Bytes in the model cache, and its bound (nil without a cache).
+    public var cacheBytes: Int64?
+    public var cacheLimitBytes: Int64?
+    /// Required models (the pool's `required_models`) not yet present and verified: the worker
+    /// takes no task while any are (it stays `starting`).
+    public var missingModels: [String] = []
     /// When the worker started, epoch milliseconds.
     public var startedAt: Int64
     /// When this heartbeat was written.
@@ -62,6 +74,10 @@ public struct WorkerHeartbeat: Sendable, Codable, Equatable {
     /// and went (``PoolHealth``'s crash loop).
     public static let retainedFor: Int64 = 600_000
 
+    /// The short form of a SHA-256 that heartbeats carry (64 bits: enough to tell files apart,
+    /// a quarter of the bytes on every heartbeat write).
+    public static func digestPrefix(_ sha256: String) -> String { String(sha256.prefix(16)) }
+
     /// Whether the worker still counts as present at `now`.
     public func isLive(at now: Int64) -> Bool { expiresAt > now }
 
@@ -76,5 +92,29 @@ public struct WorkerHeartbeat: Sendable, Codable, Equatable {
         case currentTask = "current_task", loadedModel = "loaded_model", runtimeReachable = "runtime_reachable"
         case runtimeError = "runtime_error", gpuBusyFraction = "gpu_busy_fraction", idleGapMillis = "idle_gap_ms"
         case startedAt = "started_at", seenAt = "seen_at", expiresAt = "expires_at"
+        case loadedDigest = "loaded_sha256", cached, cacheBytes = "cache_bytes", cacheLimitBytes = "cache_limit_bytes"
+        case missingModels = "missing_models"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        pool = try c.decode(String.self, forKey: .pool)
+        worker = try c.decode(String.self, forKey: .worker)
+        state = try c.decode(State.self, forKey: .state)
+        currentTask = try c.decodeIfPresent(String.self, forKey: .currentTask)
+        loadedModel = try c.decodeIfPresent(String.self, forKey: .loadedModel)
+        runtimeReachable = try c.decode(Bool.self, forKey: .runtimeReachable)
+        runtimeError = try c.decodeIfPresent(String.self, forKey: .runtimeError)
+        gpuBusyFraction = try c.decodeIfPresent(Double.self, forKey: .gpuBusyFraction) ?? 0
+        idleGapMillis = try c.decodeIfPresent(Int64.self, forKey: .idleGapMillis)
+        startedAt = try c.decode(Int64.self, forKey: .startedAt)
+        seenAt = try c.decode(Int64.self, forKey: .seenAt)
+        expiresAt = try c.decode(Int64.self, forKey: .expiresAt)
+        // Heartbeats of workers older than the model cache have none of these.
+        loadedDigest = try c.decodeIfPresent(String.self, forKey: .loadedDigest)
+        cached = try c.decodeIfPresent([String].self, forKey: .cached) ?? []
+        cacheBytes = try c.decodeIfPresent(Int64.self, forKey: .cacheBytes)
+        cacheLimitBytes = try c.decodeIfPresent(Int64.self, forKey: .cacheLimitBytes)
+        missingModels = try c.decodeIfPresent([String].self, forKey: .missingModels) ?? []
     }
 }

@@ -302,6 +302,36 @@ public nonisolated struct Sdq_V1_TraceContext: Sendable {
   public init() {}
 }
 
+/// A registered model file a task needs on the worker's disk (the checkpoint and its LoRAs),
+/// resolved from the registry at submission so that workers never read the registry.
+public nonisolated struct Sdq_V1_ModelAsset: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// checkpoint, lora, vae, embedding or upscaler.
+  public var kind: String = String()
+
+  public var sha256: String = String()
+
+  public var bytes: Int64 = 0
+
+  /// The object in the stack's bucket holding the file.
+  public var key: String = String()
+
+  /// The file name in the runtime's model folder.
+  public var fileName: String = String()
+
+  /// LoRA strength; unused for other kinds.
+  public var weight: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// One unit of work: submitted by the API, routed by the dispatcher, run by a worker.
 public nonisolated struct Sdq_V1_GenerationTask: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -411,6 +441,19 @@ public nonisolated struct Sdq_V1_GenerationTask: @unchecked Sendable {
   public var submittedAtMs: Int64 {
     get {_storage._submittedAtMs}
     set {_uniqueStorage()._submittedAtMs = newValue}
+  }
+
+  /// Registered model files the task needs (its checkpoint first, then LoRAs in order); empty
+  /// when it names a pool's fixed model.
+  public var assets: [Sdq_V1_ModelAsset] {
+    get {_storage._assets}
+    set {_uniqueStorage()._assets = newValue}
+  }
+
+  /// The base family of its registered checkpoint: which pools may take it.
+  public var family: String {
+    get {_storage._family}
+    set {_uniqueStorage()._family = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -907,9 +950,69 @@ nonisolated extension Sdq_V1_TraceContext: SwiftProtobuf.Message, SwiftProtobuf.
   }
 }
 
+nonisolated extension Sdq_V1_ModelAsset: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ModelAsset"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}sha256\0\u{1}bytes\0\u{1}key\0\u{3}file_name\0\u{1}weight\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.bytes) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.fileName) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.weight) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    if !self.sha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 3)
+    }
+    if self.bytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.bytes, fieldNumber: 4)
+    }
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 5)
+    }
+    if !self.fileName.isEmpty {
+      try visitor.visitSingularStringField(value: self.fileName, fieldNumber: 6)
+    }
+    if self.weight.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.weight, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Sdq_V1_ModelAsset, rhs: Sdq_V1_ModelAsset) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.bytes != rhs.bytes {return false}
+    if lhs.key != rhs.key {return false}
+    if lhs.fileName != rhs.fileName {return false}
+    if lhs.weight != rhs.weight {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Sdq_V1_GenerationTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GenerationTask"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}pool\0\u{1}runtime\0\u{1}model\0\u{1}kind\0\u{1}parameters\0\u{3}runtime_request\0\u{1}inputs\0\u{1}output\0\u{1}callback\0\u{1}priority\0\u{3}deadline_ms\0\u{1}tenant\0\u{3}client_context\0\u{1}attempt\0\u{1}trace\0\u{3}submitted_at_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}pool\0\u{1}runtime\0\u{1}model\0\u{1}kind\0\u{1}parameters\0\u{3}runtime_request\0\u{1}inputs\0\u{1}output\0\u{1}callback\0\u{1}priority\0\u{3}deadline_ms\0\u{1}tenant\0\u{3}client_context\0\u{1}attempt\0\u{1}trace\0\u{3}submitted_at_ms\0\u{1}assets\0\u{1}family\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -929,6 +1032,8 @@ nonisolated extension Sdq_V1_GenerationTask: SwiftProtobuf.Message, SwiftProtobu
     var _attempt: UInt32 = 0
     var _trace: Sdq_V1_TraceContext? = nil
     var _submittedAtMs: Int64 = 0
+    var _assets: [Sdq_V1_ModelAsset] = []
+    var _family: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -956,6 +1061,8 @@ nonisolated extension Sdq_V1_GenerationTask: SwiftProtobuf.Message, SwiftProtobu
       _attempt = source._attempt
       _trace = source._trace
       _submittedAtMs = source._submittedAtMs
+      _assets = source._assets
+      _family = source._family
     }
   }
 
@@ -991,6 +1098,8 @@ nonisolated extension Sdq_V1_GenerationTask: SwiftProtobuf.Message, SwiftProtobu
         case 15: try { try decoder.decodeSingularUInt32Field(value: &_storage._attempt) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._trace) }()
         case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._submittedAtMs) }()
+        case 18: try { try decoder.decodeRepeatedMessageField(value: &_storage._assets) }()
+        case 19: try { try decoder.decodeSingularStringField(value: &_storage._family) }()
         default: break
         }
       }
@@ -1054,6 +1163,12 @@ nonisolated extension Sdq_V1_GenerationTask: SwiftProtobuf.Message, SwiftProtobu
       if _storage._submittedAtMs != 0 {
         try visitor.visitSingularInt64Field(value: _storage._submittedAtMs, fieldNumber: 17)
       }
+      if !_storage._assets.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._assets, fieldNumber: 18)
+      }
+      if !_storage._family.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._family, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1080,6 +1195,8 @@ nonisolated extension Sdq_V1_GenerationTask: SwiftProtobuf.Message, SwiftProtobu
         if _storage._attempt != rhs_storage._attempt {return false}
         if _storage._trace != rhs_storage._trace {return false}
         if _storage._submittedAtMs != rhs_storage._submittedAtMs {return false}
+        if _storage._assets != rhs_storage._assets {return false}
+        if _storage._family != rhs_storage._family {return false}
         return true
       }
       if !storagesAreEqual {return false}

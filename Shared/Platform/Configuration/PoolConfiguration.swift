@@ -7,8 +7,18 @@ public struct PoolSpec: Sendable, Equatable, Codable {
     public var name: String
     /// `emulator`, `sdwebui` or `comfyui`.
     public var runtime: String
-    /// Models (checkpoints) the pool serves; the first is its default.
+    /// Models (checkpoints) the pool serves by the runtime's own name, fixed in its image or
+    /// volume; the first is its default. May be empty when the pool serves ``families``.
     public var models: [String]
+    /// `families`: the base families (``ModelRecord/family``) of registered models the pool
+    /// serves: its workers fetch a task's registered checkpoint and LoRAs into their cache.
+    public var families: [String] = []
+    /// `model_cache_gib`: how much local disk each worker's model cache may fill (least recently
+    /// used files are evicted beyond it); nil: 100 GiB.
+    public var modelCacheGiB: Double?
+    /// `required_models`: registered models every worker fetches and verifies before it takes
+    /// its first task (the pool's usual checkpoint), so a new worker never starts cold.
+    public var requiredModels: [String] = []
     /// `runtime_url`: the base URL of the pool's HTTP runtime (`sdwebui`, `comfyui`), for stacks
     /// with several HTTP runtimes; nil takes `SDQ_RUNTIME_URL` (see ``RuntimeSelection``).
     public var runtimeURL: String?
@@ -19,16 +29,44 @@ public struct PoolSpec: Sendable, Equatable, Codable {
     /// configuration is loaded; an unchecked spec reads as the emulator).
     public var runtimeKind: RuntimeKind { RuntimeKind(rawValue: runtime) ?? .emulator }
 
-    public init(name: String, runtime: String, models: [String], runtimeURL: String? = nil) {
+    public init(
+        name: String, runtime: String, models: [String], runtimeURL: String? = nil, families: [String] = [],
+        modelCacheGiB: Double? = nil, requiredModels: [String] = []
+    ) {
         self.name = name
         self.runtime = runtime
         self.models = models
         self.runtimeURL = runtimeURL
+        self.families = families
+        self.modelCacheGiB = modelCacheGiB
+        self.requiredModels = requiredModels
     }
 
+    /// The bytes each worker's model cache may hold.
+    public var modelCacheBytes: Int64 { Int64((modelCacheGiB ?? 100) * 1_073_741_824) }
+
+    /// The checkpoint a task that names none gets: the first fixed model, else none (the
+    /// runtime keeps what it has loaded).
+    public var defaultModel: String { models.first ?? "" }
+
+    /// Whether the pool serves registered models of `family`.
+    public func serves(family: String) -> Bool { families.contains(family) }
+
     enum CodingKeys: String, CodingKey {
-        case name, runtime, models, policy
-        case runtimeURL = "runtime_url"
+        case name, runtime, models, policy, families
+        case runtimeURL = "runtime_url", modelCacheGiB = "model_cache_gib", requiredModels = "required_models"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        runtime = try c.decode(String.self, forKey: .runtime)
+        models = try c.decodeIfPresent([String].self, forKey: .models) ?? []
+        runtimeURL = try c.decodeIfPresent(String.self, forKey: .runtimeURL)
+        policy = try c.decodeIfPresent(PromptPolicy.self, forKey: .policy)
+        families = try c.decodeIfPresent([String].self, forKey: .families) ?? []
+        modelCacheGiB = try c.decodeIfPresent(Double.self, forKey: .modelCacheGiB)
+        requiredModels = try c.decodeIfPresent([String].self, forKey: .requiredModels) ?? []
     }
 }
 
@@ -133,6 +171,30 @@ public struct WebhookSettings: Sendable, Equatable, Codable {
     }
 }
 
+/// `model_routing`: where a task naming a registered checkpoint goes among the pools of its
+/// family. With `affinity` (the default) the dispatcher prefers a pool with the checkpoint
+/// loaded, then cached, among those whose load is within `slack` tasks of the least loaded;
+/// without it, the least loaded pool.
+public struct ModelRoutingSettings: Sendable, Equatable, Codable {
+    public var affinity = true
+    /// How many more tasks a pool may have waiting than the least loaded one and still be
+    /// preferred for its warm model.
+    public var slack = 4
+
+    public init(affinity: Bool = true, slack: Int = 4) {
+        self.affinity = affinity
+        self.slack = slack
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        affinity = try c.decodeIfPresent(Bool.self, forKey: .affinity) ?? true
+        slack = try c.decodeIfPresent(Int.self, forKey: .slack) ?? 4
+    }
+
+    enum CodingKeys: String, CodingKey { case affinity, slack }
+}
+
 /// An invalid pool configuration file.
 public struct ConfigurationError: CodedError {
     public let code = "invalid_configuration"
@@ -150,7 +212,10 @@ public struct ConfigurationError: CodedError {
 /// pools:
 ///   - name: default
 ///     runtime: emulator
-///     models: [emulator-v1]
+///     models: [emulator-v1]          # fixed models, by the runtime's names
+///     families: [sdxl]                # and/or registered models of these families
+///     model_cache_gib: 200            # per-worker model cache on the node's disk
+///     required_models: [sdxl-base]    # fetched and verified before the first task
 /// limits: { max_width: 2048, max_height: 2048, max_steps: 150 }
 /// queues: { max_receive_count: 5, worker_visibility_timeout_seconds: 60 }
 /// webhooks: { retry_delays_seconds: [5, 30, 120], timeout_seconds: 10 }
@@ -163,6 +228,8 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
     public var webhooks: WebhookSettings = WebhookSettings()
     /// How the dispatcher shares each lane among tenants.
     public var fairShare: FairShareSettings = FairShareSettings()
+    /// How the dispatcher places tasks that name registered models.
+    public var modelRouting: ModelRoutingSettings = ModelRoutingSettings()
 
     /// The runtimes a pool may name.
     public static let knownRuntimes: Set<String> = Set(RuntimeKind.allCases.map(\.rawValue))
@@ -183,10 +250,16 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
     /// runtime is then never asked to switch.
     public static let runtimeDefaultModel = "runtime-default"
 
+    /// The built-in pool `default` on the emulator: its own model, and registered models of every
+    /// known family (the emulator pretends to run them), so `sdq models add` can be tried at once.
+    public static var emulatorPool: PoolSpec {
+        PoolSpec(name: "default", runtime: "emulator", models: [emulatorModel], families: ModelRecord.knownFamilies)
+    }
+
     /// The default when no file is given: one pool `default` on the emulator.
     public static var builtIn: PoolConfiguration {
         // Statically valid.
-        try! PoolConfiguration(pools: [PoolSpec(name: "default", runtime: "emulator", models: [emulatorModel])])
+        try! PoolConfiguration(pools: [emulatorPool])
     }
 
     /// The default when no file is given, with `SDQ_RUNTIME`/`SDQ_RUNTIME_URL` applied: one pool
@@ -203,13 +276,14 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
                     + "set SDQ_RUNTIME (sdwebui or comfyui) or unset SDQ_RUNTIME_URL",
                 field: "SDQ_RUNTIME_URL")
         }
-        let model = runtime == "emulator" ? emulatorModel : runtimeDefaultModel
-        return try PoolConfiguration(pools: [PoolSpec(name: "default", runtime: runtime, models: [model], runtimeURL: runtimeURL)])
+        if runtime == "emulator" { return try PoolConfiguration(pools: [emulatorPool]) }
+        return try PoolConfiguration(pools: [PoolSpec(name: "default", runtime: runtime, models: [runtimeDefaultModel], runtimeURL: runtimeURL)])
     }
 
     enum CodingKeys: String, CodingKey {
         case pools, limits, queues, webhooks
         case fairShare = "fair_share"
+        case modelRouting = "model_routing"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -219,6 +293,7 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
         queues = try c.decodeIfPresent(QueueSettings.self, forKey: .queues) ?? QueueSettings()
         webhooks = try c.decodeIfPresent(WebhookSettings.self, forKey: .webhooks) ?? WebhookSettings()
         fairShare = try c.decodeIfPresent(FairShareSettings.self, forKey: .fairShare) ?? FairShareSettings()
+        modelRouting = try c.decodeIfPresent(ModelRoutingSettings.self, forKey: .modelRouting) ?? ModelRoutingSettings()
     }
 
     /// Parses YAML text.
@@ -254,6 +329,9 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
     /// The first pool serving `model` (model affinity).
     public func pool(servingModel model: String) -> PoolSpec? { pools.first { $0.models.contains(model) } }
 
+    /// Every pool serving registered models of `family`, in configuration order.
+    public func pools(servingFamily family: String) -> [PoolSpec] { pools.filter { $0.serves(family: family) } }
+
     /// Every pool serving `model`, in configuration order.
     public func pools(servingModel model: String) -> [PoolSpec] { pools.filter { $0.models.contains(model) } }
 
@@ -275,8 +353,21 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
             guard Self.knownRuntimes.contains(pool.runtime) else {
                 throw ConfigurationError(message: "unknown runtime \(pool.runtime)", field: "\(field).runtime")
             }
-            guard !pool.models.isEmpty else {
-                throw ConfigurationError(message: "a pool serves at least one model", field: "\(field).models")
+            guard !pool.models.isEmpty || !pool.families.isEmpty else {
+                throw ConfigurationError(message: "a pool serves at least one model or family", field: "\(field).models")
+            }
+            for (position, family) in pool.families.enumerated() {
+                if let problem = ModelRecord.validateFamily(family) {
+                    throw ConfigurationError(message: problem, field: "\(field).families[\(position)]")
+                }
+            }
+            if let cache = pool.modelCacheGiB, !(cache > 0 && cache <= 100_000) {
+                throw ConfigurationError(message: "model_cache_gib must be in (0, 100000]", field: "\(field).model_cache_gib")
+            }
+            for (position, model) in pool.requiredModels.enumerated() {
+                if let problem = ModelRecord.validateName(model) {
+                    throw ConfigurationError(message: problem, field: "\(field).required_models[\(position)]")
+                }
             }
             if let url = pool.runtimeURL {
                 guard pool.runtime != "emulator" else {
@@ -295,5 +386,8 @@ public struct PoolConfiguration: Sendable, Equatable, Codable {
             throw ConfigurationError(message: "timeout_seconds must be in (0, 60]", field: "webhooks.timeout_seconds")
         }
         try fairShare.validate()
+        guard (0...1000).contains(modelRouting.slack) else {
+            throw ConfigurationError(message: "slack must be 0...1000 tasks", field: "model_routing.slack")
+        }
     }
 }

@@ -47,6 +47,15 @@ public struct SDQConfiguration: Sendable {
     /// `SDQ_PUBLIC_URL`: the API's public base URL, for absolute links (status URLs in webhooks,
     /// object links); nil: links follow the request.
     public var publicURL: String?
+    /// `SDQ_MODEL_DIR`: the runtime's model folder, shared with the runtime's container, where
+    /// the inference service caches registered models; nil: `<SDQ_DATA_DIR>/models` on the
+    /// embedded transport, and no cache on AWS (tasks naming registered models then fail with
+    /// `model_cache_unconfigured`).
+    public var modelDirectory: String?
+    /// The model folder in effect (``modelDirectory``, or the embedded default).
+    public var effectiveModelDirectory: String? {
+        modelDirectory ?? (transport == .embedded ? dataDirectory + "/models" : nil)
+    }
     /// `SDQ_EMULATOR_STEP_MS`: the in-process emulator's time per sampling step.
     public var emulatorStepMilliseconds: Int = 50
     /// `SDQ_PREVIEW_INTERVAL_MS`: least time between two live previews a worker stores for a
@@ -79,6 +88,7 @@ public struct SDQConfiguration: Sendable {
             config.transport = kind
         }
         if let raw = value("SDQ_DATA_DIR") { config.dataDirectory = raw }
+        config.modelDirectory = value("SDQ_MODEL_DIR")
         if let raw = value("SDQ_STACK") { config.stack = raw }
         config.poolsFile = value("SDQ_POOLS_FILE")
         if let raw = value("SDQ_RUNTIME") { config.runtime = raw.lowercased() }

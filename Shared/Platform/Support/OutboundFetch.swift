@@ -136,11 +136,16 @@ public struct URLFetcher: Sendable {
 
     private enum Step: Sendable {
         case body(Data, String?)
+        /// The body went to a sink: its length.
+        case streamed(Int64)
         case redirect(String)
     }
 
-    /// One response: a redirect to follow, or the body within the size cap.
-    private func read(_ response: HTTPClientResponse, from parsed: URL) async throws(FetchError) -> Step {
+    /// One response: a redirect to follow, or the body within the size cap (collected, or
+    /// handed to `sink` a piece at a time).
+    private func read(
+        _ response: HTTPClientResponse, from parsed: URL, sink: (@Sendable (ByteBuffer) throws -> Void)?
+    ) async throws(FetchError) -> Step {
         let status = Int(response.status.code)
         if (300..<400).contains(status), let location = response.headers.first(name: "location") {
             guard let next = URL(string: location, relativeTo: parsed)?.absoluteString else {
@@ -154,6 +159,23 @@ public struct URLFetcher: Sendable {
         if let length = response.headers.first(name: "content-length").flatMap(Int.init), length > maxBytes {
             throw FetchError(code: "too_large", message: "the object is \(length) bytes, more than \(maxBytes)", retryable: false)
         }
+        if let sink {
+            var total: Int64 = 0
+            do {
+                for try await chunk in response.body {
+                    total += Int64(chunk.readableBytes)
+                    guard total <= Int64(maxBytes) else {
+                        throw FetchError(code: "too_large", message: "the object is larger than \(maxBytes) bytes", retryable: false)
+                    }
+                    try sink(chunk)
+                }
+            } catch let error as FetchError {
+                throw error
+            } catch {
+                throw FetchError(code: "fetch_failed", message: "reading \(parsed.host ?? "") failed: \(error)", retryable: true)
+            }
+            return .streamed(total)
+        }
         do {
             let body = try await response.body.collect(upTo: maxBytes)
             return .body(Data(body.readableBytesView), response.headers.first(name: "content-type"))
@@ -166,6 +188,23 @@ public struct URLFetcher: Sendable {
 
     /// The body of `url` and its content type.
     public func fetch(_ url: String) async throws(FetchError) -> (data: Data, contentType: String?) {
+        guard case .body(let data, let type) = try await follow(url, sink: nil) else {
+            throw FetchError(code: "fetch_failed", message: "no body", retryable: false)
+        }
+        return (data, type)
+    }
+
+    /// Streams the body of `url` into `sink` a piece at a time (never holding it whole), up to
+    /// ``maxBytes``; returns its length. A failure part way leaves what `sink` got so far.
+    public func stream(_ url: String, into sink: @escaping @Sendable (ByteBuffer) throws -> Void) async throws(FetchError) -> Int64 {
+        guard case .streamed(let length) = try await follow(url, sink: sink) else {
+            throw FetchError(code: "fetch_failed", message: "no body", retryable: false)
+        }
+        return length
+    }
+
+    /// Fetches `url`, following up to five redirects (each hop vetted by the policy).
+    private func follow(_ url: String, sink: (@Sendable (ByteBuffer) throws -> Void)?) async throws(FetchError) -> Step {
         var current = url
         for _ in 0...5 {
             guard let parsed = URL(string: current) else {
@@ -184,16 +223,14 @@ public struct URLFetcher: Sendable {
                 step = try await OutboundHTTP.execute(
                     request, url: parsed, address: address, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000),
                     shared: http
-                ) { response in try await read(response, from: parsed) }
+                ) { response in try await read(response, from: parsed, sink: sink) }
             } catch let error as FetchError {
                 throw error
             } catch {
                 throw FetchError(code: "fetch_failed", message: "fetching \(parsed.host ?? current) failed: \(error)", retryable: true)
             }
-            switch step {
-            case .body(let data, let type): return (data, type)
-            case .redirect(let next): current = next
-            }
+            guard case .redirect(let next) = step else { return step }
+            current = next
         }
         throw FetchError(code: "fetch_failed", message: "more than five redirects", retryable: false)
     }

@@ -139,6 +139,8 @@ final class EmbeddedDatabase: Sendable {
         // Audit records, newest first by time (EmbeddedTaskStore.audit).
         "CREATE TABLE IF NOT EXISTS audit (id TEXT PRIMARY KEY, at INTEGER NOT NULL, record TEXT NOT NULL, expires_at INTEGER NOT NULL)",
         "CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at, id)",
+        // The model registry (EmbeddedTaskStore+Models).
+        "CREATE TABLE IF NOT EXISTS models (name TEXT PRIMARY KEY, record TEXT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS workers (pool TEXT NOT NULL, worker TEXT NOT NULL, record TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (pool, worker))",
         // Per-tenant quotas: the in-flight count of the tasks holding slots, and the submission
         // rate's theoretical arrival time (SubmissionRate). The triggers move the count in the

@@ -100,6 +100,48 @@ struct EmbeddedObjectStore: ObjectStore {
         return StoredObject(key: key, data: data, contentType: contentType)
     }
 
+    func size(key: String) async throws(TransportError) -> Int64? {
+        let url = try fileURL(for: key)
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path) else { return nil }
+        return (attributes[.size] as? NSNumber)?.int64Value
+    }
+
+    func read(key: String, offset: Int64, length: Int) async throws(TransportError) -> Data? {
+        let url = try fileURL(for: key)
+        guard let handle = try? FileHandle(forReadingFrom: url) else { return nil }
+        defer { try? handle.close() }
+        do {
+            try handle.seek(toOffset: UInt64(max(0, offset)))
+            return try handle.read(upToCount: length) ?? Data()
+        } catch {
+            throw .storage("cannot read object \(key): \(error)")
+        }
+    }
+
+    /// Copies the file beside the object's place, then renames it there (atomic).
+    func putFile(key: String, file: URL, contentType: String) async throws(TransportError) {
+        let url = try fileURL(for: key)
+        let size: Int64
+        do {
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
+            try FileManager.default.copyItem(at: file, to: temporary)
+            size = (try FileManager.default.attributesOfItem(atPath: temporary.path)[.size] as? NSNumber)?.int64Value ?? 0
+            guard rename(temporary.path, url.path) == 0 else {
+                let code = errno
+                try? FileManager.default.removeItem(at: temporary)
+                throw TransportError.storage("cannot move object \(key) into place: errno \(code)")
+            }
+        } catch let error as TransportError {
+            throw error
+        } catch {
+            throw .storage("cannot write object \(key): \(error)")
+        }
+        try await database.query(
+            "INSERT OR REPLACE INTO objects (key, content_type, size, created_at) VALUES (?, ?, ?, ?)",
+            [.text("\(bucket)/\(key)"), .text(contentType), .int(Int(size)), .int(EpochClock.nowMillis())])
+    }
+
     func exists(key: String) async throws(TransportError) -> Bool {
         FileManager.default.fileExists(atPath: try fileURL(for: key).path)
     }

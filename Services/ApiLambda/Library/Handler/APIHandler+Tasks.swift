@@ -57,9 +57,10 @@ extension APIHandler {
         let now = EpochClock.nowMillis()
         let id = TaskID.generate(now: now)
         let seed = submission.seed >= 0 ? submission.seed : Int64.random(in: 0...Int64(UInt32.max))
-        let pool = submission.pool.flatMap { context.pools.pool(named: $0) }
+        let resolved = try await resolveModels(submission)
+        let pool = submission.pool.flatMap { context.pools.pool(named: $0) } ?? resolved.pool
             ?? submission.model.flatMap { context.pools.pool(servingModel: $0) } ?? context.pools.defaultPool
-        let model = submission.model ?? pool.models[0]
+        let model = submission.model ?? pool.defaultModel
         try await checkCallback(submission)
         let quotaHeaders = try await takeSubmission(for: tenant, now: now, request: request)
         try await checkPolicy(submission, pool: pool, model: model, tenant: tenant, request: request)
@@ -99,9 +100,10 @@ extension APIHandler {
                     status: 409, code: "idempotency_conflict",
                     message: "Idempotency-Key was already used for a different request", field: "Idempotency-Key")
             }
-            return (try await replay(existing, submission: submission, now: now, tenant: tenant), true, quotaHeaders)
+            return (try await replay(existing, submission: submission, resolved: resolved, now: now, tenant: tenant), true, quotaHeaders)
         }
-        var task = generationTask(submission, id: id, model: model, seed: seed, inputs: inputs, now: now, tenant: tenant)
+        var task = generationTask(
+            submission, id: id, model: model, seed: seed, inputs: inputs, now: now, tenant: tenant, resolved: resolved)
         task.trace = trace
         try await publish(task)
         return (record, false, quotaHeaders)
@@ -127,7 +129,8 @@ extension APIHandler {
     /// publish failed, or that has sat `queued` long enough that its publish may have been lost to
     /// a crash, is published again; the dispatcher routes only `queued` tasks, so a duplicate
     /// message costs nothing.
-    private func replay(_ existing: TaskRecord, submission: TaskSubmission, now: Int64, tenant: Tenant) async throws(APIError)
+    private func replay(_ existing: TaskRecord, submission: TaskSubmission, resolved: ResolvedModels, now: Int64, tenant: Tenant)
+        async throws(APIError)
         -> TaskRecord
     {
         var record = existing
@@ -144,7 +147,8 @@ extension APIHandler {
         if publishFailed || stale {
             let inputs = try await storeInputs(submission, taskID: existing.id, tenant: tenant)
             var task = generationTask(
-                submission, id: existing.id, model: existing.model, seed: existing.seed, inputs: inputs, now: now, tenant: tenant)
+                submission, id: existing.id, model: existing.model, seed: existing.seed, inputs: inputs, now: now, tenant: tenant,
+                resolved: resolved)
             task.submittedAtMs = existing.timings.submittedAt ?? now
             try await publish(task)
         }
@@ -203,9 +207,12 @@ extension APIHandler {
     }
 
     private func generationTask(
-        _ s: TaskSubmission, id: String, model: String, seed: Int64, inputs: [Sdq_V1_ObjectRef], now: Int64, tenant: Tenant
+        _ s: TaskSubmission, id: String, model: String, seed: Int64, inputs: [Sdq_V1_ObjectRef], now: Int64, tenant: Tenant,
+        resolved: ResolvedModels
     ) -> Sdq_V1_GenerationTask {
         var task = Sdq_V1_GenerationTask()
+        task.assets = resolved.assets
+        task.family = resolved.family ?? ""
         task.id = id
         task.tenant = tenant.name  // the dispatcher's fair share keeps one line per tenant
         task.pool = s.pool ?? ""  // empty: the dispatcher routes by model affinity

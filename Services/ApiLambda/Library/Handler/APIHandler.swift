@@ -50,6 +50,8 @@ public struct APIHandler: Sendable {
     public var auditRetention: Duration = .seconds(90 * 86_400)
     /// Repeated security events from one source are recorded once a minute (``AuditThrottle``).
     let auditThrottle = AuditThrottle()
+    /// Registered models, read through a short cache (``ModelCatalog``).
+    let modelCatalog = ModelCatalog()
 
     public init(
         context: StackContext, logger: Logger, apiKeys: [String] = [], keyring: APIKeyring? = nil, keys: LiveKeyring? = nil,
@@ -167,6 +169,9 @@ public struct APIHandler: Sendable {
             return try await deadLetters(request, tenant: tenant)
         case ("dead-letters", 2) where segments[1] == "redrive":
             return try await redriveDeadLetters(request, tenant: tenant)
+        case ("models", 1):
+            try allow(request, ["GET"])
+            return try await listModels(request, tenant: tenant)
         case ("workers", 1):
             try allow(request, ["GET"])
             return try await listWorkers(request, tenant: tenant)

@@ -27,6 +27,10 @@ public struct TaskSubmission: Sendable, Equatable {
     public var denoisingStrength = 0.75
     public var pool: String?
     public var model: String?
+    /// `model_sha256`: the checkpoint's digest the client expects (a registered model only).
+    public var modelSHA256: String?
+    /// `loras`: registered LoRAs of the checkpoint's family, with weights, applied in order.
+    public var loras: [LoraChoice] = []
     public var initImage: InitImage?
     /// Runtime-native JSON merged into the runtime request (`runtime_options`, or the ComfyUI `workflow`).
     public var runtimeRequest: Data?
@@ -38,6 +42,17 @@ public struct TaskSubmission: Sendable, Equatable {
     /// Client context as JSON text.
     public var context: String?
 
+    /// A LoRA as a request names it.
+    public struct LoraChoice: Sendable, Equatable {
+        public var name: String
+        public var weight: Double
+        /// The digest the client expects, if it pinned one.
+        public var sha256: String?
+    }
+
+    /// The most LoRAs one task may apply.
+    public static let maxLoras = 16
+
     /// The generation parameters as recorded for the manifest (A1111 names; `seed` as resolved).
     func parameters(seed: Int64, model: String) -> String {
         var fields: [String: JSONValue] = [
@@ -47,6 +62,9 @@ public struct TaskSubmission: Sendable, Equatable {
             "batch_size": .number(Double(batchSize)), "denoising_strength": .number(denoisingStrength), "model": .string(model),
         ]
         if let pool { fields["pool"] = .string(pool) }
+        if !loras.isEmpty {
+            fields["loras"] = .array(loras.map { .object(["name": .string($0.name), "weight": .number($0.weight)]) })
+        }
         // Runtime-native options are kept when small (a workflow with embedded images is not).
         if let runtimeRequest, runtimeRequest.count <= 32 * 1024, let options = try? JSONValue.parse(runtimeRequest, maxDepth: .max) {
             fields[kind == .comfyuiWorkflow ? "workflow" : "runtime_options"] = options
@@ -58,7 +76,7 @@ public struct TaskSubmission: Sendable, Equatable {
     static let knownFields: Set<String> = [
         "prompt", "negative_prompt", "seed", "width", "height", "steps", "cfg_scale", "sampler_name", "batch_size",
         "denoising_strength", "kind", "pool", "model", "init_image", "workflow", "runtime_options", "callback",
-        "priority", "deadline_seconds", "context",
+        "priority", "deadline_seconds", "context", "loras", "model_sha256",
     ]
     /// Runtime request keys that sdq sets from validated task fields; `runtime_options` may not override them.
     static let shadowedByCore: Set<String> = [
@@ -138,16 +156,56 @@ public struct TaskSubmission: Sendable, Equatable {
         return s
     }
 
+    /// The pool and model fields. A model that is not one of a pool's fixed models must be a
+    /// registered one: that is checked against the registry when the task is accepted
+    /// (``APIHandler/resolveModels(_:)``), where a name no pool serves is refused.
     private static func parseRouting(_ fields: Fields, into s: inout TaskSubmission, pools: PoolConfiguration) throws(APIError) {
         s.pool = try fields.string("pool")
         s.model = try fields.string("model")
-        if let name = s.pool {
-            guard let pool = pools.pool(named: name) else { throw .unknownPool(name) }
-            if let model = s.model, !pool.models.contains(model) {
-                throw APIError(status: 422, code: "unknown_model", message: "pool \(name) does not serve model \(model)", field: "model")
+        if let name = s.pool, pools.pool(named: name) == nil { throw .unknownPool(name) }
+        if let model = s.model, pools.pool(servingModel: model) == nil, let problem = ModelRecord.validateName(model) {
+            throw APIError(status: 422, code: "unknown_model", message: "no pool serves model \(model) (\(problem))", field: "model")
+        }
+        if let digest = try fields.string("model_sha256") {
+            guard s.model != nil else { throw .invalid("model_sha256", "model_sha256 pins the digest of model, which is missing") }
+            if let problem = ModelRecord.validateDigest(digest) { throw .invalid("model_sha256", problem) }
+            s.modelSHA256 = digest.lowercased()
+        }
+        try parseLoras(fields.object["loras"], into: &s)
+    }
+
+    /// `loras`: `[{"name": …, "weight": 0.8, "sha256": …}]` (weight defaults to 1).
+    private static func parseLoras(_ value: JSONValue?, into s: inout TaskSubmission) throws(APIError) {
+        guard let value, value != .null else { return }
+        guard case .array(let items) = value else { throw .invalid("loras", "loras must be an array of {\"name\", \"weight\"}") }
+        guard items.count <= maxLoras else { throw .invalid("loras", "at most \(maxLoras) LoRAs") }
+        for (index, item) in items.enumerated() {
+            let field = "loras[\(index)]"
+            guard case .object(let spec) = item else { throw .invalid(field, "\(field) must be {\"name\", \"weight\"}") }
+            if let unknown = spec.keys.filter({ !["name", "weight", "sha256"].contains($0) }).sorted().first {
+                throw APIError(status: 400, code: "unknown_field", message: "\(unknown) is not a LoRA field", field: "\(field).\(unknown)")
             }
-        } else if let model = s.model, pools.pool(servingModel: model) == nil {
-            throw APIError(status: 422, code: "unknown_model", message: "no pool serves model \(model)", field: "model")
+            guard let name = spec["name"]?.stringValue else { throw .missing("\(field).name") }
+            if let problem = ModelRecord.validateName(name) { throw .invalid("\(field).name", problem) }
+            var weight = 1.0
+            if let raw = spec["weight"], raw != .null {
+                guard case .number(let number) = raw, number.isFinite, (-4...4).contains(number) else {
+                    throw .invalid("\(field).weight", "\(field).weight must be a number in -4...4")
+                }
+                weight = number
+            }
+            var digest: String?
+            if let raw = spec["sha256"], raw != .null {
+                guard let text = raw.stringValue, ModelRecord.validateDigest(text) == nil else {
+                    throw .invalid("\(field).sha256", "\(field).sha256 must be 64 hex digits")
+                }
+                digest = text.lowercased()
+            }
+            if s.loras.contains(where: { $0.name == name }) { throw .invalid("\(field).name", "LoRA \(name) is named twice") }
+            s.loras.append(LoraChoice(name: name, weight: weight, sha256: digest))
+        }
+        if !s.loras.isEmpty, s.model == nil {
+            throw .invalid("model", "LoRAs apply to a registered checkpoint: name it in model")
         }
     }
 

@@ -78,9 +78,7 @@ public struct ComfyUIBackend: RuntimeBackend {
         guard job.kind == .comfyuiWorkflow else {
             throw RuntimeError(code: "unsupported_kind", message: "comfyui runs comfyui_workflow, not \(job.kind)", retryable: false)
         }
-        guard let data = job.runtimeOptions, case .object(let nodes)? = try? JSONValue.parse(data) else {
-            throw RuntimeError(code: "workflow_invalid", message: "the workflow is not a JSON object", retryable: false)
-        }
+        let nodes = try job.workflowNodes()
         let workflow = Self.namingFiles(nodes, for: job.taskID)
         // What made the images, as the workflow says: its sampler's seed and its checkpoint.
         let parsed = try? ComfyWorkflow.parse(nodes).get()

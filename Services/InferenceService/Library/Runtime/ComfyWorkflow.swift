@@ -10,7 +10,7 @@ package struct ComfyWorkflow: Sendable {
     /// Node classes the emulator knows (the core text-to-image graph and image loading/saving).
     package static let knownClasses: Set<String> = [
         "KSampler", "KSamplerAdvanced", "CheckpointLoaderSimple", "EmptyLatentImage", "CLIPTextEncode", "VAEDecode",
-        "VAEEncode", "SaveImage", "PreviewImage", "LoadImage", "LatentUpscale", "ImageScale",
+        "VAEEncode", "SaveImage", "PreviewImage", "LoadImage", "LatentUpscale", "ImageScale", "LoraLoader",
     ]
 
     /// A node that failed validation, as ComfyUI's `node_errors` reports it.
@@ -89,5 +89,73 @@ package struct ComfyWorkflow: Sendable {
         RuntimeJob(
             kind: .txt2img, prompt: positive, negativePrompt: negative, seed: max(0, seed), width: width, height: height, steps: steps,
             cfgScale: cfg, sampler: sampler, batchSize: batchSize, model: checkpoint.isEmpty ? model : checkpoint)
+    }
+}
+
+extension ComfyWorkflow {
+    /// `workflow` with the task's registered models in it: every `CheckpointLoaderSimple` loads
+    /// `checkpoint` (when the task names a registered one), and `loras` become a chain of
+    /// `LoraLoader` nodes (`sdq_lora_1`, …) after the first checkpoint loader, which everything
+    /// that took the loader's model (output 0) or CLIP (output 1) now takes from the chain's end.
+    package static func applying(checkpoint: String?, loras: [LoraFile], to workflow: [String: JSONValue])
+        -> Result<[String: JSONValue], NodeError>
+    {
+        var nodes = workflow
+        let loaders = nodes.keys.filter { nodes[$0]?["class_type"]?.stringValue == "CheckpointLoaderSimple" }.sorted()
+        if let checkpoint {
+            for id in loaders {
+                guard case .object(var node)? = nodes[id] else { continue }
+                var inputs = node["inputs"]?.objectValue ?? [:]
+                inputs["ckpt_name"] = .string(checkpoint)
+                node["inputs"] = .object(inputs)
+                nodes[id] = .object(node)
+            }
+        }
+        guard !loras.isEmpty else { return .success(nodes) }
+        guard let source = loaders.first else {
+            return .failure(NodeError(node: "", classType: "LoraLoader", message: "LoRAs need a CheckpointLoaderSimple in the workflow"))
+        }
+        var previous = source
+        for (index, lora) in loras.enumerated() {
+            let id = "sdq_lora_\(index + 1)"
+            nodes[id] = .object([
+                "class_type": .string("LoraLoader"),
+                "inputs": .object([
+                    "model": .array([.string(previous), .number(0)]), "clip": .array([.string(previous), .number(1)]),
+                    "lora_name": .string(lora.fileName), "strength_model": .number(lora.weight), "strength_clip": .number(lora.weight),
+                ]),
+            ])
+            previous = id
+        }
+        for (id, node) in nodes where !id.hasPrefix("sdq_lora_") {
+            guard case .object(var object) = node, case .object(var inputs)? = object["inputs"] else { continue }
+            var changed = false
+            for (name, value) in inputs {
+                guard case .array(let link) = value, link.count == 2, link[0].stringValue == source,
+                    let output = link[1].integerValue, output == 0 || output == 1
+                else { continue }
+                inputs[name] = .array([.string(previous), .number(Double(output))])
+                changed = true
+            }
+            if changed {
+                object["inputs"] = .object(inputs)
+                nodes[id] = .object(object)
+            }
+        }
+        return .success(nodes)
+    }
+}
+
+extension RuntimeJob {
+    /// The job's ComfyUI workflow with its registered models applied
+    /// (``ComfyWorkflow/applying(checkpoint:loras:to:)``).
+    package func workflowNodes() throws(RuntimeError) -> [String: JSONValue] {
+        guard let data = runtimeOptions, case .object(let nodes)? = try? JSONValue.parse(data) else {
+            throw RuntimeError(code: "workflow_invalid", message: "the workflow is not a JSON object", retryable: false)
+        }
+        switch ComfyWorkflow.applying(checkpoint: checkpointFile, loras: loras, to: nodes) {
+        case .success(let applied): return applied
+        case .failure(let error): throw RuntimeError(code: "workflow_invalid", message: error.message, retryable: false)
+        }
     }
 }

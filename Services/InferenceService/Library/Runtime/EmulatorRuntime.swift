@@ -12,9 +12,13 @@ public struct EmulatorRuntime: RuntimeBackend {
     /// shorter than that renders none.
     public var previewInterval: Duration
 
-    public init(stepDelay: Duration = .milliseconds(10), previewInterval: Duration = .seconds(1)) {
+    /// The model folder registered models are loaded from; nil: tasks naming them fail.
+    public var models: EmulatorModels?
+
+    public init(stepDelay: Duration = .milliseconds(10), previewInterval: Duration = .seconds(1), models: EmulatorModels? = nil) {
         self.stepDelay = stepDelay
         self.previewInterval = previewInterval
+        self.models = models
     }
 
     /// Runs in process: the window is the run itself.
@@ -24,6 +28,18 @@ public struct EmulatorRuntime: RuntimeBackend {
         let now = EpochClock.nowMillis()
         window.submitted(at: now)
         window.started(at: now)
+        if job.checkpointFile != nil || !job.loras.isEmpty {
+            guard let models else {
+                window.finished(at: EpochClock.nowMillis())
+                window.close()
+                throw RuntimeError(code: "model_load_failed", message: "the emulator has no model folder (SDQ_MODEL_DIR)", retryable: false)
+            }
+            do { try await models.prepare(job) } catch {
+                window.finished(at: EpochClock.nowMillis())
+                window.close()
+                throw error
+            }
+        }
         defer {
             window.finished(at: EpochClock.nowMillis())
             window.close()
@@ -37,10 +53,7 @@ public struct EmulatorRuntime: RuntimeBackend {
         if job.kind == .extras { return try await extras(job, progress: progress) }
         if job.kind == .comfyuiWorkflow {
             // The workflow's own size, seed, steps and prompts, rendered like txt2img.
-            guard let data = job.runtimeOptions, case .object(let nodes)? = try? JSONValue.parse(data) else {
-                throw RuntimeError(code: "workflow_invalid", message: "the workflow is not a JSON object", retryable: false)
-            }
-            switch ComfyWorkflow.parse(nodes) {
+            switch ComfyWorkflow.parse(try job.workflowNodes()) {
             case .success(let workflow): return try await render(workflow.job(model: job.model), previews: previews, progress: progress)
             case .failure(let error): throw RuntimeError(code: "workflow_invalid", message: error.message, retryable: false)
             }

@@ -1,9 +1,13 @@
+import Foundation
 import SDQPlatform
 
 /// The backend that drives a ``RuntimeSelection``: the one place a runtime name becomes a client
 /// (`inference-service` and the in-process stack of `sdq up`/`generate` both use it).
 /// `queueAhead` false (`SDQ_RUNTIME_QUEUE_AHEAD=0`): the runtime gets one job at a time.
-public func makeRuntimeBackend(for selection: RuntimeSelection, emulatorStepDelay: Duration, queueAhead: Bool = true) -> any RuntimeBackend {
+/// `modelDirectory`: the model folder the in-process emulator loads registered checkpoints from.
+public func makeRuntimeBackend(
+    for selection: RuntimeSelection, emulatorStepDelay: Duration, queueAhead: Bool = true, modelDirectory: String? = nil
+) -> any RuntimeBackend {
     switch (selection.runtime, selection.url) {
     case ("sdwebui", let url?): SDWebUIBackend(baseURL: url, prequeue: queueAhead)
     case ("comfyui", let url?):
@@ -12,6 +16,8 @@ public func makeRuntimeBackend(for selection: RuntimeSelection, emulatorStepDela
             backend.prequeue = queueAhead
             return backend
         }()
-    default: EmulatorRuntime(stepDelay: emulatorStepDelay)
+    default:
+        EmulatorRuntime(
+            stepDelay: emulatorStepDelay, models: modelDirectory.map { EmulatorModels(directory: URL(fileURLWithPath: $0)) })
     }
 }

@@ -24,6 +24,13 @@ public struct RuntimeJob: Sendable, Equatable {
     /// The task this job runs (names its files where the runtime keeps them: ComfyUI's
     /// `filename_prefix`); empty when there is none.
     public var taskID: String = ""
+    /// The registered checkpoint's file name in the runtime's checkpoint folder (``model`` is
+    /// then the same name); nil when ``model`` is a fixed model of the pool.
+    public var checkpointFile: String?
+    /// The size of ``checkpointFile`` (the emulator's load time goes by it).
+    public var checkpointBytes: Int64 = 0
+    /// Registered LoRAs, in order: SD WebUI gets them as prompt syntax, ComfyUI as loader nodes.
+    public var loras: [LoraFile] = []
     /// Whether the backend should collect live previews into the run's
     /// ``RuntimeWindow/previews`` (asked of the runtime at most once per its preview interval).
     public var wantsPreviews = false
@@ -47,6 +54,30 @@ public struct RuntimeJob: Sendable, Equatable {
         self.model = model
         self.runtimeOptions = runtimeOptions
         self.initImages = initImages
+    }
+}
+
+/// A LoRA file in the runtime's LoRA folder and the strength it is applied with.
+public struct LoraFile: Sendable, Equatable {
+    public var fileName: String
+    public var weight: Double
+
+    public init(fileName: String, weight: Double) {
+        self.fileName = fileName
+        self.weight = weight
+    }
+
+    /// The name the runtime knows it by: the file name without its extension (A1111's
+    /// `<lora:NAME:weight>`).
+    public var stem: String {
+        guard let dot = fileName.lastIndex(of: "."), dot != fileName.startIndex else { return fileName }
+        return String(fileName[..<dot])
+    }
+
+    /// The weight as prompt text: `0.8`, `1`, `-0.25`.
+    public var weightText: String {
+        let rounded = (weight * 1000).rounded() / 1000
+        return rounded == rounded.rounded() ? String(Int(rounded)) : String(rounded)
     }
 }
 
@@ -132,10 +163,15 @@ public protocol RuntimeBackend: Sendable {
     /// Returns once the runtime can take work (an HTTP runtime loads its models first), or when
     /// the calling task is cancelled. The worker takes no task before.
     func waitUntilReady() async
+    /// Tells the runtime its folders of these kinds changed (the model cache added or evicted
+    /// files), so it lists them again; called only after a change.
+    func refreshModels(_ kinds: Set<ModelRecord.Kind>) async throws(RuntimeError)
 }
 
 extension RuntimeBackend {
     public func waitUntilReady() async {}
+    /// Runtimes that list their folders on each use (ComfyUI, the emulator) need no call.
+    public func refreshModels(_ kinds: Set<ModelRecord.Kind>) async throws(RuntimeError) {}
     public var queueAhead: Int { 0 }
 
     /// Runs one job without keeping its window.

@@ -108,11 +108,31 @@ public struct SDWebUIBackend: RuntimeBackend {
         self.loaded.value = nil
         _ = try await post(path: "/sdapi/v1/options", body: body)?.get()
         let elapsed = started.duration(to: .now)
-        self.loaded.value = await loadedModel()  // verified, not assumed
+        let now = await loadedModel()  // verified, not assumed
+        self.loaded.value = now
+        // A checkpoint that does not load leaves A1111 on the old one (it logs the error and
+        // answers 200): this task fails for good, and the next one starts from what is loaded.
+        if let now, !Self.matches(now, model) {
+            throw RuntimeError(
+                code: "model_load_failed", message: "the runtime did not load \(model) (it has \(now.isEmpty ? "none" : now) loaded)",
+                retryable: false)
+        }
         logger.info("switched model", metadata: [
             "from": "\(loaded)", "to": "\(model)",
             "model_switch_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
         ])
+    }
+
+    /// `POST /sdapi/v1/refresh-checkpoints` and `/refresh-loras` (and `/refresh-vae`) for the
+    /// folders that changed: A1111 lists its model folders at start and on these calls only.
+    public func refreshModels(_ kinds: Set<ModelRecord.Kind>) async throws(RuntimeError) {
+        let paths: [(ModelRecord.Kind, String)] = [
+            (.checkpoint, "/sdapi/v1/refresh-checkpoints"), (.lora, "/sdapi/v1/refresh-loras"), (.vae, "/sdapi/v1/refresh-vae"),
+            (.embedding, "/sdapi/v1/refresh-embeddings"),
+        ]
+        for (kind, path) in paths where kinds.contains(kind) {
+            _ = try await post(path: path, body: Data("{}".utf8))?.get()
+        }
     }
 
     /// Whether the runtime's checkpoint title `loaded` is `model` (A1111 titles carry the file
@@ -128,8 +148,10 @@ public struct SDWebUIBackend: RuntimeBackend {
         if let options = job.runtimeOptions, case .object(let extra)? = try? JSONValue.parse(options) {
             for (key, value) in extra { body[key] = value }
         }
+        // Registered LoRAs in A1111's prompt syntax, after the client's prompt.
+        let prompt = ([job.prompt] + job.loras.map { "<lora:\($0.stem):\($0.weightText)>" }).joined(separator: " ")
         var core: [String: JSONValue] = [
-            "prompt": .string(job.prompt),
+            "prompt": .string(prompt),
             "negative_prompt": .string(job.negativePrompt),
             "seed": .number(Double(job.seed)),
             "width": .number(Double(job.width)),

@@ -31,14 +31,18 @@ public struct InferenceConfiguration: Sendable {
     /// How often the worker writes its ``WorkerHeartbeat`` to the task store (one write each);
     /// a heartbeat counts for three of these.
     public var fleetHeartbeatInterval: Duration = .seconds(10)
+    /// The runtime's model folder (`SDQ_MODEL_DIR`), where registered models are cached
+    /// (``ModelCache``); nil: tasks that need registered models fail (`model_cache_unconfigured`).
+    public var modelDirectory: URL?
 
     public init(
         pool: String = "default", workerID: String = InferenceConfiguration.defaultWorkerID(),
         visibilityTimeout: Duration = .seconds(60), heartbeatInterval: Duration? = nil,
         receiveWait: Duration = .seconds(20), prefetch: Int = 1, maxUploadsInFlight: Int = 4,
         progressGranularity: Double = 0.05, progressInterval: Duration = .seconds(2),
-        fetchPolicy: OutboundURLPolicy = OutboundURLPolicy(), previewInterval: Duration? = nil
+        fetchPolicy: OutboundURLPolicy = OutboundURLPolicy(), previewInterval: Duration? = nil, modelDirectory: URL? = nil
     ) {
+        self.modelDirectory = modelDirectory
         self.previewInterval = previewInterval
         self.progressInterval = progressInterval
         self.fetchPolicy = fetchPolicy

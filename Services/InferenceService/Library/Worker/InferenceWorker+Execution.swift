@@ -82,8 +82,17 @@ extension InferenceWorker {
             previewPublisher.track(task.id, window.previews)
         }
         defer { previewPublisher.untrack(task.id) }
+        // Files the cache added or evicted since the runtime last listed its folders.
+        if let modelCache, !task.assets.isEmpty {
+            let changed = await modelCache.takeChangedKinds()
+            if !changed.isEmpty {
+                do { try await runtime.refreshModels(changed) } catch {
+                    logger.warning("the runtime did not rescan its model folders", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
+                }
+            }
+        }
         let callStarted = EpochClock.nowMillis()
-        activity.began(task: task.id, model: task.model, at: callStarted)
+        activity.began(task: task.id, model: task.model, digest: task.assets.first?.sha256, at: callStarted)
         let result: Result<[RuntimeImage], RuntimeError> = await withSpan("runtime \(job.kind)", ofKind: .client) { span in
           span.attributes["sdq.runtime"] = runtime.name
           return await withTaskGroup(of: Void.self) { group in
@@ -124,6 +133,11 @@ extension InferenceWorker {
             }
             if reporter.stopReason == .cancelled { return .dropped(prepared, owed: reporter.owedEnding) }
             if Task.isCancelled { return .handBack(prepared) }
+            if error.code == "model_load_failed" {
+                // One bad file fails its own task only: the runtime is checked again before the next.
+                logger.warning("a model did not load; checking the runtime before the next task", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
+                await runtime.waitUntilReady()
+            }
             return .failed(prepared, error, timings)
         }
     }
@@ -165,6 +179,14 @@ extension InferenceWorker {
             batchSize: Int(max(1, p.batchSize)), denoisingStrength: p.denoisingStrength, model: task.model,
             runtimeOptions: task.runtimeRequest.isEmpty ? nil : task.runtimeRequest, initImages: prepared.inputs)
         job.taskID = task.id
+        if let checkpoint = task.assets.first(where: { $0.kind == ModelRecord.Kind.checkpoint.rawValue }) {
+            job.model = checkpoint.fileName
+            job.checkpointFile = checkpoint.fileName
+            job.checkpointBytes = checkpoint.bytes
+        }
+        job.loras = task.assets.filter { $0.kind == ModelRecord.Kind.lora.rawValue }.map {
+            LoraFile(fileName: $0.fileName, weight: $0.weight)
+        }
         return job
     }
 
@@ -173,6 +195,7 @@ extension InferenceWorker {
     /// Stores what the GPU produced and reports it (off the GPU's critical path); says what
     /// becomes of the message.
     func settleUntraced(_ finished: FinishedTask) async -> MessageDisposition {
+        if let modelCache, !finished.prepared.task.assets.isEmpty { await modelCache.release(finished.prepared.task.assets) }
         if case .completed(let prepared, _, _) = finished { await reportLoaded(model: prepared.task.model) }
         switch finished {
         case .dropped(let prepared, let owed):

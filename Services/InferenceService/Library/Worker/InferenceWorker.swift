@@ -28,12 +28,19 @@ public struct InferenceWorker: Service {
     let activity = WorkerActivity()
     /// The clock of heartbeats, back-offs and visibility deadlines (a test clock in tests).
     let clock: ServiceClock
+    /// Registered models on this worker's disk (nil without a model folder).
+    public let modelCache: ModelCache?
 
+    /// `modelCache`: a cache to share (workers of one pool in one process share one folder);
+    /// nil makes one over ``InferenceConfiguration/modelDirectory`` when that is set.
     public init(
         context: StackContext, runtime: any RuntimeBackend, configuration: InferenceConfiguration, logger: Logger,
-        clock: ServiceClock = .continuous
+        clock: ServiceClock = .continuous, modelCache: ModelCache? = nil
     ) {
         self.clock = clock
+        self.modelCache = modelCache ?? configuration.modelDirectory.map {
+            InferenceWorker.makeModelCache(at: $0, pool: context.pools.pool(named: configuration.pool), objects: context.transport.objects)
+        }
         self.context = context
         self.runtime = runtime
         self.configuration = configuration
@@ -71,8 +78,9 @@ public struct InferenceWorker: Service {
 
     /// One heartbeat, counting for `lifetime`; a failure is logged (the next one may succeed).
     func writeHeartbeat(lifetime: Duration) async {
-        let heartbeat = activity.heartbeat(
+        var heartbeat = activity.heartbeat(
             pool: configuration.pool, worker: configuration.workerID, now: EpochClock.nowMillis(), lifetime: lifetime.milliseconds)
+        await describeCache(into: &heartbeat)
         SDQMetrics.worker(
             pool: heartbeat.pool, ready: heartbeat.state == .idle || heartbeat.state == .running,
             runtimeUnreachable: !heartbeat.runtimeReachable && heartbeat.state != .starting, gpuBusyFraction: heartbeat.gpuBusyFraction)
@@ -82,8 +90,11 @@ public struct InferenceWorker: Service {
     }
 
     private func work() async {
-        // Take no message before the runtime can run it (a WebUI loads its model for minutes).
+        // Take no message before the runtime can run it (a WebUI loads its model for minutes),
+        // nor before the pool's required models are here and verified.
         await cancelWhenGracefulShutdown { await runtime.waitUntilReady() }
+        if Task.isShuttingDownGracefully || Task.isCancelled { return }
+        await cancelWhenGracefulShutdown { await self.fetchRequiredModels() }
         if Task.isShuttingDownGracefully || Task.isCancelled { return }
         activity.ready()
         let driver = WorkerDriver(
@@ -214,6 +225,21 @@ extension InferenceWorker: WorkerEffects {
             }
             if let refusal = Self.extrasRefusal(task, inputs: inputs, limits: context.pools.limits) {
                 return await fail("limit_exceeded", refusal)
+            }
+            // The task's registered models, fetched into the cache while the task ahead runs.
+            if !task.assets.isEmpty {
+                guard let modelCache else {
+                    return await fail(
+                        "model_cache_unconfigured", "this worker has no model folder (SDQ_MODEL_DIR) for registered models")
+                }
+                do {
+                    _ = try await modelCache.acquire(task.assets)
+                } catch where error.retryable && message.receiveCount < maxAttempts {
+                    logger.warning("fetching a task's models failed; it will be retried", metadata: ["task_id": "\(task.id)", "error": "\(error)"])
+                    return .failure(Settled(disposition: .retry(after: .seconds(5))))
+                } catch {
+                    return await fail(error.code, error.message)
+                }
             }
             return .success(PreparedTask(message: message, task: task, inputs: inputs, receivedAt: receivedAt, inputsReadyAt: EpochClock.nowMillis()))
         } catch {

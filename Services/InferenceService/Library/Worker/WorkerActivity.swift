@@ -11,6 +11,10 @@ final class WorkerActivity: Sendable {
         /// Tasks on the runtime now, with when each began.
         var running: [(task: String, since: Int64)] = []
         var model: String?
+        /// The registered checkpoint's digest of the last task, when it named one.
+        var digest: String?
+        /// Required models not yet present and verified.
+        var missing: [String] = []
         var reachable = false
         var error: String? = "waiting for the runtime to answer"
         /// The runtime's own windows (start, end) of the jobs that ended recently, oldest first.
@@ -29,6 +33,16 @@ final class WorkerActivity: Sendable {
             $0.ready = true
             $0.reachable = true
             $0.error = nil
+            $0.missing = []
+        }
+    }
+
+    /// The runtime answered; the worker still waits for required models (`missing`).
+    func waitingForModels(_ missing: [String], error: String?) {
+        state.withLock {
+            $0.reachable = true
+            $0.missing = missing
+            $0.error = error
         }
     }
 
@@ -36,10 +50,13 @@ final class WorkerActivity: Sendable {
     func drain() { state.withLock { $0.draining = true } }
 
     /// `task` went to the runtime.
-    func began(task: String, model: String, at now: Int64) {
+    func began(task: String, model: String, digest: String? = nil, at now: Int64) {
         state.withLock {
             $0.running.append((task, now))
-            $0.model = model.isEmpty ? $0.model : model
+            if !model.isEmpty {
+                $0.model = model
+                $0.digest = digest
+            }
         }
     }
 
@@ -62,6 +79,15 @@ final class WorkerActivity: Sendable {
 
     /// The heartbeat as of `now`.
     func heartbeat(pool: String, worker: String, now: Int64, lifetime: Int64) -> WorkerHeartbeat {
+        var heartbeat = beat(pool: pool, worker: worker, now: now, lifetime: lifetime)
+        state.withLock {
+            heartbeat.loadedDigest = $0.digest.map(WorkerHeartbeat.digestPrefix)
+            heartbeat.missingModels = $0.missing
+        }
+        return heartbeat
+    }
+
+    private func beat(pool: String, worker: String, now: Int64, lifetime: Int64) -> WorkerHeartbeat {
         state.withLock { state in
             let from = max(startedAt, now - Self.span)
             var windows = state.windows.filter { $0.end > from }

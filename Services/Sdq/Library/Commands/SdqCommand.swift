@@ -15,7 +15,7 @@ public struct SdqCommand: AsyncParsableCommand {
             """,
         subcommands: [
             GenerateCommand.self, UpCommand.self, SubmitCommand.self, StatusCommand.self, WaitCommand.self, ListCommand.self,
-            UsageCommand.self, CancelCommand.self, EmulateRuntimeCommand.self, AWSCommand.self, DoctorCommand.self,
+            UsageCommand.self, CancelCommand.self, EmulateRuntimeCommand.self, AWSCommand.self, DoctorCommand.self, ModelsCommand.self,
         ]
     )
 
@@ -48,8 +48,11 @@ struct GenerationOptions: ParsableArguments {
     @Option(help: "Worker pool.")
     var pool: String?
 
-    @Option(help: "Model (checkpoint).")
+    @Option(help: "Model (checkpoint): a pool's fixed model or a registered one (sdq models ls).")
     var model: String?
+
+    @Option(name: .customLong("lora"), help: "NAME[:WEIGHT]: a registered LoRA of the checkpoint's family (repeatable; weight 1 by default).")
+    var loras: [String] = []
 
     /// The `POST /v1/tasks` body.
     var requestBody: JSONValue {
@@ -62,6 +65,15 @@ struct GenerationOptions: ParsableArguments {
         if let batchSize { body["batch_size"] = .number(Double(batchSize)) }
         if let pool { body["pool"] = .string(pool) }
         if let model { body["model"] = .string(model) }
+        if !loras.isEmpty {
+            body["loras"] = .array(loras.map { spec in
+                let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
+                var lora: [String: JSONValue] = ["name": .string(parts[0])]
+                // A weight that is not a number goes to the API as text, which refuses it by field.
+                if parts.count == 2 { lora["weight"] = Double(parts[1]).map(JSONValue.number) ?? .string(parts[1]) }
+                return .object(lora)
+            })
+        }
         return .object(body)
     }
 }
