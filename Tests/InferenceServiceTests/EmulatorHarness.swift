@@ -8,10 +8,12 @@ import EmulatorServer
 /// Runs an ``EmulatorServer`` on a free loopback port while `body` runs with its base URL.
 func withEmulatorServer<T: Sendable>(
     stepDelay: Duration = .milliseconds(10), models: [String] = ["emulator-v1", "other"], faults: EmulatorFaults = EmulatorFaults(),
-    _ body: @Sendable (String) async throws -> T
+    modelDirectory: URL? = nil, _ body: @Sendable (String) async throws -> T
 ) async throws -> T {
     let port = PortBox()
-    let server = EmulatorServer(port: 0, stepDelay: stepDelay, models: models, faults: faults, logger: testLogger()) {
+    let server = EmulatorServer(
+        port: 0, stepDelay: stepDelay, models: models, faults: faults, modelDirectory: modelDirectory, logger: testLogger()
+    ) {
         await port.set($0)
     }
     let group = ServiceGroup(configuration: .serverUnderTest([server], logger: testLogger()))

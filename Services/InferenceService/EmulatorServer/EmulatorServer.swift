@@ -13,7 +13,14 @@ import ServiceLifecycle
 ///
 /// Routes: `POST /sdapi/v1/txt2img`, `POST /sdapi/v1/img2img`, `POST /sdapi/v1/extra-single-image`,
 /// `GET /sdapi/v1/progress`, `POST /sdapi/v1/interrupt`, `GET /sdapi/v1/sd-models`,
-/// `GET|POST /sdapi/v1/options`, `GET /internal/ping`.
+/// `GET|POST /sdapi/v1/options`, `POST /sdapi/v1/refresh-checkpoints|refresh-loras`,
+/// `GET /internal/ping`.
+///
+/// With a model folder (`--model-dir`, the folder the inference service caches registered
+/// models into) it behaves as A1111 does: the checkpoint files in `Stable-diffusion/` are
+/// listed at start and on `refresh-checkpoints` only — a file added since is an unknown model
+/// until then — and loading one that is not a safetensors file fails (500), leaving the loaded
+/// checkpoint as it was.
 ///
 /// ``EmulatorFaults`` injects what real runtimes do: failed generations, latency, hangs (until
 /// interrupted), crashes, and the time a checkpoint switch takes.
@@ -23,15 +30,18 @@ public struct EmulatorServer: Service {
     public var stepDelay: Duration
     public var models: [String]
     public var faults: EmulatorFaults
+    /// The model folder (SD WebUI layout) whose checkpoints it lists besides ``models``.
+    public var modelDirectory: URL?
     public var logger: Logger
     /// Called with the bound port once the server listens (useful with port 0).
     public var onListening: @Sendable (Int) async -> Void
 
     public init(
         host: String = "127.0.0.1", port: Int = 7860, stepDelay: Duration = .milliseconds(10),
-        models: [String] = [PoolConfiguration.emulatorModel], faults: EmulatorFaults = EmulatorFaults(), logger: Logger,
-        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        models: [String] = [PoolConfiguration.emulatorModel], faults: EmulatorFaults = EmulatorFaults(), modelDirectory: URL? = nil,
+        logger: Logger, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
+        self.modelDirectory = modelDirectory
         self.faults = faults
         self.host = host
         self.port = port
@@ -44,7 +54,9 @@ public struct EmulatorServer: Service {
     public func run() async throws {
         let state = EmulatorState(model: models[0])
         let router = Router()
-        let models = self.models
+        let fixed = self.models
+        let folder = modelDirectory.map { $0.appendingPathComponent(ModelFolders(runtime: .sdwebui).folder(for: .checkpoint)) }
+        await state.list(folder)
         let runtime = EmulatorRuntime(stepDelay: stepDelay)
         let gpu = AsyncSemaphore(value: 1)
         let faults = self.faults
@@ -54,9 +66,19 @@ public struct EmulatorServer: Service {
         // What the runtime was asked, for tests that count round trips (`options_reads`).
         // The emulator's own clock: when each named generation began and ended on its "GPU".
         router.get("/internal/log") { _, _ in Self.json(.array(await state.log)) }
-        router.get("/internal/stats") { _, _ in Self.json(.object(["options_reads": .int(await state.optionsReads)])) }
+        router.get("/internal/stats") { _, _ in
+            Self.json(.object(["options_reads": .int(await state.optionsReads), "refreshes": .int(await state.refreshes)]))
+        }
+        router.post("/sdapi/v1/refresh-checkpoints") { _, _ in
+            await state.list(folder, refresh: true)
+            return Self.json(.null)
+        }
+        router.post("/sdapi/v1/refresh-loras") { _, _ in
+            await state.refreshedLoras()
+            return Self.json(.null)
+        }
         router.get("/sdapi/v1/sd-models") { _, _ in
-            Self.json(.array(models.map { name in
+            Self.json(.array((fixed + (await state.listed)).map { name in
                 .object(["title": .string(name), "model_name": .string(name), "filename": .string("\(name).safetensors"),
                          "hash": .null, "sha256": .null, "config": .null])
             }))
@@ -68,8 +90,16 @@ public struct EmulatorServer: Service {
             var request = request
             let body = try? JSONValue.parse(Data((try await request.collectBody(upTo: 1 << 20)).readableBytesView))
             if let model = body?["sd_model_checkpoint"]?.stringValue {
-                guard models.contains(model) else { return Self.detail(.badRequest, "unknown model \(model)") }
-                if await state.model != model { try? await Task.sleep(for: faults.modelSwitchDelay) }
+                let listed = await state.listed
+                guard fixed.contains(model) || listed.contains(model) else { return Self.detail(.badRequest, "unknown model \(model)") }
+                if await state.model != model {
+                    try? await Task.sleep(for: faults.modelSwitchDelay)
+                    if let folder, listed.contains(model) {
+                        do throws(RuntimeError) { _ = try EmulatorModels.validate(folder.appendingPathComponent(model), name: model) } catch {
+                            return Self.detail(.internalServerError, error.message)
+                        }
+                    }
+                }
                 await state.setModel(model)
             }
             return Self.json(.null)
@@ -121,7 +151,7 @@ public struct EmulatorServer: Service {
                     return Self.detail(.unprocessableContent, "body must be a JSON object")
                 }
                 let job: RuntimeJob
-                switch Self.job(from: body, kind: kind, defaultModel: await state.model, models: models) {
+                switch Self.job(from: body, kind: kind, defaultModel: await state.model, models: fixed + (await state.listed)) {
                 case .success(let parsed): job = parsed
                 case .failure(let failure): return Self.detail(.unprocessableContent, failure.message)
                 }
@@ -184,7 +214,7 @@ public struct EmulatorServer: Service {
         }
 
         let comfy = ComfyState()
-        Self.addComfyRoutes(to: router, state: comfy, faults: faults, models: models)
+        Self.addComfyRoutes(to: router, state: comfy, faults: faults, models: fixed)
 
         let onListening = self.onListening
         let app = Application(
@@ -301,6 +331,19 @@ actor EmulatorState {
 
     /// `GET /sdapi/v1/options` requests answered.
     private(set) var optionsReads = 0
+    /// Checkpoint files of the model folder as last listed.
+    private(set) var listed: [String] = []
+    /// `refresh-checkpoints` and `refresh-loras` calls.
+    private(set) var refreshes = 0
+
+    /// Lists the folder's checkpoint files (at start, and on `refresh-checkpoints`).
+    func list(_ folder: URL?, refresh: Bool = false) {
+        if refresh { refreshes += 1 }
+        guard let folder else { return }
+        listed = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+    }
+
+    func refreshedLoras() { refreshes += 1 }
 
     func setModel(_ model: String) { self.model = model }
     func readOptions() -> String {

@@ -12,7 +12,7 @@ extension InferenceWorker {
     }
 
     /// Fetches and verifies the pool's `required_models` before the worker takes its first task,
-    /// trying again every ``requiredModelRetry`` while any is unregistered or cannot be fetched
+    /// trying again every ``InferenceConfiguration/requiredModelRetry`` while any is unregistered or cannot be fetched
     /// (the heartbeat says which, and the worker stays `starting`).
     func fetchRequiredModels() async {
         guard let pool = context.pools.pool(named: configuration.pool), !pool.requiredModels.isEmpty else { return }
@@ -46,12 +46,9 @@ extension InferenceWorker {
             }
             activity.waitingForModels(missing, error: "required models missing: " + problems.joined(separator: "; "))
             logger.warning("required models are not ready; taking no task", metadata: ["missing": "\(missing)", "why": "\(problems)"])
-            do { try await Task.sleep(for: Self.requiredModelRetry) } catch { return }
+            do { try await Task.sleep(for: configuration.requiredModelRetry) } catch { return }
         }
     }
-
-    /// How often a worker waiting for required models tries again.
-    static var requiredModelRetry: Duration { .seconds(10) }
 
     /// The cache's state for the heartbeat.
     func describeCache(into heartbeat: inout WorkerHeartbeat) async {

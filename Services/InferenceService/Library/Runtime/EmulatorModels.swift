@@ -46,8 +46,11 @@ public final class EmulatorModels: Sendable {
         }
     }
 
-    /// The file's size, once its safetensors header reads.
-    private func check(_ url: URL, name: String) throws(RuntimeError) -> Int64 {
+    private func check(_ url: URL, name: String) throws(RuntimeError) -> Int64 { try Self.validate(url, name: name) }
+
+    /// The file's size, once its safetensors header reads; `model_load_failed` when it is
+    /// missing or does not read.
+    public static func validate(_ url: URL, name: String) throws(RuntimeError) -> Int64 {
         func failed(_ why: String) -> RuntimeError {
             RuntimeError(code: "model_load_failed", message: "the emulator cannot load \(name): \(why)", retryable: false)
         }

@@ -106,15 +106,21 @@ public struct SDWebUIBackend: RuntimeBackend {
         let started = ContinuousClock.now
         let body = JSONValue.object(["sd_model_checkpoint": .string(model)]).serialized()
         self.loaded.value = nil
-        _ = try await post(path: "/sdapi/v1/options", body: body)?.get()
+        let answer = await post(path: "/sdapi/v1/options", body: body)
         let elapsed = started.duration(to: .now)
-        let now = await loadedModel()  // verified, not assumed
+        // What is loaded now decides, not the answer: a checkpoint that does not load leaves
+        // A1111 on the old one (with an error, or with a 200 and a log line). That fails this
+        // task for good; the next one starts from what is loaded.
+        guard let now = await loadedModel() else {
+            if case .failure(let error)? = answer { throw error }
+            throw RuntimeError(code: "runtime_unavailable", message: "the runtime stopped answering while it switched to \(model)", retryable: true)
+        }
         self.loaded.value = now
-        // A checkpoint that does not load leaves A1111 on the old one (it logs the error and
-        // answers 200): this task fails for good, and the next one starts from what is loaded.
-        if let now, !Self.matches(now, model) {
+        guard Self.matches(now, model) else {
+            var why = ""
+            if case .failure(let error)? = answer { why = ": \(error.message)" }
             throw RuntimeError(
-                code: "model_load_failed", message: "the runtime did not load \(model) (it has \(now.isEmpty ? "none" : now) loaded)",
+                code: "model_load_failed", message: "the runtime did not load \(model) (it has \(now.isEmpty ? "none" : now) loaded)\(why)",
                 retryable: false)
         }
         logger.info("switched model", metadata: [

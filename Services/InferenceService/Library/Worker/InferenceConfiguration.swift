@@ -34,6 +34,8 @@ public struct InferenceConfiguration: Sendable {
     /// The runtime's model folder (`SDQ_MODEL_DIR`), where registered models are cached
     /// (``ModelCache``); nil: tasks that need registered models fail (`model_cache_unconfigured`).
     public var modelDirectory: URL?
+    /// How often a worker waiting for its pool's required models tries again.
+    public var requiredModelRetry: Duration = .seconds(10)
 
     public init(
         pool: String = "default", workerID: String = InferenceConfiguration.defaultWorkerID(),

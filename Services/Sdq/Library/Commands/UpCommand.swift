@@ -84,6 +84,9 @@ struct EmulateRuntimeCommand: AsyncParsableCommand {
     @Option(name: .customLong("model-switch-ms"), help: "Time a checkpoint switch takes, in milliseconds.")
     var modelSwitchMilliseconds: Int = 0
 
+    @Option(name: .customLong("model-dir"), help: "The model folder (SD WebUI layout) the inference service caches registered models into.")
+    var modelDirectory: String?
+
     func run() async throws {
         let (_, logger) = try prepareEnvironment(defaultLevel: .info)
         let emulator = EmulatorServer(
@@ -92,7 +95,7 @@ struct EmulateRuntimeCommand: AsyncParsableCommand {
             faults: EmulatorFaults(
                 errorRate: errorRate, latency: .milliseconds(max(0, latencyMilliseconds)), hangRate: hangRate, crashRate: crashRate,
                 modelSwitchDelay: .milliseconds(max(0, modelSwitchMilliseconds))),
-            logger: logger
+            modelDirectory: modelDirectory.map { URL(fileURLWithPath: $0) }, logger: logger
         ) { bound in
             FileHandle.standardOutput.write(Data("listening on http://\(host):\(bound)\n".utf8))
         }
