@@ -25,6 +25,7 @@ let package = Package(
         .executable(name: "bench-api-lambda", targets: ["ApiLambdaBenchmark"]),
         .executable(name: "bench-gpu-gap", targets: ["GPUGapBenchmark"]),
         .executable(name: "bench-dispatcher", targets: ["DispatcherBenchmark"]),
+        .executable(name: "bench-model-affinity", targets: ["ModelAffinityBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -200,6 +201,14 @@ let package = Package(
             name: "GPUGapBenchmark",
             dependencies: ["Sdq", "ApiLambda", "SDQPlatform", "SDQStack", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/GPUGapBenchmark", swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ModelAffinityBenchmark",
+            dependencies: [
+                "ApiLambda", "Dispatcher", "InferenceService", "ResultWriter", "SDQPlatform", "SDQStack",
+                .product(name: "Logging", package: "swift-log"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Benchmarks/ModelAffinityBenchmark", swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "DispatcherBenchmark",

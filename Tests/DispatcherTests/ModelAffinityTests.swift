@@ -79,10 +79,12 @@ import Testing
         }
         #expect(try await route(Self.task(digest: Self.x)) == "xl-b")  // loaded there
         #expect(try await route(Self.task(digest: Self.y)) == "xl-c")  // cached there
-        let cold = try await route(Self.task(digest: Self.z))  // nowhere: the least loaded (xl-a, empty)
-        #expect(cold == "xl-a")
-        // The next task of that checkpoint follows it before any heartbeat says so.
-        #expect(try await route(Self.task(digest: Self.z)) == "xl-a")
+        // Warm nowhere: its home pool by rendezvous hashing.
+        let prefix = WorkerHeartbeat.digestPrefix(Self.z)
+        let home = ["xl-a", "xl-b", "xl-c"].max { ModelAffinity.weight(prefix, $0) < ModelAffinity.weight(prefix, $1) }
+        #expect(try await route(Self.task(digest: Self.z)) == home)
+        // The next task of that checkpoint follows it.
+        #expect(try await route(Self.task(digest: Self.z)) == home)
         // A named pool that serves the family is kept; one that does not fails the task.
         #expect(try await route(Self.task(digest: Self.x, pool: "xl-c")) == "xl-c")
         let refused = Self.task(digest: Self.x, pool: "default")
@@ -90,6 +92,17 @@ import Testing
         let results = try await fixture.queue(fixture.context.names.resultsQueue).receive(maxMessages: 10, wait: .zero, visibilityTimeout: nil)
         let result = try MessageCodec.decode(Sdq_V1_TaskResult.self, body: try #require(results.first).body, attributes: [:])
         #expect(result.id == refused.id && result.error.code == "family_not_served")
+    }
+
+    @Test func checkpointsSpreadOverTheirHomePools() {
+        // Rendezvous homes share 300 checkpoints out over three pools, each pool a fair part.
+        var homes: [String: Int] = [:]
+        for index in 0..<300 {
+            let digest = WorkerHeartbeat.digestPrefix(sha256Hex(Data("checkpoint \(index)".utf8)))
+            homes[["xl-a", "xl-b", "xl-c"].max { ModelAffinity.weight(digest, $0) < ModelAffinity.weight(digest, $1) }!, default: 0] += 1
+        }
+        #expect(homes.count == 3)
+        #expect(homes.values.allSatisfy { (60...140).contains($0) }, "\(homes)")
     }
 
     @Test func withAffinityOffTheLeastLoadedPoolTakesIt() async throws {

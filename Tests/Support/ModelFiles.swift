@@ -40,36 +40,3 @@ public func registerModel(
     return try await ModelRegistry(tasks: context.transport.tasks, objects: context.transport.objects)
         .register(name: name, kind: kind, family: family, source: .file(file.path))
 }
-
-/// Counts what is read from an object store (the peer a model cache downloads from).
-public final class CountingObjectStore: ObjectStore, @unchecked Sendable {
-    public let base: any ObjectStore
-    private let lock = NSLock()
-    private var _reads = 0
-    private var _bytes: Int64 = 0
-
-    public init(_ base: any ObjectStore) { self.base = base }
-
-    public var reads: Int { lock.withLock { _reads } }
-    public var bytesRead: Int64 { lock.withLock { _bytes } }
-
-    public var bucket: String { base.bucket }
-    public func put(key: String, data: Data, contentType: String) async throws(TransportError) {
-        try await base.put(key: key, data: data, contentType: contentType)
-    }
-    public func get(key: String) async throws(TransportError) -> StoredObject? { try await base.get(key: key) }
-    public func exists(key: String) async throws(TransportError) -> Bool { try await base.exists(key: key) }
-    public func delete(key: String) async throws(TransportError) { try await base.delete(key: key) }
-    public func size(key: String) async throws(TransportError) -> Int64? { try await base.size(key: key) }
-    public func read(key: String, offset: Int64, length: Int) async throws(TransportError) -> Data? {
-        let data = try await base.read(key: key, offset: offset, length: length)
-        lock.withLock {
-            _reads += 1
-            _bytes += Int64(data?.count ?? 0)
-        }
-        return data
-    }
-    public func putFile(key: String, file: URL, contentType: String) async throws(TransportError) {
-        try await base.putFile(key: key, file: file, contentType: contentType)
-    }
-}

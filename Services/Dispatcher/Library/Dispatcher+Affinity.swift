@@ -11,10 +11,11 @@ import Synchronization
 ///    `loaded_sha256`), or this dispatcher sent the checkpoint there within ``stickiness``
 ///    (heartbeats come every 10 s; a burst of one model must not spread before they do);
 /// 2. **cached**: a live worker has the file in its cache (`cached`): a switch, no download;
-/// 3. **family**: any pool of the family: a download and a switch.
+/// 3. **family**: any pool of the family — the checkpoint's home by rendezvous hashing, so each
+///    checkpoint has one pool whose cache keeps it: a download and a switch there.
 ///
-/// Ties go to the less loaded pool, then configuration order. With affinity off (the pools
-/// file's `model_routing.affinity: false`), only load decides.
+/// Loaded and cached ties go to the less loaded pool. With affinity off (the pools file's
+/// `model_routing.affinity: false`), only load decides, ties taken in turn.
 enum ModelAffinity {
     enum Tier: Int, Comparable, Sendable {
         case loaded = 0, cached, family
@@ -35,16 +36,45 @@ enum ModelAffinity {
     }
 
     /// The pool for the task among `candidates` (in configuration order), with each one's load
-    /// (tasks waiting or running on its lanes) and tier.
-    static func choose(_ candidates: [(pool: PoolSpec, load: Int, tier: Tier)], slack: Int, affinity: Bool) -> PoolSpec? {
+    /// (tasks waiting or running on its lanes) and tier. With affinity, a checkpoint warm nowhere
+    /// goes to its home pool by rendezvous hashing of its digest (``home(of:in:)``), so each pool's
+    /// cache holds its own share of the checkpoints instead of all of them in turn; loaded and
+    /// cached ties go to the less loaded pool. Without affinity, the least loaded pool, ties taken
+    /// in turn from `rotation`.
+    static func choose(
+        _ candidates: [(pool: PoolSpec, load: Int, tier: Tier)], slack: Int, affinity: Bool, digest: String = "", rotation: Int = 0
+    ) -> PoolSpec? {
         guard let least = candidates.map(\.load).min() else { return nil }
+        let count = candidates.count
         let indexed = candidates.enumerated().map { (index: $0.offset, entry: $0.element) }
-        let eligible = affinity ? indexed.filter { $0.entry.load <= least + max(0, slack) } : indexed
-        return eligible.min { a, b in
-            let keyA = (affinity ? a.entry.tier.rawValue : 0, a.entry.load, a.index)
-            let keyB = (affinity ? b.entry.tier.rawValue : 0, b.entry.load, b.index)
-            return keyA < keyB
-        }?.entry.pool
+        guard affinity else {
+            return indexed.min { a, b in
+                (a.entry.load, (a.index - rotation % count + count) % count) < (b.entry.load, (b.index - rotation % count + count) % count)
+            }?.entry.pool
+        }
+        let eligible = indexed.filter { $0.entry.load <= least + max(0, slack) }
+        let best = eligible.map(\.entry.tier).min() ?? .family
+        let tied = eligible.filter { $0.entry.tier == best }
+        if best == .family, !digest.isEmpty {
+            return tied.max { weight(digest, $0.entry.pool.name) < weight(digest, $1.entry.pool.name) }?.entry.pool
+        }
+        return tied.min { ($0.entry.load, $0.index) < ($1.entry.load, $1.index) }?.entry.pool
+    }
+
+    /// The rendezvous weight of a checkpoint on a pool (FNV-1a of both): the pool with the
+    /// highest weight is the checkpoint's home. Adding or removing a pool moves only the
+    /// checkpoints whose home it is.
+    static func weight(_ digest: String, _ pool: String) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in digest.utf8 + [0] + pool.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        // FNV's low bits mix poorly for short inputs: finish with a murmur-style avalanche.
+        hash ^= hash >> 33
+        hash = hash &* 0xff51_afd7_ed55_8ccd
+        hash ^= hash >> 33
+        return hash
     }
 }
 
@@ -60,6 +90,12 @@ final class FleetView: Sendable {
         state.withLock { $0 = (fresh, .now) }
         return fresh
     }
+}
+
+/// A counter that turns, for taking ties in turn.
+final class Rotation: Sendable {
+    private let value = Atomic<Int>(0)
+    func next() -> Int { value.add(1, ordering: .relaxed).oldValue & Int.max }
 }
 
 /// Where this dispatcher sent each checkpoint last, and when (``ModelAffinity/stickiness``).
@@ -93,7 +129,9 @@ extension Dispatcher {
                 recentlySent: placements.sentRecently(digest: digest, to: pool.name, now: now), now: now)
             scored.append((pool, await load(of: pool.name), tier))
         }
-        let chosen = ModelAffinity.choose(scored, slack: routing.slack, affinity: routing.affinity) ?? candidates[0]
+        let chosen =
+            ModelAffinity.choose(scored, slack: routing.slack, affinity: routing.affinity, digest: digest, rotation: rotation.next())
+            ?? candidates[0]
         if routing.affinity { placements.note(digest: digest, pool: chosen.name, now: now) }
         return chosen
     }

@@ -50,6 +50,7 @@ public struct Dispatcher: Service {
     public var fleetRefresh: Duration = .seconds(2)
     let fleet = FleetView()
     let placements = RecentPlacements()
+    let rotation = Rotation()
 
     public init(context: StackContext, logger: Logger, receiveWait: Duration = .seconds(20)) {
         self.context = context

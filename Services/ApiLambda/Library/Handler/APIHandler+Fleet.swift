@@ -63,6 +63,11 @@ extension APIHandler {
             "gpu_busy_fraction": .number(heartbeat.gpuBusyFraction),
             "idle_gap_ms": heartbeat.idleGapMillis.map { .number(Double($0)) } ?? .null,
             "started_at": .number(Double(heartbeat.startedAt)), "seen_at": .number(Double(heartbeat.seenAt)),
+            "loaded_sha256": heartbeat.loadedDigest.map(JSONValue.string) ?? .null,
+            "cached": .array(heartbeat.cached.map(JSONValue.string)),
+            "cache_bytes": heartbeat.cacheBytes.map { .number(Double($0)) } ?? .null,
+            "cache_limit_bytes": heartbeat.cacheLimitBytes.map { .number(Double($0)) } ?? .null,
+            "missing_models": .array(heartbeat.missingModels.map(JSONValue.string)),
         ])
     }
 }
