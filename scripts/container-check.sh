@@ -138,6 +138,36 @@ dc run --rm --no-deps -T -v "$work/through:/out" sdq-init generate "a lighthouse
 python3 scripts/ci/check-png.py "$work"/through/*.png || fail "no valid PNG through the containers"
 echo "PNG through the containers: $(ls "$work"/through/*.png)"
 
+stamp "a registered model: sdq models add, then a task naming it, through the containers"
+mkdir -p "$work/model" "$work/through-model" && chmod 777 "$work/through-model"
+# A small file in the safetensors layout (8-byte header length, JSON header, tensor bytes).
+python3 - "$work/model/tiny-xl.safetensors" <<'PY'
+import json, struct, sys
+header = json.dumps({"__metadata__": {"sdq": "container check"}}).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(header)) + header + bytes(200000))
+PY
+chmod 644 "$work/model/tiny-xl.safetensors"
+dc run --rm --no-deps -T -v "$work/model:/in:ro" sdq-init models add tiny-xl --kind checkpoint --family sdxl \
+  --file /in/tiny-xl.safetensors || fail "sdq models add through the containers"
+dc run --rm --no-deps -T -v "$work/through-model:/out" sdq-init generate "a registered checkpoint" --model tiny-xl --seed 3 \
+  --width 128 --height 128 --server http://api:8080 --output /out || fail "generate with a registered model"
+python3 scripts/ci/check-png.py "$work"/through-model/*.png || fail "no valid PNG with a registered model"
+dc exec -T inference-service test -s /models/Stable-diffusion/tiny-xl.safetensors \
+  || fail "the model is not in the shared model folder"
+# Heartbeats come every 10 s.
+reported=0
+for _ in $(seq 1 25); do
+  if curl -fsS "http://127.0.0.1:8080/v1/workers" | python3 -c '
+import json, sys
+workers = json.load(sys.stdin)["workers"]
+assert any(w["cached"] and w["loaded_model"] == "tiny-xl" for w in workers)
+print("  the worker reports it cached and loaded:", [(w["worker"], w["cached"], w["loaded_model"]) for w in workers])'; then
+    reported=1; break
+  fi
+  sleep 1
+done 2>/dev/null
+[ $reported = 1 ] || fail "the worker does not report the registered model"
+
 stamp "a worker stopped mid-task hands it back; after start it completes exactly once"
 api="http://127.0.0.1:8080"
 id=$(curl -fsS -X POST "$api/v1/tasks" -H 'content-type: application/json' \

@@ -63,13 +63,24 @@ import Testing
 
     @Test(arguments: [
         (#"{"prompt": "x", "loras": [{"name": "pixel-art"}]}"#, "model"),
+        (#"{"prompt": "x", "model_sha256": "0000000000000000000000000000000000000000000000000000000000000000"}"#, "model_sha256"),
+    ] as [(String, String)])
+    func digestsAndLoRAsNeedAModel(body: String, field: String) async throws {
+        let harness = try await Harness.make()
+        let response = await harness.base.post(body)
+        #expect(response.status == 422)
+        #expect(APIHandlerTests.error(response).code == "model_required")
+        #expect(APIHandlerTests.error(response).field == field)
+        #expect(try await harness.base.queued() == 0)
+    }
+
+    @Test(arguments: [
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": {"name": "pixel-art"}}"#, "loras"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "pixel-art", "weight": 9}]}"#, "loras[0].weight"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "pixel-art", "weight": "strong"}]}"#, "loras[0].weight"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "pixel-art"}, {"name": "pixel-art"}]}"#, "loras[1].name"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "../x"}]}"#, "loras[0].name"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "pixel-art", "scale": 1}]}"#, "loras[0].scale"),
-        (#"{"prompt": "x", "model_sha256": "abc"}"#, "model_sha256"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "model_sha256": "xyz"}"#, "model_sha256"),
     ] as [(String, String)])
     func malformedModelFieldsAreRefusedByField(body: String, field: String) async throws {
@@ -116,5 +127,6 @@ import Testing
         #expect(models[1]["key"] == nil)  // where files live is for operators
         #expect(await harness.base.get("/v1/models?kind=model").status == 400)
         #expect(await harness.base.get("/v1/models?sort=name").status == 400)
+        #expect(await harness.base.get("/v1/models?family=" + String(repeating: "x", count: 33)).status == 400)
     }
 }

@@ -22,7 +22,7 @@ struct S3TransferTests {
         let s3 = S3Client(client: ClientTests.client())
         let bucket = AWSTestEnvironment.uniqueStack()
         try await s3.createBucket(bucket)
-        let data = Self.bytes(12 << 20 + 12_345)
+        let data = Self.bytes(10 << 20 + 12_345)
         let partSize = S3Client.minimumPartSize
         let reads = Mutex(0)
         try await s3.putObjectMultipart(bucket: bucket, key: "models/big", size: Int64(data.count), contentType: "application/octet-stream", partSize: partSize) {

@@ -131,7 +131,7 @@ import Testing
     @Test func aURLIsDownloadedOnceIntoTheBucket() async throws {
         let fixture = try await StackFixture.make(.embedded)
         let registry = ModelRegistry(tasks: fixture.transport.tasks, objects: fixture.transport.objects)
-        let data = safetensorsFile(bytes: 3 << 20, tag: "remote")
+        let data = safetensorsFile(bytes: 1 << 20, tag: "remote")
         let router = Router()
         router.get("/files/remote.safetensors") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: ByteBuffer(bytes: data)))

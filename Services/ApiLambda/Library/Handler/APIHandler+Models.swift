@@ -120,6 +120,7 @@ extension APIHandler {
         let records: [ModelRecord]
         do { records = try await context.transport.tasks.models() } catch { throw .unavailable("\(error)") }
         let family = request.query["family"]
+        if let family, let problem = ModelRecord.validateFamily(family) { throw .invalid("family", problem) }
         let models: [JSONValue] = records.filter { (kind == nil || $0.kind.rawValue == kind) && (family == nil || $0.family == family) }.map {
             var entry: [String: JSONValue] = [
                 "name": .string($0.name), "kind": .string($0.kind.rawValue), "family": .string($0.family),

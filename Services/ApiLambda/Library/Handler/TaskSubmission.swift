@@ -167,7 +167,9 @@ public struct TaskSubmission: Sendable, Equatable {
             throw APIError(status: 422, code: "unknown_model", message: "no pool serves model \(model) (\(problem))", field: "model")
         }
         if let digest = try fields.string("model_sha256") {
-            guard s.model != nil else { throw .invalid("model_sha256", "model_sha256 pins the digest of model, which is missing") }
+            guard s.model != nil else {
+                throw APIError(status: 422, code: "model_required", message: "model_sha256 pins the digest of model, which is missing", field: "model_sha256")
+            }
             if let problem = ModelRecord.validateDigest(digest) { throw .invalid("model_sha256", problem) }
             s.modelSHA256 = digest.lowercased()
         }
@@ -205,7 +207,7 @@ public struct TaskSubmission: Sendable, Equatable {
             s.loras.append(LoraChoice(name: name, weight: weight, sha256: digest))
         }
         if !s.loras.isEmpty, s.model == nil {
-            throw .invalid("model", "LoRAs apply to a registered checkpoint: name it in model")
+            throw APIError(status: 422, code: "model_required", message: "LoRAs apply to a registered checkpoint: name it in model", field: "model")
         }
     }
 

@@ -50,6 +50,17 @@ public struct FleetChecks: Sendable {
                             area: "fleet", subject: "\(pool.name)/\(heartbeat.worker)", check: "heartbeat", status: .warning,
                             detail: "last seen \((now - heartbeat.seenAt) / 1000) s ago (\(heartbeat.state.rawValue))",
                             fix: "the worker stopped without draining: look at its node or task (spot interruption, OOM kill, crash)"))
+                } else if !heartbeat.missingModels.isEmpty {
+                    // Waiting for required models: failed once it has waited as long as a stuck runtime.
+                    let waited = now - heartbeat.startedAt
+                    checks.append(
+                        StackCheck(
+                            area: "fleet", subject: "\(pool.name)/\(heartbeat.worker)", check: "required models",
+                            status: waited > stuckStartingAfter ? .failed : .warning,
+                            detail: "takes no task until \(heartbeat.missingModels.joined(separator: ", ")) are present and verified: "
+                                + (heartbeat.runtimeError ?? "fetching"),
+                            fix: "register them (sdq models add NAME …) or correct the pool's required_models; "
+                                + "GET /v1/workers shows missing_models"))
                 } else if heartbeat.state == .starting, now - heartbeat.startedAt > stuckStartingAfter {
                     checks.append(
                         .failed(
@@ -58,8 +69,29 @@ public struct FleetChecks: Sendable {
                             fix: "look at the runtime container's log: models still syncing, no GPU, or a crash at start"))
                 }
             }
+            checks += Self.cacheChecks(pool: pool, records.filter { $0.isLive(at: now) && $0.state != .draining })
         }
         return checks
+    }
+
+    /// Each live worker's model cache, for pools that serve registered models: how full it is.
+    static func cacheChecks(pool: PoolSpec, _ live: [WorkerHeartbeat]) -> [StackCheck] {
+        guard !pool.families.isEmpty else { return [] }
+        return live.compactMap { heartbeat in
+            let subject = "\(pool.name)/\(heartbeat.worker)"
+            guard let used = heartbeat.cacheBytes, let limit = heartbeat.cacheLimitBytes, limit > 0 else {
+                guard heartbeat.state != .starting else { return nil }
+                return StackCheck(
+                    area: "fleet", subject: subject, check: "model cache", status: .warning,
+                    detail: "the worker reports no model cache: tasks naming registered models fail there (model_cache_unconfigured)",
+                    fix: "set SDQ_MODEL_DIR on the inference-service to a volume shared with the runtime")
+            }
+            let gib = { (bytes: Int64) in String(format: "%.1f GiB", Double(bytes) / 1_073_741_824) }
+            return StackCheck(
+                area: "fleet", subject: subject, check: "model cache", status: .ok,
+                detail: "\(gib(used)) of \(gib(limit)), \(heartbeat.cached.count) checkpoint(s) cached"
+                    + (heartbeat.loadedModel.map { ", \($0) loaded" } ?? ""))
+        }
     }
 
     static func check(pool: String, _ health: PoolHealth) -> StackCheck {
