@@ -38,7 +38,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [
+    static let wrongModels: [(String, String, String)] = [
         (#"{"prompt": "x", "model": "nothing-like-it"}"#, "unknown_model", "model"),
         (#"{"prompt": "x", "model": "pixel-art"}"#, "invalid_model", "model"),
         (#"{"prompt": "x", "model": "dreamshaper-8"}"#, "family_not_served", "model"),
@@ -48,33 +48,39 @@ import Testing
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "juggernaut-xl"}]}"#, "invalid_model", "loras[0].name"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "model_sha256": "0000000000000000000000000000000000000000000000000000000000000000"}"#, "model_digest_mismatch", "model_sha256"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "pixel-art", "sha256": "1111111111111111111111111111111111111111111111111111111111111111"}]}"#, "model_digest_mismatch", "loras[0].sha256"),
-    ] as [(String, String, String)])
-    func wrongModelsAreRefusedAtSubmission(body: String, code: String, field: String) async throws {
+    ]
+
+    // One stack for all the cases (each registers four models): nothing may be stored or queued
+    // after any of them.
+    @Test func wrongModelsAreRefusedAtSubmission() async throws {
         let harness = try await Harness.make()
-        let response = await harness.base.post(body)
-        #expect(response.status == 422, "\(String(decoding: response.body, as: UTF8.self))")
-        let error = APIHandlerTests.error(response)
-        #expect(error.code == code)
-        #expect(error.field == field)
-        #expect(try await harness.base.queued() == 0)
-        let stored = try await harness.base.fixture.transport.tasks.list(TaskListQuery(tenant: Tenant.anonymous.name, limit: 10))
-        #expect(stored.records.isEmpty)
+        for (body, code, field) in Self.wrongModels {
+            let response = await harness.base.post(body)
+            #expect(response.status == 422, "\(body): \(String(decoding: response.body, as: UTF8.self))")
+            let error = APIHandlerTests.error(response)
+            #expect(error.code == code, "\(body)")
+            #expect(error.field == field, "\(body)")
+            #expect(try await harness.base.queued() == 0)
+            let stored = try await harness.base.fixture.transport.tasks.list(TaskListQuery(tenant: Tenant.anonymous.name, limit: 10))
+            #expect(stored.records.isEmpty)
+        }
     }
 
-    @Test(arguments: [
-        (#"{"prompt": "x", "loras": [{"name": "pixel-art"}]}"#, "model"),
-        (#"{"prompt": "x", "model_sha256": "0000000000000000000000000000000000000000000000000000000000000000"}"#, "model_sha256"),
-    ] as [(String, String)])
-    func digestsAndLoRAsNeedAModel(body: String, field: String) async throws {
+    @Test func digestsAndLoRAsNeedAModel() async throws {
         let harness = try await Harness.make()
-        let response = await harness.base.post(body)
-        #expect(response.status == 422)
-        #expect(APIHandlerTests.error(response).code == "model_required")
-        #expect(APIHandlerTests.error(response).field == field)
-        #expect(try await harness.base.queued() == 0)
+        for (body, field) in [
+            (#"{"prompt": "x", "loras": [{"name": "pixel-art"}]}"#, "model"),
+            (#"{"prompt": "x", "model_sha256": "0000000000000000000000000000000000000000000000000000000000000000"}"#, "model_sha256"),
+        ] {
+            let response = await harness.base.post(body)
+            #expect(response.status == 422)
+            #expect(APIHandlerTests.error(response).code == "model_required")
+            #expect(APIHandlerTests.error(response).field == field)
+            #expect(try await harness.base.queued() == 0)
+        }
     }
 
-    @Test(arguments: [
+    static let malformed: [(String, String)] = [
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": {"name": "pixel-art"}}"#, "loras"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "pixel-art", "weight": 9}]}"#, "loras[0].weight"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "pixel-art", "weight": "strong"}]}"#, "loras[0].weight"),
@@ -82,13 +88,16 @@ import Testing
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "../x"}]}"#, "loras[0].name"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "loras": [{"name": "pixel-art", "scale": 1}]}"#, "loras[0].scale"),
         (#"{"prompt": "x", "model": "juggernaut-xl", "model_sha256": "xyz"}"#, "model_sha256"),
-    ] as [(String, String)])
-    func malformedModelFieldsAreRefusedByField(body: String, field: String) async throws {
+    ]
+
+    @Test func malformedModelFieldsAreRefusedByField() async throws {
         let harness = try await Harness.make()
-        let response = await harness.base.post(body)
-        #expect(response.status == 400)
-        #expect(APIHandlerTests.error(response).field == field)
-        #expect(try await harness.base.queued() == 0)
+        for (body, field) in Self.malformed {
+            let response = await harness.base.post(body)
+            #expect(response.status == 400, "\(body)")
+            #expect(APIHandlerTests.error(response).field == field, "\(body)")
+            #expect(try await harness.base.queued() == 0)
+        }
     }
 
     @Test func aGoodTaskCarriesItsFilesToTheWorker() async throws {

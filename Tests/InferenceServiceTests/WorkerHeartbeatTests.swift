@@ -1,5 +1,6 @@
 import Foundation
 @testable import InferenceService
+import SDQMessages
 import SDQPlatform
 import SDQTestSupport
 import Testing
@@ -57,7 +58,12 @@ import Testing
             #expect(try await beat()?.state == .running)
             #expect(await eventually { try await harness.status(task.id) == .running })
             #expect(await eventually { try await beat()?.state == .idle })
-            #expect(try await harness.results().map(\.id) == [task.id])
+            // The result is sent after the runtime is done (the images are stored first).
+            let results = Accumulator<Sdq_V1_TaskResult>()
+            #expect(await eventually {
+                await results.append(try await harness.results())
+                return await results.items.map(\.id) == [task.id]
+            })
             let idle = try #require(try await beat())
             #expect(idle.loadedModel == "emulator-v1" && idle.gpuBusyFraction > 0 && idle.currentTask == nil)
         }

@@ -8,14 +8,25 @@ import Testing
 /// ranged reads and the size from `HEAD`.
 @Suite(.enabled(if: AWSTestEnvironment.available, "needs an AWS emulator (moto)"))
 struct S3TransferTests {
+    /// `count` bytes: a pseudo-random 64 KiB block repeated, each copy marked with its number, so
+    /// parts and ranges in the wrong place or order differ (cheap to make in a debug build).
     static func bytes(_ count: Int) -> Data {
         var state: UInt32 = 2_463_534_242
-        return Data((0..<count).map { _ in
+        let block = Data((0..<65_536).map { _ in
             state ^= state << 13
             state ^= state >> 17
             state ^= state << 5
             return UInt8(truncatingIfNeeded: state)
         })
+        var data = Data(capacity: count + block.count)
+        var index: UInt32 = 0
+        while data.count < count {
+            var marked = block
+            withUnsafeBytes(of: index.littleEndian) { marked.replaceSubrange(0..<4, with: $0) }
+            data.append(marked)
+            index += 1
+        }
+        return data.prefix(count)
     }
 
     @Test func multipartUploadThenRangedReadsGiveTheSameBytes() async throws {

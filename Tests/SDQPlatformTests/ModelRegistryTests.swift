@@ -6,7 +6,8 @@ import Testing
 
 /// The model registry on both transports: a file is stored under its digest and its SHA-256
 /// computed from the bytes; a digest the operator gave is checked before anything is stored;
-/// names are unique unless replaced; removal keeps a file another name still uses.
+/// names are unique unless replaced; removal keeps a file another name still uses. (Both
+/// transports where the stores differ; the rest of the logic is the registry's own.)
 @Suite struct ModelRegistryTests {
     static func temporaryFile(_ data: Data) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("model-\(UUID().uuidString).safetensors")
@@ -69,9 +70,8 @@ import Testing
         #expect(record.sha256 == sha256Hex(data))
     }
 
-    @Test(arguments: TransportKind.available)
-    func badInputChangesNothing(kind: TransportKind) async throws {
-        let fixture = try await StackFixture.make(kind)
+    @Test func badInputChangesNothing() async throws {
+        let fixture = try await StackFixture.make(.embedded)
         let registry = ModelRegistry(tasks: fixture.transport.tasks, objects: fixture.transport.objects)
         let cases: [(String, String, ModelRegistry.Source, String?, String)] = [
             ("../evil", "sdxl", .file("/dev/null"), nil, "name"),
@@ -92,9 +92,8 @@ import Testing
         #expect(try await registry.list().isEmpty)
     }
 
-    @Test(arguments: TransportKind.available)
-    func anObjectInTheBucketIsRegisteredWhereItIs(kind: TransportKind) async throws {
-        let fixture = try await StackFixture.make(kind)
+    @Test func anObjectInTheBucketIsRegisteredWhereItIs() async throws {
+        let fixture = try await StackFixture.make(.embedded)
         let registry = ModelRegistry(tasks: fixture.transport.tasks, objects: fixture.transport.objects)
         let data = safetensorsFile(bytes: 20_000, tag: "vae")
         try await fixture.transport.objects.put(key: "imports/vae.safetensors", data: data, contentType: "application/octet-stream")
@@ -106,9 +105,8 @@ import Testing
         #expect(try await fixture.transport.objects.exists(key: "imports/vae.safetensors"))
     }
 
-    @Test(arguments: TransportKind.available)
-    func removalKeepsAFileAnotherNameUses(kind: TransportKind) async throws {
-        let fixture = try await StackFixture.make(kind)
+    @Test func removalKeepsAFileAnotherNameUses() async throws {
+        let fixture = try await StackFixture.make(.embedded)
         let registry = ModelRegistry(tasks: fixture.transport.tasks, objects: fixture.transport.objects)
         let data = safetensorsFile(bytes: 4000, tag: "shared")
         let file = try Self.temporaryFile(data)

@@ -6,21 +6,19 @@ import SDQPlatform
 /// header length, a JSON header, then tensor bytes), unique by `tag`, of exactly `bytes` bytes.
 public func safetensorsFile(bytes: Int, tag: String) -> Data {
     let header = Data(#"{"__metadata__":{"tag":"\#(tag)"}}"#.utf8)
-    var data = Data()
+    var data = Data(capacity: max(bytes, header.count + 8))
     var length = UInt64(header.count).littleEndian
     withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
     data.append(header)
-    var state = UInt64(truncatingIfNeeded: tag.hashValue) | 1
-    while data.count < bytes {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        data.append(UInt8(truncatingIfNeeded: state >> 33))
-    }
-    return data.prefix(max(bytes, data.count))
+    // The tensor bytes: cheap to make (tests make many files), unique through the header's tag.
+    data.append(Data(repeating: UInt8(truncatingIfNeeded: tag.utf8.reduce(0) { $0 &+ Int($1) }), count: max(0, bytes - data.count)))
+    return data
 }
 
-/// Bytes that are not a model file of any kind (no header a loader can read).
+/// Bytes that are not a model file of any kind (no header a loader can read: its length field
+/// is larger than the file).
 public func corruptModelFile(bytes: Int) -> Data {
-    Data((0..<bytes).map { UInt8(truncatingIfNeeded: 0xff &- $0 % 7) })
+    Data(repeating: 0xab, count: bytes)
 }
 
 /// SHA-256 as lower-case hex.
