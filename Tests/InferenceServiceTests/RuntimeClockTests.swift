@@ -64,9 +64,10 @@ import Testing
                 #expect(stages == stages.sorted(), "stages in order: \(stages)")
                 let run = try #require(peer.first { $0.task.hasPrefix("sdq-\(result.id)-") }, "the runtime saw task \(result.id)")
                 let (start, end) = (Double(t.runtimeStartedAtMs), Double(t.runtimeFinishedAtMs))
-                // Near each other even on a machine busy with the rest of the suite (the benchmark
-                // holds the close figures); whole milliseconds on sdq's side: one of slack below.
-                #expect(abs(run.start - start) < 250 && abs(run.end - end) < 250, "sdq \(start)…\(end), runtime \(run.start)…\(run.end)")
+                // Near each other even on a 2-core machine busy with the rest of the suite, where an
+                // answer can wait most of a second for a thread (the benchmark holds the close
+                // figures); whole milliseconds on sdq's side: one of slack below.
+                #expect(abs(run.start - start) < 1000 && abs(run.end - end) < 1000, "sdq \(start)…\(end), runtime \(run.start)…\(run.end)")
                 #expect(end + 1 >= run.end, "the answer came after the runtime ended")
                 if index == 0 { #expect(start <= run.start + 1, "the first request went out before the runtime began") }
                 if index > 0 {
