@@ -14,7 +14,7 @@ stamp() { echo "[release-check +$(( $(date +%s) - start ))s] $*"; }
 if [ $# -ge 1 ]; then
   bin=$(cd "$1" && pwd)
 else
-  for product in sdq api-lambda bench-api-lambda bench-gpu-gap bench-dispatcher; do
+  for product in sdq api-lambda bench-api-lambda bench-gpu-gap bench-dispatcher bench-model-affinity; do
     swift build -c release --static-swift-stdlib --product "$product"
   done
   bin=$(swift build -c release --show-bin-path)
@@ -74,6 +74,7 @@ bench bench-gpu-gap --tasks 20 --steps 20 --step-ms 10 --scripts "$root/scripts"
 bench bench-gpu-gap --tasks 20 --steps 20 --step-ms 10 --scripts "$root/scripts" --runtime comfyui
 bench bench-gpu-gap --idle 5 --steps 4 --step-ms 10
 bench bench-dispatcher --tasks 300
+bench bench-model-affinity --tasks 200 --rate 40
 unset SDQ_DATA_DIR
 # The GPU gap as independent runtime peers log it (scripts/sdwebui_peer.py, scripts/comfyui_peer.py),
 # short runs: the release build drives both runtimes' real protocols end to end.
