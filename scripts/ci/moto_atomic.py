@@ -12,7 +12,9 @@ Usage: moto_atomic.py -H 127.0.0.1 -p PORT   (the same options as moto_server's 
 """
 import argparse
 import os
+import sys
 import threading
+import time
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
@@ -26,11 +28,22 @@ def main() -> None:
     os.environ.setdefault("MOTO_PORT", str(args.port))
     app = DomainDispatcherApplication(create_backend_app)
     dynamodb = threading.Lock()
+    holder = {"target": None, "since": 0.0}
 
     def serialised(environ, start_response):
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-            with dynamodb:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("DynamoDB_"):
+            # A request that never finishes (a client gone mid-body) must not hold every other
+            # DynamoDB call forever: after 30 s the next one goes ahead unserialised, and says so.
+            if not dynamodb.acquire(timeout=30):
+                print(f"moto_atomic: DynamoDB lock held {time.time() - holder['since']:.0f} s by {holder['target']}; "
+                      f"running {target} without it", file=sys.stderr, flush=True)
                 return list(app(environ, start_response))
+            holder.update(target=target, since=time.time())
+            try:
+                return list(app(environ, start_response))
+            finally:
+                dynamodb.release()
         return app(environ, start_response)
 
     run_simple(args.host, args.port, serialised, threaded=True)
