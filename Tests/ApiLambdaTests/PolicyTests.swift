@@ -64,7 +64,7 @@ import Testing
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: answer.serialized())))
         }
         router.post("/slow") { _, _ -> Response in
-            try await Task.sleep(for: .seconds(2))
+            try await Task.sleep(for: .seconds(5))
             return Response(status: .ok)
         }
         router.post("/broken") { _, _ in Response(status: .internalServerError) }
@@ -76,7 +76,7 @@ import Testing
             let base = "http://127.0.0.1:\(port)"
             let keys = """
                 keys:
-                  - {name: alice, key: k-alice, policy: {callout: {url: "\(base)/check", timeout_ms: 500}}}
+                  - {name: alice, key: k-alice, policy: {callout: {url: "\(base)/check", timeout_ms: 5000}}}
                   - {name: slow, key: k-slow, policy: {callout: {url: "\(base)/slow", timeout_ms: 200}}}
                   - {name: lenient, key: k-lenient, policy: {callout: {url: "\(base)/broken", on_error: allow}}}
                 """
@@ -88,7 +88,8 @@ import Testing
             let started = ContinuousClock.now
             let slow = await harness.post(#"{"prompt": "fine"}"#, headers: Self.auth("k-slow"))
             #expect(slow.status == 503 && APIHandlerTests.error(slow).code == "policy_unavailable")
-            #expect(ContinuousClock.now - started < .seconds(1.5), "the budget holds")
+            // 200 ms against a callout that answers after 5 s (the slack is for a loaded machine).
+            #expect(ContinuousClock.now - started < .seconds(4), "the budget holds")
             #expect(await harness.post(#"{"prompt": "fine"}"#, headers: Self.auth("k-lenient")).status == 202, "on_error: allow")
 
             // Without SDQ_WEBHOOK_ALLOW_PRIVATE a loopback destination is refused, as a webhook's is.

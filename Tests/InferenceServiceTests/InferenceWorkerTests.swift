@@ -163,10 +163,11 @@ import Testing
         let harness = try await Harness.make()
         let task = try await harness.enqueue(steps: 25)
         let spied = try await whileRunning([
-            harness.worker(stepDelay: .milliseconds(140), visibility: .milliseconds(1500), heartbeat: .milliseconds(300))
+            harness.worker(stepDelay: .milliseconds(280), visibility: .seconds(3), heartbeat: .milliseconds(300))
         ]) { _ in await Self.competeFor(task.id, harness: harness) }
-        // The task takes 3.5 s against a 1.5 s visibility timeout (extended every 0.3 s, so a
-        // heartbeat may be late by a second on a busy machine): a competing consumer must see nothing.
+        // The task takes 7 s against a 3 s visibility timeout (extended every 0.3 s, so a
+        // heartbeat may be late by over two seconds on a busy machine, as the whole suite's first
+        // seconds on two cores are): a competing consumer must see nothing.
         #expect(spied.running)
         #expect(spied.finished == [task.id])
         #expect(spied.stolen == 0)

@@ -7,7 +7,7 @@ import Testing
 /// hmac and hashlib) of the published scheme.
 @Suite struct WebhookSignerTests {
     /// Python's signature of `id.timestamp.body` with the secret's base64-decoded bytes.
-    static func pythonSignature(secret: String, id: String, timestamp: Int64, body: Data) throws -> String {
+    static func pythonSignature(secret: String, id: String, timestamp: Int64, body: Data) async throws -> String {
         let script = """
             import base64, hashlib, hmac, sys
             secret, msg_id, ts = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -19,25 +19,23 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-c", script, secret, id, String(timestamp)]
-        let input = Pipe(), output = Pipe()
-        process.standardInput = input
+        let output = Pipe()
+        process.standardInput = Pipe()
         process.standardOutput = output
-        try AWSTestEnvironment.launch(process)
-        input.fileHandleForWriting.write(body)
-        try input.fileHandleForWriting.close()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+        // The body and the signature are far smaller than a pipe's buffer: write all, then await the exit.
+        try await AWSTestEnvironment.runToExit(process, input: body)
+        return String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }
 
     @Test(arguments: [
         ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", Int64(1614265330), #"{"test": 2432232314}"#),
         ("whsec_" + Data((0..<32).map { UInt8($0) }).base64EncodedString(), "01m8fa00000000000000000000", Int64(1_795_810_000), #"{"id":"t","status":"succeeded","images":[]}"#),
     ])
-    func signsLikeAnIndependentImplementation(secret: String, id: String, timestamp: Int64, body: String) throws {
+    func signsLikeAnIndependentImplementation(secret: String, id: String, timestamp: Int64, body: String) async throws {
         let signer = try WebhookSigner(secret: secret)
         let ours = signer.signature(id: id, timestamp: timestamp, body: Data(body.utf8))
-        #expect(ours == (try Self.pythonSignature(secret: secret, id: id, timestamp: timestamp, body: Data(body.utf8))))
+        let theirs = try await Self.pythonSignature(secret: secret, id: id, timestamp: timestamp, body: Data(body.utf8))
+        #expect(ours == theirs)
         #expect(ours.hasPrefix("v1,"))
         // Any change to id, time or body changes the signature.
         #expect(signer.signature(id: id + "x", timestamp: timestamp, body: Data(body.utf8)) != ours)

@@ -9,7 +9,7 @@ import Testing
 @Suite(.enabled(if: AWSTestEnvironment.motoInstalled, "needs moto_server"))
 struct SignatureVerificationTests {
     @Test func motoAcceptsOurSignaturesAndRejectsAWrongKey() async throws {
-        let endpoint = try #require(AWSTestEnvironment.startPrivateMoto(environment: ["INITIAL_NO_AUTH_ACTION_COUNT": "3"]))
+        let endpoint = try #require(await AWSTestEnvironment.startPrivateMoto(environment: ["INITIAL_NO_AUTH_ACTION_COUNT": "3"]))
         let environment = AWSEnvironment(["AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1"])
         let bootstrap = AWSHTTPClient(
             environment: environment, credentials: StaticCredentialProvider(AWSCredentials(accessKeyID: "AKIDBOOT", secretAccessKey: "boot")))

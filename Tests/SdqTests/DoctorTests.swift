@@ -82,7 +82,7 @@ struct DoctorTests {
     /// told so by the object probe, and nothing else fails.
     @Test(.enabled(if: AWSTestEnvironment.motoInstalled, "needs moto_server"))
     func aDeniedPermissionIsNamed() async throws {
-        let endpoint = try #require(AWSTestEnvironment.startPrivateMoto(environment: ["INITIAL_NO_AUTH_ACTION_COUNT": "3"]))
+        let endpoint = try #require(await AWSTestEnvironment.startPrivateMoto(environment: ["INITIAL_NO_AUTH_ACTION_COUNT": "3"]))
         var variables = AWSTestEnvironment.variables(extra: ["AWS_ENDPOINT_URL": endpoint, "AWS_MAX_ATTEMPTS": "1"])
         let bootstrap = Self.client(variables.merging(["AWS_ACCESS_KEY_ID": "AKIDBOOT", "AWS_SECRET_ACCESS_KEY": "boot"]) { $1 })
         _ = try await bootstrap.query(service: "iam", action: "CreateUser", version: "2010-05-08", [("UserName", "operator")])

@@ -40,10 +40,15 @@ public enum AWSTestEnvironment {
     }
 
     /// Starts a separate `moto_server` with extra environment (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`
-    /// to make it verify signatures); nil when moto is not installed.
-    public static func startPrivateMoto(environment: [String: String]) -> String? {
-        guard let moto = findExecutable("moto_server") else { return nil }
-        return startMoto(moto, environment: environment)
+    /// to make it verify signatures); nil when moto is not installed. It waits for moto to answer
+    /// without holding a thread (tests share a pool of as many threads as cores).
+    public static func startPrivateMoto(environment: [String: String]) async -> String? {
+        guard let moto = findExecutable("moto_server"), let port = launchMoto(moto, environment: environment) else { return nil }
+        for _ in 0..<200 {
+            if canConnect(port: port) { return "http://127.0.0.1:\(port)" }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return nil
     }
 
     /// Whether `moto_server` is installed.
@@ -90,12 +95,50 @@ public enum AWSTestEnvironment {
         try process.run()
     }
 
-    static func startMoto(_ executable: String, environment: [String: String] = [:]) -> String? {
+    /// Launches `process` and waits for it to exit without holding a thread: a blocking
+    /// `waitUntilExit()` takes one of the few threads every test shares, and on a 2-core machine
+    /// two of them stall the whole suite.
+    /// `input`, when given, is written to the process's standard input (a `Pipe`), which is then
+    /// closed; it must fit in the pipe's buffer.
+    public static func runToExit(_ process: Process, input: Data? = nil) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            process.terminationHandler = { _ in continuation.resume() }
+            do {
+                try launch(process)
+            } catch {
+                process.terminationHandler = nil
+                continuation.resume(throwing: error)
+                return
+            }
+            if let input, let pipe = process.standardInput as? Pipe {
+                pipe.fileHandleForWriting.write(input)
+                try? pipe.fileHandleForWriting.close()
+            }
+        }
+    }
+
+    /// The shared emulator, started once before the first AWS test (blocking: it runs inside a
+    /// `static let` initialiser).
+    static func startMoto(_ executable: String) -> String? {
+        guard let port = launchMoto(executable, environment: [:]) else { return nil }
+        // Wait until it answers (moto starts in about a second).
+        for _ in 0..<200 {
+            if canConnect(port: port) { return "http://127.0.0.1:\(port)" }
+            usleep(100_000)
+        }
+        return nil
+    }
+
+    /// Launches moto on a free port, returning the port. moto runs while this process lives: the
+    /// loop stops it once we are gone, with SIGKILL (the test process may run with SIGTERM
+    /// blocked, and children inherit the mask) and by its command line too, because the
+    /// `moto_server` found on the PATH may be a wrapper whose Python outlives the wrapper.
+    static func launchMoto(_ executable: String, environment: [String: String]) -> Int? {
         guard let port = freePort() else { return nil }
         let parent = ProcessInfo.processInfo.processIdentifier
-        // moto runs while this process lives; the loop stops it once we are gone.
         let script = "\(executable) -H 127.0.0.1 -p \(port) >/dev/null 2>&1 & m=$!; "
-            + "while kill -0 \(parent) 2>/dev/null; do sleep 1; done; kill $m"
+            + "while kill -0 \(parent) 2>/dev/null; do sleep 1; done; kill -KILL $m 2>/dev/null; "
+            + "pkill -KILL -f -- '-H 127.0.0.1 -p \(port)$'"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", script]
@@ -103,13 +146,7 @@ public enum AWSTestEnvironment {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         guard (try? launch(process)) != nil else { return nil }
-        let url = "http://127.0.0.1:\(port)"
-        // Wait until it answers (moto starts in about a second).
-        for _ in 0..<100 {
-            if canConnect(port: port) { return url }
-            usleep(100_000)
-        }
-        return nil
+        return port
     }
 
     static func canConnect(port: Int) -> Bool {
