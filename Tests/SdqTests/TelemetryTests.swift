@@ -23,20 +23,21 @@ import Testing
         var error: String?
     }
 
-    static var receiverAvailable: Bool {
+    /// Whether python3 can import opentelemetry-proto (asked without holding a thread).
+    static func receiverAvailable() async -> Bool {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-c", "import opentelemetry.proto.collector.trace.v1.trace_service_pb2"]
         process.standardError = FileHandle.nullDevice
-        guard (try? AWSTestEnvironment.launch(process)) != nil else { return false }
-        process.waitUntilExit()
+        guard (try? await AWSTestEnvironment.runToExit(process)) != nil else { return false }
         return process.terminationStatus == 0
     }
 
     /// Needs python3 with opentelemetry-proto (`.ci/run` installs it; CI's `SDQ_REQUIRE_AWS_TESTS`
     /// makes its absence a failure rather than a skip).
-    @Test(.enabled(if: receiverAvailable || ProcessInfo.processInfo.environment["SDQ_REQUIRE_AWS_TESTS"] != nil,
-                   "needs python3 with opentelemetry-proto"))
+    @Test(.enabled("needs python3 with opentelemetry-proto") {
+        ProcessInfo.processInfo.environment["SDQ_REQUIRE_AWS_TESTS"] != nil ? true : await receiverAvailable()
+    })
     func oneTaskIsOneTraceAcrossTheFourServicesWithItsMetrics() async throws {
         let receiver = try await LoopbackPythonServer.start(script: "otlp_receiver.py")
         defer { receiver.stop() }
