@@ -12,7 +12,7 @@ import Testing
     @Test func theCompiledFilesAreTheSourcesAsTheyStand() throws {
         let names = try FileManager.default.subpathsOfDirectory(atPath: Self.sources.path)
             .filter { !$0.hasPrefix(".") }
-            .filter { var directory: ObjCBool = false; FileManager.default.fileExists(atPath: Self.sources.appendingPathComponent($0).path, isDirectory: &directory); return !directory.boolValue }
+            .filter { var directory: ObjCBool = false; _ = FileManager.default.fileExists(atPath: Self.sources.appendingPathComponent($0).path, isDirectory: &directory); return !directory.boolValue }
             .sorted()
         #expect(ConsoleAssets.names == names, "run scripts/gen-console-assets.py")
         let assets = ConsoleAssets(directory: nil)

@@ -70,6 +70,9 @@ import Testing
         #expect(try await harness.drain(harness.names.poolQueue("default")).count == 1)
     }
 
+    /// A fixed model several pools list goes where a live worker has it loaded (its heartbeat's
+    /// `loaded_model`), as a registered checkpoint does (``ModelAffinityTests``); warm nowhere,
+    /// to its home pool, and the tasks after it follow.
     @Test func amongPoolsServingAModelTheOneWithItLoadedWins() async throws {
         let pools = try PoolConfiguration(pools: [
             PoolSpec(name: "default", runtime: "emulator", models: ["emulator-v1"]),
@@ -77,22 +80,36 @@ import Testing
             PoolSpec(name: "h100", runtime: "sdwebui", models: ["sdxl-base"]),
         ])
         let fixture = try await EmbeddedFixture.make(pools: pools)
-        let harness = Harness(fixture: fixture, dispatcher: Dispatcher(context: fixture.context, logger: testLogger()))
-        func routed(to pool: String) async throws -> Bool {
-            #expect(await harness.dispatcher.route(try await harness.message(for: Self.task(model: "sdxl-base"))) == .delete)
-            return try await harness.drain(harness.names.poolQueue(pool)).count == 1
+        /// Routes tasks for sdxl-base with a fresh dispatcher (no recent placements); the pools they went to.
+        func routed(_ count: Int = 1) async throws -> [String] {
+            var dispatcher = Dispatcher(context: fixture.context, logger: testLogger())
+            dispatcher.fleetRefresh = .zero
+            let harness = Harness(fixture: fixture, dispatcher: dispatcher)
+            var chosen: [String] = []
+            for _ in 0..<count {
+                #expect(await harness.dispatcher.route(try await harness.message(for: Self.task(model: "sdxl-base"))) == .delete)
+                for pool in ["l4", "h100"] where try await !harness.drain(harness.names.poolQueue(pool)).isEmpty {
+                    chosen.append(pool)
+                }
+            }
+            return chosen
         }
-        // Nobody has it loaded: the first pool serving it.
-        #expect(try await routed(to: "l4"))
-        // A worker of h100 reported it loaded just now.
+        // Warm nowhere: one pool (its home), and the next tasks follow the first.
+        let first = try await routed(3)
+        #expect(first.count == 3 && Set(first).count == 1)
+        let home = try #require(first.first)
+        let other = home == "l4" ? "h100" : "l4"
+        // A live worker of the other pool reports it loaded: the task goes there.
         let now = EpochClock.nowMillis()
-        await LoadedModels.mark(pool: "h100", model: "sdxl-base", in: fixture.transport.objects, now: now)
-        #expect(try await routed(to: "h100"))
-        // A fresher report from l4 wins; a stale one does not count.
-        await LoadedModels.mark(pool: "l4", model: "sdxl-base", in: fixture.transport.objects, now: now + 1)
-        #expect(try await routed(to: "l4"))
-        await LoadedModels.mark(pool: "l4", model: "sdxl-base", in: fixture.transport.objects, now: now - LoadedModels.freshness - 1)
-        #expect(try await routed(to: "h100"))
+        var beat = WorkerHeartbeat(pool: other, worker: "\(other)-w", state: .idle, runtimeReachable: true, startedAt: now, seenAt: now, expiresAt: now + 30_000)
+        beat.loadedModel = "sdxl-base"
+        try await fixture.transport.tasks.recordHeartbeat(beat)
+        #expect(try await routed() == [other])
+        // A heartbeat that expired (the worker went away) does not count.
+        beat.seenAt = now - 60_000
+        beat.expiresAt = now - 30_000
+        try await fixture.transport.tasks.recordHeartbeat(beat)
+        #expect(try await routed() == [home])
     }
 
     @Test(arguments: [("gpu-h100", "", "unknown_pool"), ("", "sd-1.5", "unknown_model"), ("default", "sdxl-base", "unknown_model")])

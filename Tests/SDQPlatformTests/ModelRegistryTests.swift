@@ -79,6 +79,8 @@ import Testing
             ("ok", "sdxl", .file("/dev/null"), "xyz", "sha256"),
             ("ok", "sdxl", .file("/no/such/file"), nil, "file"),
             ("ok", "sdxl", .object("models/none"), nil, "key"),
+            ("ok", "sdxl", .object("imports/vae.safetensors"), nil, "key"),  // outside models/: the workers cannot read it
+            ("ok", "sdxl", .object("models/../outputs/x.png"), nil, "key"),
             ("ok", "sdxl", .url("ftp://example.com/x"), nil, "url"),
         ]
         for (name, family, source, digest, field) in cases {
@@ -96,13 +98,13 @@ import Testing
         let fixture = try await StackFixture.make(.embedded)
         let registry = ModelRegistry(tasks: fixture.transport.tasks, objects: fixture.transport.objects)
         let data = safetensorsFile(bytes: 20_000, tag: "vae")
-        try await fixture.transport.objects.put(key: "imports/vae.safetensors", data: data, contentType: "application/octet-stream")
-        let record = try await registry.register(name: "sdxl-vae", kind: .vae, family: "sdxl", source: .object("imports/vae.safetensors"))
-        #expect(record.key == "imports/vae.safetensors")
+        try await fixture.transport.objects.put(key: "models/imports/vae.safetensors", data: data, contentType: "application/octet-stream")
+        let record = try await registry.register(name: "sdxl-vae", kind: .vae, family: "sdxl", source: .object("models/imports/vae.safetensors"))
+        #expect(record.key == "models/imports/vae.safetensors")
         #expect(record.sha256 == sha256Hex(data))
         // Removing it leaves an object sdq did not store.
         _ = try await registry.remove(name: "sdxl-vae")
-        #expect(try await fixture.transport.objects.exists(key: "imports/vae.safetensors"))
+        #expect(try await fixture.transport.objects.exists(key: "models/imports/vae.safetensors"))
     }
 
     @Test func removalKeepsAFileAnotherNameUses() async throws {

@@ -3,20 +3,50 @@ import SDQMessages
 import SDQPlatform
 import Synchronization
 
-/// Routing that follows the model cache: a task naming a registered checkpoint may run on any
-/// pool of its family, and goes — among those whose load is within ``Dispatcher/affinitySlack``
-/// tasks of the least loaded — to the one that needs the least work to start it:
+/// Routing that follows the model cache. A task naming a registered checkpoint may run on any
+/// pool of its family; a task naming one of the pools' fixed models, on any pool listing it. It
+/// goes — among those whose load is within the pools file's `model_routing.slack` tasks of the
+/// least loaded — to the one that needs the least work to start it:
 ///
-/// 1. **loaded**: a live worker of the pool reports the checkpoint loaded (its heartbeat's
-///    `loaded_sha256`), or this dispatcher sent the checkpoint there within ``stickiness``
-///    (heartbeats come every 10 s; a burst of one model must not spread before they do);
-/// 2. **cached**: a live worker has the file in its cache (`cached`): a switch, no download;
-/// 3. **family**: any pool of the family — the checkpoint's home by rendezvous hashing, so each
-///    checkpoint has one pool whose cache keeps it: a download and a switch there.
+/// 1. **loaded**: a live worker of the pool reports the model loaded (its heartbeat's
+///    `loaded_sha256` for a registered checkpoint, `loaded_model` for a fixed model), or this
+///    dispatcher sent it there within ``stickiness`` (heartbeats come every 10 s; a burst of one
+///    model must not spread before they do);
+/// 2. **cached**: a live worker has the checkpoint's file in its cache (`cached`): a switch, no
+///    download (fixed models are always on the pool's disk, so they have no such tier);
+/// 3. **family**: any candidate pool — the model's home by rendezvous hashing, so each checkpoint
+///    has one pool whose cache keeps it: a download and a switch there.
 ///
 /// Loaded and cached ties go to the less loaded pool. With affinity off (the pools file's
 /// `model_routing.affinity: false`), only load decides, ties taken in turn.
 enum ModelAffinity {
+    /// What a task needs warm: a registered checkpoint (by the digest prefix heartbeats carry) or
+    /// a pool's fixed model (by name).
+    enum Need: Sendable, Equatable {
+        case checkpoint(digest: String)
+        case model(String)
+
+        /// The key for rendezvous hashing and recent placements.
+        var key: String {
+            switch self {
+            case .checkpoint(let digest): digest
+            case .model(let name): "model:" + name
+            }
+        }
+
+        func isLoaded(on worker: WorkerHeartbeat) -> Bool {
+            switch self {
+            case .checkpoint(let digest): worker.loadedDigest == digest
+            case .model(let name): worker.loadedModel == name
+            }
+        }
+
+        func isCached(on worker: WorkerHeartbeat) -> Bool {
+            if case .checkpoint(let digest) = self { return worker.cached.contains(digest) }
+            return false
+        }
+    }
+
     enum Tier: Int, Comparable, Sendable {
         case loaded = 0, cached, family
         static func < (a: Tier, b: Tier) -> Bool { a.rawValue < b.rawValue }
@@ -25,13 +55,13 @@ enum ModelAffinity {
     /// How long a dispatch counts as "loaded there" before a heartbeat confirms it.
     static let stickiness: Int64 = 30_000
 
-    /// The tier of `pool` for the checkpoint with digest prefix `digest`.
+    /// The tier of `pool` for what a task needs.
     static func tier(
-        of pool: String, digest: String, heartbeats: [WorkerHeartbeat], recentlySent: Bool, now: Int64
+        of pool: String, need: Need, heartbeats: [WorkerHeartbeat], recentlySent: Bool, now: Int64
     ) -> Tier {
         let live = heartbeats.filter { $0.pool == pool && $0.isLive(at: now) && $0.state != .draining }
-        if recentlySent || live.contains(where: { $0.loadedDigest == digest }) { return .loaded }
-        if live.contains(where: { $0.cached.contains(digest) }) { return .cached }
+        if recentlySent || live.contains(where: need.isLoaded(on:)) { return .loaded }
+        if live.contains(where: need.isCached(on:)) { return .cached }
         return .family
     }
 
@@ -115,24 +145,28 @@ final class RecentPlacements: Sendable {
 }
 
 extension Dispatcher {
-    /// The pool for a task naming a registered checkpoint (``ModelAffinity``).
-    func choosePool(forFamily family: String, digest fullDigest: String, now: Int64) async -> PoolSpec? {
-        let candidates = context.pools.pools(servingFamily: family)
+    /// The pool for a task naming a registered checkpoint of `family` (``ModelAffinity``).
+    func choosePool(forFamily family: String, digest: String, now: Int64) async -> PoolSpec? {
+        await choosePool(
+            among: context.pools.pools(servingFamily: family), need: .checkpoint(digest: WorkerHeartbeat.digestPrefix(digest)), now: now)
+    }
+
+    /// The pool among `candidates` (in configuration order) for what the task needs (``ModelAffinity``).
+    func choosePool(among candidates: [PoolSpec], need: ModelAffinity.Need, now: Int64) async -> PoolSpec? {
         guard candidates.count > 1 else { return candidates.first }
-        let digest = WorkerHeartbeat.digestPrefix(fullDigest)
         let routing = context.pools.modelRouting
         let heartbeats = routing.affinity ? await fleet.heartbeats(from: context.transport.tasks, maxAge: fleetRefresh) : []
         var scored: [(pool: PoolSpec, load: Int, tier: ModelAffinity.Tier)] = []
         for pool in candidates {
             let tier = ModelAffinity.tier(
-                of: pool.name, digest: digest, heartbeats: heartbeats,
-                recentlySent: placements.sentRecently(digest: digest, to: pool.name, now: now), now: now)
+                of: pool.name, need: need, heartbeats: heartbeats,
+                recentlySent: placements.sentRecently(digest: need.key, to: pool.name, now: now), now: now)
             scored.append((pool, await load(of: pool.name), tier))
         }
         let chosen =
-            ModelAffinity.choose(scored, slack: routing.slack, affinity: routing.affinity, digest: digest, rotation: rotation.next())
+            ModelAffinity.choose(scored, slack: routing.slack, affinity: routing.affinity, digest: need.key, rotation: rotation.next())
             ?? candidates[0]
-        if routing.affinity { placements.note(digest: digest, pool: chosen.name, now: now) }
+        if routing.affinity { placements.note(digest: need.key, pool: chosen.name, now: now) }
         return chosen
     }
 

@@ -12,10 +12,10 @@ import Tracing
 /// 1. fails it if its deadline passed (if it is still queued);
 /// 2. drops it (below) if the task is no longer queued: cancelled before a GPU was spent,
 ///    already dispatched by another message, running or ended;
-/// 3. picks the pool: the named one, else a pool serving the requested model (model affinity:
-///    among several, the one whose workers have the model loaded now, see ``LoadedModels``, else
-///    the first), else the default pool; an unknown pool or a model the pool does not serve fails
-///    the task with a clear error instead of queueing it;
+/// 3. picks the pool: the named one, else a pool serving the requested model or its registered
+///    checkpoint's family (among several, where the model is warm and the load is within the
+///    slack, see ``ModelAffinity``), else the default pool; an unknown pool or a model the pool
+///    does not serve fails the task with a clear error instead of queueing it;
 /// 4. marks the record `dispatched` in one conditional write (queued, or a redelivery of the
 ///    message whose dispatch was recorded), noting its place in line
 ///    (``positionAtDispatch(pool:high:)``) for the status's `queue_position`, then sends it to
@@ -139,8 +139,8 @@ public struct Dispatcher: Service {
     }
 
     /// The pool `task` goes to, or why it cannot be dispatched: its deadline passed, or no pool
-    /// fits (``resolvePool(for:in:)``). Among several pools serving its model, the one with the
-    /// model loaded now (``LoadedModels``) — unless `chosen` was already picked.
+    /// fits (``resolvePool(for:in:)``). Among several pools serving its model, the one where it is
+    /// warm (``ModelAffinity``) — unless `chosen` was already picked.
     func choosePool(for task: Sdq_V1_GenerationTask, now: Int64, chosen: PoolSpec? = nil) async -> Result<PoolSpec, RoutingError> {
         if task.deadlineMs > 0, now > task.deadlineMs {
             return .failure(RoutingError(code: "deadline_exceeded", message: "the task's deadline passed before it was dispatched"))
@@ -153,8 +153,7 @@ public struct Dispatcher: Service {
             return .success(pool)
         }
         if task.pool.isEmpty, !task.model.isEmpty, case .success = resolved,
-            let warm = await LoadedModels.preferred(
-                context.pools.pools(servingModel: task.model), model: task.model, in: context.transport.objects, now: now)
+            let warm = await choosePool(among: context.pools.pools(servingModel: task.model), need: .model(task.model), now: now)
         {
             return .success(warm)
         }

@@ -291,7 +291,7 @@ public struct AWSStackDoctor: Sendable {
     /// The actions each service's role needs.
     static let neededActions: [String: [String]] = [
         "api": ["sns:Publish", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "s3:PutObject", "s3:GetObject", "dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"],
-        "dispatcher": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "dispatcher": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"],
         "inference": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:SendMessage", "sqs:GetQueueUrl", "s3:PutObject", "s3:GetObject", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
         "result-writer": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:SendMessage", "sqs:GetQueueUrl", "sns:Publish", "s3:PutObject", "s3:GetObject", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
     ]

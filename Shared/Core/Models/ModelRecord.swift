@@ -46,7 +46,10 @@ public struct ModelRecord: Sendable, Codable, Equatable {
     }
 
     /// The object key of a file sdq uploads, by its digest: one object per content, whatever its names.
-    public static func objectKey(sha256: String) -> String { "models/sha256/\(sha256)" }
+    public static func objectKey(sha256: String) -> String { "\(keyPrefix)sha256/\(sha256)" }
+
+    /// Where model files live in the stack's bucket (registered ones, and `--key` sources).
+    public static let keyPrefix = "models/"
 
     /// The families sdq knows; others are accepted when they are plain tokens (a new base model
     /// should not wait for a release), but these are what the docs and the console offer.

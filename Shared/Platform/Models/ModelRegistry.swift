@@ -68,6 +68,13 @@ public struct ModelRegistry: Sendable {
             }
             stored = try await download(url, expected: expected)
         case .object(let key):
+            // The inference services' role reads model files under models/ only (the SAM
+            // template's InferencePolicy): a file elsewhere would register and then never load.
+            guard key.hasPrefix(ModelRecord.keyPrefix), key.count > ModelRecord.keyPrefix.count, !key.split(separator: "/").contains("..") else {
+                throw ModelRegistryError(
+                    code: "invalid_model", message: "a model object must be under \(ModelRecord.keyPrefix) in the stack's bucket (the workers read only there): \(key)",
+                    field: "key")
+            }
             let digest: (sha256: String, bytes: Int64)?
             do { digest = try await FileDigest.sha256(ofObject: key, in: objects) } catch { throw Self.storage(error) }
             guard let digest else {

@@ -161,14 +161,6 @@ extension InferenceWorker {
         return Set(task.callback.events)
     }
 
-    /// Tells the dispatcher this pool has `model` loaded (``LoadedModels``), at most once a minute.
-    func reportLoaded(model: String) async {
-        guard !model.isEmpty else { return }
-        let now = EpochClock.nowMillis()
-        guard loadedReports.due(model: model, now: now) else { return }
-        await LoadedModels.mark(pool: configuration.pool, model: model, in: context.transport.objects, now: now)
-    }
-
     static func job(for prepared: PreparedTask) -> RuntimeJob {
         let task = prepared.task
         let p = task.parameters
@@ -196,7 +188,6 @@ extension InferenceWorker {
     /// becomes of the message.
     func settleUntraced(_ finished: FinishedTask) async -> MessageDisposition {
         if let modelCache, !finished.prepared.task.assets.isEmpty { await modelCache.release(finished.prepared.task.assets) }
-        if case .completed(let prepared, _, _) = finished { await reportLoaded(model: prepared.task.model) }
         switch finished {
         case .dropped(let prepared, let owed):
             guard let owed else { return .delete }
@@ -413,15 +404,3 @@ final class StopFlag: Sendable {
     var isSet: Bool { state.withLock { $0 } }
 }
 
-/// When this worker last reported each loaded model.
-final class LoadedModelReports: Sendable {
-    private let state = Mutex([String: Int64]())
-    /// True (and recorded) when `model` was not reported in the last ``LoadedModels/refresh``.
-    func due(model: String, now: Int64) -> Bool {
-        state.withLock { last in
-            if let previous = last[model], now - previous < LoadedModels.refresh { return false }
-            last[model] = now
-            return true
-        }
-    }
-}

@@ -20,7 +20,6 @@ public struct InferenceWorker: Service {
     public let runtime: any RuntimeBackend
     public let configuration: InferenceConfiguration
     public let logger: Logger
-    let loadedReports = LoadedModelReports()
     let gpuClock = GPUClock()
     /// Stores the running tasks' live previews (``InferenceConfiguration/previewInterval``).
     let previewPublisher = PreviewPublisher()
