@@ -66,13 +66,13 @@ enum ModelAffinity {
     }
 
     /// The pool for the task among `candidates` (in configuration order), with each one's load
-    /// (tasks waiting or running on its lanes) and tier. With affinity, a checkpoint warm nowhere
-    /// goes to its home pool by rendezvous hashing of its digest (``home(of:in:)``), so each pool's
-    /// cache holds its own share of the checkpoints instead of all of them in turn; loaded and
+    /// (tasks waiting or running on its lanes) and tier. With affinity, a model warm nowhere goes to
+    /// its home pool by rendezvous hashing of its `key` (``Need/key``, ``weight(_:_:)``), so each
+    /// pool's cache holds its own share of the checkpoints instead of all of them in turn; loaded and
     /// cached ties go to the less loaded pool. Without affinity, the least loaded pool, ties taken
     /// in turn from `rotation`.
     static func choose(
-        _ candidates: [(pool: PoolSpec, load: Int, tier: Tier)], slack: Int, affinity: Bool, digest: String = "", rotation: Int = 0
+        _ candidates: [(pool: PoolSpec, load: Int, tier: Tier)], slack: Int, affinity: Bool, key: String = "", rotation: Int = 0
     ) -> PoolSpec? {
         guard let least = candidates.map(\.load).min() else { return nil }
         let count = candidates.count
@@ -85,18 +85,18 @@ enum ModelAffinity {
         let eligible = indexed.filter { $0.entry.load <= least + max(0, slack) }
         let best = eligible.map(\.entry.tier).min() ?? .family
         let tied = eligible.filter { $0.entry.tier == best }
-        if best == .family, !digest.isEmpty {
-            return tied.max { weight(digest, $0.entry.pool.name) < weight(digest, $1.entry.pool.name) }?.entry.pool
+        if best == .family, !key.isEmpty {
+            return tied.max { weight(key, $0.entry.pool.name) < weight(key, $1.entry.pool.name) }?.entry.pool
         }
         return tied.min { ($0.entry.load, $0.index) < ($1.entry.load, $1.index) }?.entry.pool
     }
 
-    /// The rendezvous weight of a checkpoint on a pool (FNV-1a of both): the pool with the
-    /// highest weight is the checkpoint's home. Adding or removing a pool moves only the
-    /// checkpoints whose home it is.
-    static func weight(_ digest: String, _ pool: String) -> UInt64 {
+    /// The rendezvous weight of a model's key on a pool (FNV-1a of both): the pool with the
+    /// highest weight is the model's home. Adding or removing a pool moves only the models whose
+    /// home it is.
+    static func weight(_ key: String, _ pool: String) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in digest.utf8 + [0] + pool.utf8 {
+        for byte in key.utf8 + [0] + pool.utf8 {
             hash ^= UInt64(byte)
             hash = hash &* 0x0000_0100_0000_01b3
         }
@@ -128,19 +128,20 @@ final class Rotation: Sendable {
     func next() -> Int { value.add(1, ordering: .relaxed).oldValue & Int.max }
 }
 
-/// Where this dispatcher sent each checkpoint last, and when (``ModelAffinity/stickiness``).
+/// Where this dispatcher sent each model (by ``ModelAffinity/Need/key``) last, and when
+/// (``ModelAffinity/stickiness``).
 final class RecentPlacements: Sendable {
     private let placed = Mutex<[String: (pool: String, at: Int64)]>([:])
 
-    func note(digest: String, pool: String, now: Int64) {
+    func note(key: String, pool: String, now: Int64) {
         placed.withLock {
-            $0[digest] = (pool, now)
+            $0[key] = (pool, now)
             if $0.count > 10_000 { $0 = $0.filter { now - $1.at < ModelAffinity.stickiness } }
         }
     }
 
-    func sentRecently(digest: String, to pool: String, now: Int64) -> Bool {
-        placed.withLock { entry in entry[digest].map { $0.pool == pool && now - $0.at < ModelAffinity.stickiness } ?? false }
+    func sentRecently(key: String, to pool: String, now: Int64) -> Bool {
+        placed.withLock { entry in entry[key].map { $0.pool == pool && now - $0.at < ModelAffinity.stickiness } ?? false }
     }
 }
 
@@ -160,13 +161,13 @@ extension Dispatcher {
         for pool in candidates {
             let tier = ModelAffinity.tier(
                 of: pool.name, need: need, heartbeats: heartbeats,
-                recentlySent: placements.sentRecently(digest: need.key, to: pool.name, now: now), now: now)
+                recentlySent: placements.sentRecently(key: need.key, to: pool.name, now: now), now: now)
             scored.append((pool, await load(of: pool.name), tier))
         }
         let chosen =
-            ModelAffinity.choose(scored, slack: routing.slack, affinity: routing.affinity, digest: need.key, rotation: rotation.next())
+            ModelAffinity.choose(scored, slack: routing.slack, affinity: routing.affinity, key: need.key, rotation: rotation.next())
             ?? candidates[0]
-        if routing.affinity { placements.note(digest: need.key, pool: chosen.name, now: now) }
+        if routing.affinity { placements.note(key: need.key, pool: chosen.name, now: now) }
         return chosen
     }
 
